@@ -1,0 +1,1 @@
+"""Projects and API keys: who is calling, and what they may see."""

@@ -1,0 +1,1 @@
+"""Money: pure pricing rules and the append-only ledger's vocabulary."""

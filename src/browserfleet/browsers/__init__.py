@@ -1,0 +1,1 @@
+"""Browser runtime: launching, watching and killing Chromium processes. Knows nothing of sessions."""

@@ -1,0 +1,53 @@
+"""Domain errors: each names a fact. The HTTP edge maps them once (api/errors.py)."""
+
+
+class DomainError(Exception):
+    """Base of every error a caller may need to tell apart."""
+
+
+class NotAuthenticated(DomainError):
+    """No API key was presented."""
+
+
+class InvalidApiKey(DomainError):
+    """The API key is unknown or revoked."""
+
+
+class SessionNotFound(DomainError):
+    """No such session in the caller's project."""
+
+
+class ProfileNotFound(DomainError):
+    """No such profile in the caller's project."""
+
+
+class AccountNotFound(DomainError):
+    """The key's project no longer exists."""
+
+
+class TimeoutLimitExceeded(DomainError):
+    """The requested session timeout is above the 240-minute maximum."""
+
+
+class InsufficientCredits(DomainError):
+    """The project's credits cannot cover the upfront charge."""
+
+
+class ConcurrencyLimitReached(DomainError):
+    """The project already runs as many sessions as it may."""
+
+
+class HostAtCapacity(DomainError):
+    """This host cannot start another browser right now."""
+
+
+class BrowserLaunchFailed(DomainError):
+    """Chromium did not start or its CDP endpoint never answered."""
+
+
+class ProjectNotFound(DomainError):
+    """No project of that name (CLI)."""
+
+
+class ApiKeyNotFound(DomainError):
+    """No API key with that id or prefix (CLI)."""

@@ -1,0 +1,118 @@
+"""What the session service needs from the outside world, as small Protocols.
+
+Implemented by store/ (database), browsers/ (Chromium processes) and cdp/ (the gateway);
+tests may pass hand-written fakes through bootstrap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from browserfleet.browsers.launch_spec import LaunchSpec
+from browserfleet.ids import InstanceId, ProjectId, SessionId
+from browserfleet.sessions.model import Session, SessionPage, SessionQuery, StopReason
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    id: InstanceId
+    host: str
+    pid: int
+    heartbeat_at: datetime
+
+
+class SessionStore(Protocol):
+    async def reserve(self, session: Session, default_limit: int) -> None:
+        """Atomically, in one short transaction: check credits (InsufficientCredits) and the
+        project's concurrency limit (ConcurrencyLimitReached), insert the STARTING session,
+        append the upfront charge to the ledger and take a slot. Nothing is written on failure."""
+
+    async def mark_active(self, session_id: SessionId, *, pid: int, session_dir: str) -> Session:
+        """STARTING -> ACTIVE once the browser answers."""
+
+    async def mark_failed(self, session_id: SessionId) -> None:
+        """STARTING -> FAILED: refund the upfront charge in full and free the slot."""
+
+    async def request_stop(self, session_id: SessionId, reason: StopReason, at: datetime) -> Session:
+        """ACTIVE -> STOPPING, recording reason and finished_at; a session already STOPPING or
+        STOPPED is returned unchanged."""
+
+    async def finalize(self, session_id: SessionId, *, cost_micros: int, proxy_bytes: int) -> Session:
+        """STOPPING -> STOPPED: record the final cost, append the refund (idempotent), free the
+        slot. A session already STOPPED is returned unchanged (no second refund)."""
+
+    async def get(self, project_id: ProjectId, session_id: SessionId) -> Session:
+        """A visible session of that project, else SessionNotFound."""
+
+    async def get_any(self, session_id: SessionId) -> Session | None: ...
+
+    async def list(self, project_id: ProjectId, query: SessionQuery) -> SessionPage: ...
+
+    async def live_owned_by(self, owner: InstanceId) -> Sequence[Session]:
+        """STARTING, ACTIVE and STOPPING sessions whose browser runs in that instance."""
+
+    async def expired(self, owner: InstanceId, now: datetime) -> Sequence[Session]:
+        """ACTIVE sessions of that owner with timeout_at <= now."""
+
+    async def heartbeat(self, owner: InstanceId, host: str, pid: int, at: datetime) -> None: ...
+
+    async def forget_instance(self, owner: InstanceId) -> None: ...
+
+    async def orphaned(self, stale_before: datetime, exclude: InstanceId) -> Sequence[Session]:
+        """Live sessions whose owner has not sent a heartbeat since stale_before."""
+
+    async def instances(self) -> Sequence[InstanceRecord]:
+        """Every registered server instance."""
+
+    async def live_pids(self) -> frozenset[int]:
+        """Browser pids of every live session, whatever its owner."""
+
+    async def adopt(self, session_id: SessionId, new_owner: InstanceId) -> Session | None:
+        """Take over an orphaned live session (compare-and-set on its old owner)."""
+
+
+class BrowserHandle(Protocol):
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def cdp_port(self) -> int:
+        """The browser's DevTools HTTP/WebSocket port on 127.0.0.1."""
+
+    @property
+    def workdir(self) -> Path: ...
+
+    async def wait_closed(self) -> int:
+        """Wait until the browser process exits; returns its exit code."""
+
+    async def close(self) -> None:
+        """Kill the whole process group, reap it, and remove the workdir. Idempotent."""
+
+
+class BrowserLauncher(Protocol):
+    async def launch(self, spec: LaunchSpec, workdir: Path) -> BrowserHandle:
+        """Start Chromium in a fresh workdir; returns once CDP answers and the first page has
+        exactly the spec's viewport. Raises BrowserLaunchFailed (and leaves nothing behind)."""
+
+    def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
+        """Kill Chromium processes whose user-data-dir lies under root and whose pid is not in
+        keep; returns how many process groups were killed."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRoute:
+    token: str
+    cdp_port: int
+    allow_resizing: bool
+
+
+class CdpGateway(Protocol):
+    def open(self, route: GatewayRoute) -> None:
+        """Start serving /cdp/{token}/... for this browser."""
+
+    async def close(self, token: str) -> None:
+        """Close every socket of that token; afterwards the token answers 404."""

@@ -1,0 +1,135 @@
+"""The supervisor loop: timeouts, stops requested elsewhere, heartbeats and orphan recovery.
+
+Everything it acts on is read from the store each sweep, so a restarted or second instance
+reaches the same decisions; nothing depends on in-process state alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from browserfleet.ids import SessionId
+from browserfleet.sessions.model import SessionStatus, StopReason
+from browserfleet.sessions.ports import BrowserLauncher, SessionStore
+from browserfleet.sessions.service import Clock, SessionService
+from browserfleet.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+# An instance whose heartbeat is older than this many intervals is presumed dead.
+_STALE_HEARTBEATS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ReaperConfig:
+    sweep_interval_s: float
+    heartbeat_interval_s: float
+    sessions_dir: Path
+
+
+class Reaper:
+    def __init__(
+        self,
+        service: SessionService,
+        store: SessionStore,
+        launcher: BrowserLauncher,
+        config: ReaperConfig,
+        clock: Clock,
+    ) -> None:
+        self._service = service
+        self._store = store
+        self._launcher = launcher
+        self._config = config
+        self._clock = clock
+        self._tasks = TaskSet("reaper")
+        self._host = socket.gethostname()
+
+    async def start(self) -> None:
+        """Register this instance, recover what a crashed predecessor left, start the loops."""
+        await self._heartbeat()
+        await self.recover_orphans()
+        keep = await self._store.live_pids() | self._service.local_pids()
+        killed = self._launcher.kill_strays(self._config.sessions_dir, keep)
+        if killed:
+            log.warning("killed %d leftover browser(s) from an earlier run", killed)
+        self._tasks.spawn(self._sweep_loop(), name="sweep")
+        self._tasks.spawn(self._heartbeat_loop(), name="heartbeat")
+
+    async def stop_loops(self) -> None:
+        """First step of shutdown: no new stops are started after this."""
+        await self._tasks.close()
+
+    async def deregister(self) -> None:
+        """Last step of shutdown, once every session of this instance is stopped."""
+        await self._store.forget_instance(self._service.instance)
+
+    async def _heartbeat(self) -> None:
+        await self._store.heartbeat(self._service.instance, self._host, os.getpid(), self._clock())
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.heartbeat_interval_s)
+            try:
+                await self._heartbeat()
+                await self.recover_orphans()
+            except Exception:
+                log.exception("heartbeat failed")
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweep failed")
+            await asyncio.sleep(self._config.sweep_interval_s)
+
+    async def sweep(self) -> None:
+        """Stop expired sessions and finish stops other instances asked of us."""
+        now = self._clock()
+        for session in await self._store.expired(self._service.instance, now):
+            self._stop_soon(session.id, StopReason.TIMEOUT, session.timeout_at)
+        for session in await self._store.live_owned_by(self._service.instance):
+            if session.status is SessionStatus.STOPPING:
+                self._stop_soon(session.id, session.stop_reason or StopReason.USER, now)
+
+    def _stop_soon(self, session_id: SessionId, reason: StopReason, at: datetime) -> None:
+        if self._service.is_tearing_down(session_id):
+            return
+        self._tasks.spawn(self._service.stop_local(session_id, reason, at), name=f"stop-{session_id}")
+
+    async def _forget_dead_neighbours(self) -> None:
+        """An instance on this host whose process is gone is dead now, heartbeat or not."""
+        for instance in await self._store.instances():
+            if instance.id == self._service.instance or instance.host != self._host:
+                continue
+            if not _is_server_process(instance.pid):
+                await self._store.forget_instance(instance.id)
+
+    async def recover_orphans(self) -> None:
+        """Stop and bill live sessions whose owning instance is gone."""
+        await self._forget_dead_neighbours()
+        now = self._clock()
+        stale_before = now - timedelta(
+            seconds=self._config.heartbeat_interval_s * _STALE_HEARTBEATS
+        )
+        for session in await self._store.orphaned(stale_before, self._service.instance):
+            log.warning("stopping orphaned session", extra={"session_id": str(session.id)})
+            try:
+                await self._service.stop_abandoned(session, now)
+            except Exception:
+                log.exception("could not stop orphan", extra={"session_id": str(session.id)})
+
+
+def _is_server_process(pid: int) -> bool:
+    """True if pid runs a browserfleet server (a recycled pid of another program is not)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"browserfleet" in cmdline

@@ -1,0 +1,271 @@
+"""The session service: create, read, stop. Orchestrates store, browser launcher and CDP gateway.
+
+Correctness lives in the store's atomic, conditional updates; the in-process maps here only
+hold this instance's own browser handles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from browserfleet.auth.keys import new_capability_token
+from browserfleet.auth.model import Principal
+from browserfleet.billing import pricing
+from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
+from browserfleet.errors import (
+    HostAtCapacity,
+    ProfileNotFound,
+    SessionNotFound,
+    TimeoutLimitExceeded,
+)
+from browserfleet.ids import InstanceId, SessionId
+from browserfleet.sessions.model import (
+    MAX_TIMEOUT_MINUTES,
+    Session,
+    SessionPage,
+    SessionQuery,
+    SessionRequest,
+    SessionStatus,
+    StopReason,
+)
+from browserfleet.sessions.ports import (
+    BrowserHandle,
+    BrowserLauncher,
+    CdpGateway,
+    GatewayRoute,
+    SessionStore,
+)
+from browserfleet.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+# How long a stop waits for another instance to tear down a browser it owns.
+_REMOTE_STOP_WAIT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    instance: InstanceId
+    sessions_dir: Path
+    mode: HeadlessMode
+    extra_args: tuple[str, ...]
+    default_concurrent_limit: int
+    host_max_browsers: int
+
+
+@dataclass(slots=True)
+class _Running:
+    handle: BrowserHandle
+    token: str
+
+
+def launch_spec_for(request: SessionRequest, config: RuntimeConfig) -> LaunchSpec:
+    """The launch spec a request needs (the warm pool compares these by equality)."""
+    return LaunchSpec(
+        mode=config.mode,
+        screen_width=request.screen_width,
+        screen_height=request.screen_height,
+        ignore_cert_errors=bool(request.custom_proxy and request.custom_proxy.ignore_cert_errors),
+        pdf_viewer=request.pdf_viewer,
+        extra_args=config.extra_args,
+    )
+
+
+class SessionService:
+    def __init__(
+        self,
+        store: SessionStore,
+        launcher: BrowserLauncher,
+        gateway: CdpGateway,
+        config: RuntimeConfig,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._launcher = launcher
+        self._gateway = gateway
+        self._config = config
+        self._clock = clock
+        self._running: dict[SessionId, _Running] = {}
+        self._launching = 0
+        self._teardowns: dict[SessionId, asyncio.Task[Session]] = {}
+        self._tasks = TaskSet("sessions")
+
+    @property
+    def instance(self) -> InstanceId:
+        return self._config.instance
+
+    def local_browser_count(self) -> int:
+        return len(self._running) + self._launching
+
+    def local_pids(self) -> frozenset[int]:
+        return frozenset(r.handle.pid for r in self._running.values())
+
+    # -- create ---------------------------------------------------------------------------
+    async def create(self, principal: Principal, request: SessionRequest) -> Session:
+        if request.timeout_minutes > MAX_TIMEOUT_MINUTES:
+            raise TimeoutLimitExceeded(request.timeout_minutes)
+        if request.profile_id is not None:
+            raise ProfileNotFound(request.profile_id)
+        if self.local_browser_count() >= self._config.host_max_browsers:
+            raise HostAtCapacity(f"this host runs {self._config.host_max_browsers} browsers")
+        self._launching += 1
+        try:
+            return await self._create(principal, request)
+        finally:
+            self._launching -= 1
+
+    async def _create(self, principal: Principal, request: SessionRequest) -> Session:
+        now = self._clock()
+        session = Session(
+            id=SessionId(uuid.uuid4()),
+            project_id=principal.project_id,
+            status=SessionStatus.STARTING,
+            token=new_capability_token(),
+            request=request,
+            created_at=now,
+            started_at=now,
+            timeout_at=now + timedelta(minutes=request.timeout_minutes),
+            upfront_micros=pricing.upfront_micros(request.timeout_minutes),
+            owner=self._config.instance,
+        )
+        await self._store.reserve(session, self._config.default_concurrent_limit)
+        workdir = self._config.sessions_dir / str(session.id)
+        try:
+            handle = await self._launcher.launch(launch_spec_for(request, self._config), workdir)
+        except BaseException:
+            await asyncio.shield(self._store.mark_failed(session.id))
+            raise
+        try:
+            self._gateway.open(
+                GatewayRoute(session.token, handle.cdp_port, request.allow_resizing)
+            )
+            self._running[session.id] = _Running(handle, session.token)
+            active = await self._store.mark_active(
+                session.id, pid=handle.pid, session_dir=str(workdir)
+            )
+        except BaseException:
+            await asyncio.shield(self._abort_launched(session, handle))
+            raise
+        self._tasks.spawn(self._watch(session.id, handle), name=f"watch-{session.id}")
+        log.info("session started", extra={"session_id": str(session.id), "pid": handle.pid})
+        return active
+
+    async def _abort_launched(self, session: Session, handle: BrowserHandle) -> None:
+        self._running.pop(session.id, None)
+        await self._gateway.close(session.token)
+        await handle.close()
+        await self._store.mark_failed(session.id)
+
+    async def _watch(self, session_id: SessionId, handle: BrowserHandle) -> None:
+        """A browser that dies by itself ends its session, billed up to that moment."""
+        code = await handle.wait_closed()
+        if session_id in self._running and session_id not in self._teardowns:
+            log.warning(
+                "browser exited by itself (code %s)", code, extra={"session_id": str(session_id)}
+            )
+            await self.stop_local(session_id, StopReason.CRASH, self._clock())
+
+    # -- read -----------------------------------------------------------------------------
+    async def get(self, principal: Principal, session_id: SessionId) -> Session:
+        return await self._store.get(principal.project_id, session_id)
+
+    async def list(self, principal: Principal, query: SessionQuery) -> SessionPage:
+        return await self._store.list(principal.project_id, query)
+
+    # -- stop -----------------------------------------------------------------------------
+    async def stop(self, principal: Principal, session_id: SessionId) -> Session:
+        session = await self._store.get(principal.project_id, session_id)
+        if session.status is SessionStatus.STOPPED:
+            return session
+        if session.owner == self._config.instance:
+            return await self.stop_local(session_id, StopReason.USER, self._clock())
+        return await self._stop_remote(session)
+
+    async def stop_local(self, session_id: SessionId, reason: StopReason, at: datetime) -> Session:
+        """Stop a session whose browser this instance owns; concurrent calls share one teardown."""
+        existing = self._teardowns.get(session_id)
+        if existing is None:
+            existing = self._tasks.spawn(
+                self._teardown(session_id, reason, at), name=f"stop-{session_id}"
+            )
+            self._teardowns[session_id] = existing
+            existing.add_done_callback(lambda _t: self._teardowns.pop(session_id, None))
+        return await asyncio.shield(existing)
+
+    async def _teardown(self, session_id: SessionId, reason: StopReason, at: datetime) -> Session:
+        session = await self._store.request_stop(session_id, reason, at)
+        if session.status is SessionStatus.STOPPED:
+            return session
+        running = self._running.pop(session_id, None)
+        await self._gateway.close(session.token)
+        if running is not None:
+            await running.handle.close()
+        finished = session.finished_at or at
+        bill = pricing.bill(session.started_at, finished, session.request.timeout_minutes)
+        stopped = await self._store.finalize(
+            session_id, cost_micros=bill.cost_micros, proxy_bytes=session.proxy_bytes
+        )
+        log.info(
+            "session stopped (%s), billed %s min",
+            session.stop_reason or reason,
+            bill.billed_minutes,
+            extra={"session_id": str(session_id)},
+        )
+        return stopped
+
+    async def _stop_remote(self, session: Session) -> Session:
+        """Ask the owning instance to stop (it sees STOPPING on its next sweep) and wait."""
+        await self._store.request_stop(session.id, StopReason.USER, self._clock())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _REMOTE_STOP_WAIT_S
+        while loop.time() < deadline:
+            current = await self._store.get(session.project_id, session.id)
+            if current.status is SessionStatus.STOPPED:
+                return current
+            await asyncio.sleep(0.1)
+        return await self._store.get(session.project_id, session.id)
+
+    async def stop_abandoned(self, session: Session, at: datetime) -> Session:
+        """Finish a session whose owner died: no browser of ours to close, just bill it."""
+        adopted = await self._store.adopt(session.id, self._config.instance)
+        if adopted is None:
+            raise SessionNotFound(str(session.id))
+        end = min(at, adopted.timeout_at)
+        return await self.stop_local(adopted.id, StopReason.ORPHANED, end)
+
+    def is_tearing_down(self, session_id: SessionId) -> bool:
+        return session_id in self._teardowns
+
+    # -- shutdown -------------------------------------------------------------------------
+    async def shutdown(self) -> None:
+        """Stop every session this instance runs, bill them, and leave no process behind."""
+        now = self._clock()
+        ids = list(self._running)
+        results = await asyncio.gather(
+            *(self.stop_local(i, StopReason.SHUTDOWN, now) for i in ids), return_exceptions=True
+        )
+        for session_id, result in zip(ids, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("stop at shutdown failed", exc_info=result,
+                          extra={"session_id": str(session_id)})
+        for running in list(self._running.values()):
+            await running.handle.close()
+        self._running.clear()
+        await self._tasks.close()
+
+
+def with_running_cost(session: Session, now: datetime) -> Session:
+    """While active, the session shows the cost so far (contract §13.2)."""
+    if session.cost_micros is not None:
+        return session
+    if session.status is SessionStatus.STOPPED:
+        return session
+    bill = pricing.bill(session.started_at, now, session.request.timeout_minutes)
+    return replace(session, cost_micros=bill.cost_micros)

@@ -1,0 +1,70 @@
+"""All configuration, read from arguments and BROWSERFLEET_* environment variables.
+
+Built in main() or by tests, never at import time.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BrowserMode(StrEnum):
+    HEADLESS_NEW = "headless-new"
+    HEADLESS_SHELL = "headless-shell"
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "browserfleet"
+
+
+class BrowserSettings(BaseModel):
+    mode: BrowserMode = BrowserMode.HEADLESS_NEW
+    chromium_path: Path = Path("/usr/lib/chromium/chromium")
+    headless_shell_path: Path = Path("/usr/lib/chromium/chromium-headless-shell")
+    launch_timeout_s: float = Field(20.0, gt=0)
+    # Extra Chromium switches, e.g. the tests' --host-resolver-rules.
+    extra_args: list[str] = Field(default_factory=list)
+    no_sandbox: bool = True
+
+
+class LimitSettings(BaseModel):
+    default_concurrent_sessions: int = Field(10, ge=1)
+    # How many browsers this host may run at once (all projects together).
+    host_max_browsers: int = Field(20, ge=1)
+    retry_after_s: int = Field(5, ge=1, le=10)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BROWSERFLEET_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # Base of every URL handed to clients; defaults to http://{host}:{port}.
+    public_url: str | None = None
+    database_url: str | None = None
+    log_level: str = "INFO"
+    reaper_interval_s: float = Field(0.25, gt=0)
+    heartbeat_interval_s: float = Field(2.0, gt=0)
+    browser: BrowserSettings = Field(default_factory=BrowserSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+
+    def effective_public_url(self, bound_port: int | None = None) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{bound_port or self.port}"
+
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'browserfleet.db'}"
+
+    @property
+    def sessions_dir(self) -> Path:
+        return self.data_dir / "sessions"
