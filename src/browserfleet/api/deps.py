@@ -1,0 +1,53 @@
+"""Request-scoped dependencies: the wired services and the authenticated caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+
+from browserfleet.auth.model import Principal
+from browserfleet.auth.service import Authenticator
+from browserfleet.billing.account import AccountReader
+from browserfleet.sessions.service import Clock, SessionService
+
+
+@dataclass(frozen=True, slots=True)
+class ApiServices:
+    """What the routes may call; built in bootstrap, stored on app.state."""
+
+    sessions: SessionService
+    authenticator: Authenticator
+    accounts: AccountReader
+    clock: Clock
+    public_url: str | None
+    ready: bool = True
+
+
+def services(request: Request) -> ApiServices:
+    found: ApiServices = request.app.state.services
+    return found
+
+
+_api_key_header = APIKeyHeader(name="X-Browser-Use-API-Key", auto_error=False)
+
+
+async def principal(
+    request: Request, key: Annotated[str | None, Depends(_api_key_header)]
+) -> Principal:
+    return await services(request).authenticator.authenticate(key)
+
+
+def base_url(request: Request) -> str:
+    """Base of the URLs handed to clients: the configured public URL, else this request's."""
+    configured = services(request).public_url
+    if configured:
+        return configured.rstrip("/")
+    return str(request.base_url).rstrip("/")
+
+
+Services = Annotated[ApiServices, Depends(services)]
+Caller = Annotated[Principal, Depends(principal)]
+BaseUrl = Annotated[str, Depends(base_url)]

@@ -1,0 +1,1 @@
+"""Wire models, named as in the Browser Use Cloud OpenAPI."""

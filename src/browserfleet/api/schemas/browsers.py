@@ -1,0 +1,176 @@
+"""Browser session wire models (contract §2.1-2.4, §3.1-3.3) and their one-way conversions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from urllib.parse import quote
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from browserfleet.api.schemas.countries import ProxyCountryCode
+from browserfleet.billing.pricing import format_megabytes, format_usd
+from browserfleet.sessions import model as m
+from browserfleet.sessions.lifecycle import wire_status
+
+MAX_METADATA_PAIRS = 10
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+
+
+class RequestModel(BaseModel):
+    """Accepts camelCase and snake_case keys; ignores unknown fields (future SDK versions)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class ResponseModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class CustomProxy(RequestModel):
+    host: str = Field(min_length=1, max_length=255, description="Host of the proxy.")
+    port: int = Field(ge=1, le=65535, description="Port of the proxy.")
+    username: str | None = Field(None, min_length=1, max_length=255)
+    password: str | None = Field(None, min_length=1, max_length=255)
+    ignore_cert_errors: bool | None = Field(
+        False, description="Ignore TLS certificate errors of this proxy (this session only)."
+    )
+
+    def to_domain(self) -> m.CustomProxy:
+        return m.CustomProxy(
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            ignore_cert_errors=bool(self.ignore_cert_errors),
+        )
+
+
+Metadata = dict[Annotated[str, Field(min_length=1, max_length=MAX_METADATA_KEY)],
+                Annotated[str, Field(max_length=MAX_METADATA_VALUE)]]
+
+
+class CreateBrowserSessionRequest(RequestModel):
+    profile_id: UUID | None = Field(None, description="Load a saved profile.")
+    proxy_country_code: ProxyCountryCode | None = Field(
+        "us", description="Country of the managed proxy; null disables the proxy."
+    )
+    metadata: Metadata | None = Field(
+        None, description="Up to 10 key-value labels; filterable on the list.",
+        max_length=MAX_METADATA_PAIRS,
+    )
+    timeout: int | None = Field(
+        m.DEFAULT_TIMEOUT_MINUTES, ge=1,
+        description="Minutes until the session stops by itself (1-240; above 240 is a 403).",
+    )
+    browser_screen_width: int | None = Field(None, ge=320, le=6144)
+    browser_screen_height: int | None = Field(None, ge=320, le=3456)
+    allow_resizing: bool | None = Field(False, description="Let clients resize the window.")
+    pdf_renderer_enabled: bool | None = Field(True, description="Render PDFs in a tab.")
+    solve_captchas: bool | None = Field(True, description="Accepted; no solver is built in.")
+    custom_proxy: CustomProxy | None = Field(None, description="Your own HTTP or SOCKS5 proxy.")
+    enable_recording: bool | None = Field(False, description="Record the session as MP4.")
+    extension_ids: list[UUID] | None = Field(None, max_length=3)
+
+    @field_validator("extension_ids")
+    @classmethod
+    def _no_extensions(cls, value: list[UUID] | None) -> list[UUID] | None:
+        if value:
+            raise ValueError("browser extensions are not supported by this server yet")
+        return value
+
+    def to_request(self) -> m.SessionRequest:
+        return m.SessionRequest(
+            timeout_minutes=self.timeout if self.timeout is not None else m.DEFAULT_TIMEOUT_MINUTES,
+            screen_width=self.browser_screen_width or m.DEFAULT_SCREEN_WIDTH,
+            screen_height=self.browser_screen_height or m.DEFAULT_SCREEN_HEIGHT,
+            allow_resizing=bool(self.allow_resizing),
+            pdf_viewer=self.pdf_renderer_enabled is not False,
+            enable_recording=bool(self.enable_recording),
+            solve_captchas=self.solve_captchas is not False,
+            proxy_country_code=self.proxy_country_code,
+            custom_proxy=self.custom_proxy.to_domain() if self.custom_proxy else None,
+            profile_id=str(self.profile_id) if self.profile_id else None,
+            metadata=dict(self.metadata or {}),
+        )
+
+
+class UpdateBrowserSessionRequest(RequestModel):
+    action: Literal["stop"] = Field(description="Stop the browser session (cannot be undone).")
+
+
+class BrowserSessionItemView(ResponseModel):
+    id: UUID
+    status: Literal["active", "stopped"]
+    live_url: str | None = None
+    cdp_url: str | None = None
+    timeout_at: datetime
+    started_at: datetime
+    finished_at: datetime | None = None
+    proxy_used_mb: str = Field("0", description="Decimal string, MB = 10^6 bytes.")
+    proxy_cost: str = Field("0", description="Decimal string, USD.")
+    browser_cost: str = Field("0", description="Decimal string, USD.")
+    agent_session_id: UUID | None = None
+    recording_url: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    extensions: list[dict[str, str]] = Field(default_factory=list)
+
+    @classmethod
+    def fields_from(cls, session: m.Session, base_url: str) -> dict[str, object]:
+        cdp_url = cdp_url_for(base_url, session.token)
+        return {
+            "id": session.id,
+            "status": wire_status(session.status),
+            "live_url": live_url_for(base_url, cdp_url),
+            "cdp_url": cdp_url,
+            "timeout_at": session.timeout_at,
+            "started_at": session.started_at,
+            "finished_at": session.finished_at,
+            "proxy_used_mb": format_megabytes(session.proxy_bytes),
+            "proxy_cost": "0",
+            "browser_cost": format_usd(session.cost_micros or 0),
+            "metadata": dict(session.request.metadata),
+        }
+
+    @classmethod
+    def from_session(cls, session: m.Session, base_url: str) -> BrowserSessionItemView:
+        return cls.model_validate(cls.fields_from(session, base_url))
+
+
+class BrowserSessionView(BrowserSessionItemView):
+    recording_available: bool = Field(
+        True, description="False when a recording can never appear for this session."
+    )
+
+    @classmethod
+    def from_session(cls, session: m.Session, base_url: str) -> BrowserSessionView:
+        fields = cls.fields_from(session, base_url)
+        fields["recording_available"] = session.request.enable_recording
+        return cls.model_validate(fields)
+
+
+class BrowserSessionListResponse(ResponseModel):
+    items: list[BrowserSessionItemView]
+    total_items: int
+    page_number: int
+    page_size: int
+
+
+def cdp_url_for(base_url: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}/cdp/{token}"
+
+
+def live_url_for(base_url: str, cdp_url: str) -> str:
+    return f"{base_url.rstrip('/')}/live?wss={quote(cdp_url, safe='')}"
+
+
+def parse_metadata_terms(terms: list[str]) -> tuple[tuple[str, str | None], ...]:
+    """`key` matches any value; `key=value` matches exactly (contract §2.2)."""
+    parsed: list[tuple[str, str | None]] = []
+    for term in terms:
+        key, sep, value = term.partition("=")
+        parsed.append((key, value if sep else None))
+    return tuple(parsed)

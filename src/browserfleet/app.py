@@ -1,0 +1,54 @@
+"""create_app(settings) -> FastAPI. The lifespan owns start-up and shutdown of the runtime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from browserfleet import __version__
+from browserfleet.api.deps import ApiServices
+from browserfleet.api.errors import install_error_handlers
+from browserfleet.api.routes import billing, browsers, health
+from browserfleet.api.routes.cdp import build_cdp_router
+from browserfleet.bootstrap import build_runtime, utc_now
+from browserfleet.settings import Settings
+
+API_PREFIXES = ("/api/v2", "/api/v3", "/api/v4")
+
+DESCRIPTION = (
+    "Self-hosted cloud browsers, wire-compatible with the Browser Use Cloud API v3 browser "
+    "endpoints. Browser sessions are charged at $0.02/hour, the full timeout upfront; unused "
+    "time is refunded at stop, rounded up to the minute (minimum 1 minute)."
+)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with build_runtime(settings) as runtime:
+            app.state.gateway = runtime.gateway
+            app.state.services = ApiServices(
+                sessions=runtime.sessions,
+                authenticator=runtime.authenticator,
+                accounts=runtime.accounts,
+                clock=utc_now,
+                public_url=settings.public_url,
+            )
+            yield
+
+    app = FastAPI(title="browserfleet", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan)
+    install_error_handlers(app, settings.limits.retry_after_s)
+    for prefix in API_PREFIXES:
+        version = prefix.rsplit("/", 1)[-1]
+        for router in (browsers.router, billing.router):
+            app.include_router(
+                router,
+                prefix=prefix,
+                generate_unique_id_function=lambda route, v=version: f"{route.name}_{v}",
+            )
+    app.include_router(health.router)
+    app.include_router(build_cdp_router())
+    return app

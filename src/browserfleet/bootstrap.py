@@ -1,0 +1,128 @@
+"""The composition root: the only place where the store, runtime and services are built and wired."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from browserfleet.auth.keys import mint_key
+from browserfleet.auth.model import DEFAULT_PROJECT_NAME
+from browserfleet.auth.service import Authenticator
+from browserfleet.billing.account import AccountReader
+from browserfleet.browsers.launch_spec import HeadlessMode
+from browserfleet.browsers.process import LocalChromiumLauncher
+from browserfleet.cdp.gateway import CdpGatewayServer
+from browserfleet.ids import InstanceId
+from browserfleet.sessions.reaper import Reaper, ReaperConfig
+from browserfleet.sessions.service import RuntimeConfig, SessionService
+from browserfleet.settings import BrowserMode, Settings
+from browserfleet.store.engine import create_engine
+from browserfleet.store.migrate import upgrade
+from browserfleet.store.projects import SqlProjectStore
+from browserfleet.store.sessions import SqlSessionStore
+
+log = logging.getLogger(__name__)
+INITIAL_KEY_FILE = "initial-api-key"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Everything a running server holds, for create_app to hand to the routes."""
+
+    sessions: SessionService
+    authenticator: Authenticator
+    accounts: AccountReader
+    gateway: CdpGatewayServer
+    projects: SqlProjectStore
+
+
+@asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[tuple[SqlProjectStore, SqlSessionStore]]:
+    """Migrated stores over one engine (the CLI uses this too)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    url = settings.effective_database_url()
+    await upgrade(url)
+    engine = create_engine(url)
+    try:
+        yield SqlProjectStore(engine), SqlSessionStore(engine)
+    finally:
+        await engine.dispose()
+
+
+async def ensure_initial_key(settings: Settings, projects: SqlProjectStore) -> str | None:
+    """On an empty database: create the default project and one key; return the key once."""
+    if await projects.list_projects():
+        return None
+    try:
+        project = await projects.create_project(DEFAULT_PROJECT_NAME)
+    except ValueError:  # another process created it first
+        return None
+    minted = mint_key()
+    await projects.add_api_key(project.id, minted.digest, minted.prefix)
+    path = settings.data_dir / INITIAL_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(minted.secret + "\n")
+    return minted.secret
+
+
+def _headless_mode(settings: Settings) -> HeadlessMode:
+    return HeadlessMode.SHELL if settings.browser.mode is BrowserMode.HEADLESS_SHELL else HeadlessMode.NEW
+
+
+@asynccontextmanager
+async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """Start everything a server needs; on exit stop every session and release everything."""
+    async with open_stores(settings) as (projects, store):
+        key = await ensure_initial_key(settings, projects)
+        if key is not None:
+            # Shown once on the operator's terminal; it is never logged.
+            sys.stdout.write(f"Initial API key (also in {settings.data_dir / INITIAL_KEY_FILE}):\n{key}\n")
+            sys.stdout.flush()
+        settings.sessions_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        launcher = LocalChromiumLauncher(
+            settings.browser.chromium_path,
+            settings.browser.headless_shell_path,
+            no_sandbox=settings.browser.no_sandbox,
+            launch_timeout_s=settings.browser.launch_timeout_s,
+        )
+        gateway = CdpGatewayServer()
+        config = RuntimeConfig(
+            instance=InstanceId(f"{uuid.uuid4()}"),
+            sessions_dir=settings.sessions_dir,
+            mode=_headless_mode(settings),
+            extra_args=tuple(settings.browser.extra_args),
+            default_concurrent_limit=settings.limits.default_concurrent_sessions,
+            host_max_browsers=settings.limits.host_max_browsers,
+        )
+        service = SessionService(store, launcher, gateway, config, utc_now)
+        reaper = Reaper(
+            service, store, launcher,
+            ReaperConfig(settings.reaper_interval_s, settings.heartbeat_interval_s,
+                         settings.sessions_dir),
+            utc_now,
+        )
+        await reaper.start()
+        try:
+            yield Runtime(
+                sessions=service,
+                authenticator=Authenticator(projects),
+                accounts=AccountReader(projects, settings.limits.default_concurrent_sessions),
+                gateway=gateway,
+                projects=projects,
+            )
+        finally:
+            await reaper.stop_loops()
+            await service.shutdown()
+            await gateway.aclose()
+            await reaper.deregister()

@@ -1,0 +1,1 @@
+"""The `browserfleet` command: serve, keys, projects."""

@@ -1,0 +1,65 @@
+"""Entry point: parse the command line, build Settings, dispatch to a subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from browserfleet.cli import admin, serve
+from browserfleet.errors import DomainError
+from browserfleet.settings import Settings
+
+
+def _settings_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="data directory (database, session files)")
+    parser.add_argument("--database-url", help="SQLAlchemy URL; default SQLite in the data dir")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="browserfleet", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p_serve = commands.add_parser("serve", help="run the API, CDP gateway and health endpoints")
+    _settings_args(p_serve)
+    p_serve.add_argument("--host")
+    p_serve.add_argument("--port", type=int)
+    p_serve.add_argument("--public-url", help="base of the URLs handed to clients")
+    p_serve.set_defaults(run=serve.run)
+
+    p_migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    _settings_args(p_migrate)
+    p_migrate.set_defaults(run=admin.migrate)
+
+    admin.add_key_commands(commands.add_parser("keys", help="API keys"), _settings_args)
+    admin.add_project_commands(commands.add_parser("projects", help="projects"), _settings_args)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("data_dir", "database_url", "host", "port", "public_url"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_from(args)
+    try:
+        code: int = args.run(settings, args)
+    except DomainError as error:
+        sys.stderr.write(f"error: {type(error).__name__}: {error}\n")
+        return 1
+    except ValueError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""`browserfleet serve`: one process serving the REST API, the CDP gateway and health checks."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from browserfleet.app import create_app
+from browserfleet.logs import configure_logging
+from browserfleet.settings import Settings
+
+# CDP messages (screenshots, DOM snapshots) can be hundreds of MB: no practical frame limit.
+WS_MAX_SIZE = 2**31 - 1
+
+
+def run(settings: Settings, _args: argparse.Namespace) -> int:
+    configure_logging(settings.log_level)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ws_max_size=WS_MAX_SIZE,
+        ws_per_message_deflate=False,
+        ws_ping_interval=None,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
