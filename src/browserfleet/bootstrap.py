@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from browserfleet.auth.keys import mint_key
 from browserfleet.auth.model import DEFAULT_PROJECT_NAME
@@ -19,7 +19,7 @@ from browserfleet.browsers.launch_spec import HeadlessMode
 from browserfleet.browsers.process import LocalChromiumLauncher
 from browserfleet.cdp.gateway import CdpGatewayServer
 from browserfleet.ids import InstanceId
-from browserfleet.sessions.reaper import Reaper, ReaperConfig
+from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService
 from browserfleet.settings import BrowserMode, Settings
 from browserfleet.store.engine import create_engine
@@ -54,7 +54,8 @@ async def open_stores(settings: Settings) -> AsyncIterator[tuple[SqlProjectStore
     await upgrade(url)
     engine = create_engine(url)
     try:
-        yield SqlProjectStore(engine), SqlSessionStore(engine)
+        orphan_after = timedelta(seconds=settings.heartbeat_interval_s * STALE_HEARTBEATS)
+        yield SqlProjectStore(engine), SqlSessionStore(engine, orphan_after=orphan_after)
     finally:
         await engine.dispose()
 

@@ -23,7 +23,7 @@ from browserfleet.tasks import TaskSet
 log = logging.getLogger(__name__)
 
 # An instance whose heartbeat is older than this many intervals is presumed dead.
-_STALE_HEARTBEATS = 3
+STALE_HEARTBEATS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +116,7 @@ class Reaper:
         await self._forget_dead_neighbours()
         now = self._clock()
         stale_before = now - timedelta(
-            seconds=self._config.heartbeat_interval_s * _STALE_HEARTBEATS
+            seconds=self._config.heartbeat_interval_s * STALE_HEARTBEATS
         )
         for session in await self._store.orphaned(stale_before, self._service.instance):
             log.warning("stopping orphaned session", extra={"session_id": str(session.id)})

@@ -1,0 +1,233 @@
+"""SqlProjectStore: projects, their API keys and credit balances, plus read helpers for the app.
+
+Setting a balance (at creation or later) appends a credit_set ledger entry holding the new
+balance, so the ledger alone explains every balance (see store/ledger.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from sqlalchemy import ColumnElement, RowMapping, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from browserfleet.auth.model import ApiKeyRecord, Project
+from browserfleet.auth.ports import UNSET, Unset
+from browserfleet.errors import ApiKeyNotFound, ProjectNotFound
+from browserfleet.ids import ApiKeyId, ProjectId, SessionId
+from browserfleet.store import ledger
+from browserfleet.store.engine import reader
+from browserfleet.store.ledger import LedgerEntry, LedgerKind
+from browserfleet.store.session_queries import LIVE, values_of
+from browserfleet.store.tables import api_keys, projects, sessions
+
+
+class SqlProjectStore:
+    """The ProjectStore port on a SQLAlchemy async engine, plus counts and ledger reads."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._reader = reader(engine)
+
+    async def create_project(
+        self, name: str, *, concurrent_limit: int | None = None, credits_micros: int | None = None
+    ) -> Project:
+        project = Project(
+            id=ProjectId(uuid4()),
+            name=name,
+            created_at=datetime.now(UTC),
+            concurrent_limit=concurrent_limit,
+            credit_balance_micros=credits_micros,
+        )
+        try:
+            async with self._engine.begin() as conn:
+                if await _project_where(conn, projects.c.name == name) is not None:
+                    raise ValueError(f"a project named {name!r} already exists")
+                await conn.execute(insert(projects).values(_project_values(project)))
+                if credits_micros is not None:
+                    await _record_credit_set(conn, project.id, credits_micros)
+        except IntegrityError as exc:  # another process took the name since our check
+            raise ValueError(f"a project named {name!r} already exists") from exc
+        return project
+
+    async def get_project(self, project_id: ProjectId) -> Project | None:
+        async with self._reader.connect() as conn:
+            return await _project_where(conn, projects.c.id == project_id)
+
+    async def project_by_name(self, name: str) -> Project | None:
+        async with self._reader.connect() as conn:
+            return await _project_where(conn, projects.c.name == name)
+
+    async def list_projects(self) -> Sequence[Project]:
+        stmt = select(projects).order_by(projects.c.created_at, projects.c.name)
+        async with self._reader.connect() as conn:
+            return [_project(row) for row in (await conn.execute(stmt)).mappings()]
+
+    async def update_project(
+        self,
+        name: str,
+        *,
+        concurrent_limit: int | Unset | None = UNSET,
+        credits_micros: int | Unset | None = UNSET,
+    ) -> Project:
+        changes: dict[str, int | None] = {}
+        if not isinstance(concurrent_limit, Unset):
+            changes["concurrent_limit"] = concurrent_limit
+        if not isinstance(credits_micros, Unset):
+            changes["credit_balance_micros"] = credits_micros
+        async with self._engine.begin() as conn:
+            project = await _project_where(conn, projects.c.name == name)
+            if project is None:
+                raise ProjectNotFound(name)
+            if not changes:
+                return project
+            await conn.execute(update(projects).where(projects.c.id == project.id).values(changes))
+            if not isinstance(credits_micros, Unset):
+                await _record_credit_set(conn, project.id, credits_micros)
+            updated = await _project_where(conn, projects.c.id == project.id)
+        if updated is None:
+            raise ProjectNotFound(name)
+        return updated
+
+    async def add_api_key(self, project_id: ProjectId, digest: str, prefix: str) -> ApiKeyRecord:
+        """Raises ProjectNotFound for an unknown project, ValueError for a digest already used."""
+        record = ApiKeyRecord(
+            id=ApiKeyId(uuid4()), project_id=project_id, prefix=prefix, created_at=datetime.now(UTC)
+        )
+        try:
+            async with self._engine.begin() as conn:
+                if await _project_where(conn, projects.c.id == project_id) is None:
+                    raise ProjectNotFound(str(project_id))
+                await conn.execute(insert(api_keys).values(_key_values(record, digest)))
+        except IntegrityError as exc:
+            raise ValueError("an API key with that digest already exists") from exc
+        return record
+
+    async def key_by_digest(self, digest: str) -> ApiKeyRecord | None:
+        stmt = select(api_keys).where(api_keys.c.digest == digest, api_keys.c.revoked_at.is_(None))
+        async with self._reader.connect() as conn:
+            row = (await conn.execute(stmt)).mappings().first()
+        return None if row is None else _key(row)
+
+    async def list_keys(self, project_id: ProjectId | None = None) -> Sequence[ApiKeyRecord]:
+        stmt = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+        if project_id is not None:
+            stmt = stmt.where(api_keys.c.project_id == project_id)
+        async with self._reader.connect() as conn:
+            return [_key(row) for row in (await conn.execute(stmt)).mappings()]
+
+    async def revoke_key(self, id_or_prefix: str) -> ApiKeyRecord:
+        """By id (a UUID string) or by a prefix that names exactly one key. Revoking a revoked
+        key returns it unchanged (its first revocation time stays)."""
+        async with self._engine.begin() as conn:
+            key = await _key_by_id_or_prefix(conn, id_or_prefix)
+            if key.revoked_at is not None:
+                return key
+            revoked_at = datetime.now(UTC)
+            await conn.execute(
+                update(api_keys).where(api_keys.c.id == key.id).values(revoked_at=revoked_at)
+            )
+        return ApiKeyRecord(
+            id=key.id,
+            project_id=key.project_id,
+            prefix=key.prefix,
+            created_at=key.created_at,
+            revoked_at=revoked_at,
+        )
+
+    async def count_projects(self) -> int:
+        async with self._reader.connect() as conn:
+            return await conn.scalar(select(func.count()).select_from(projects)) or 0
+
+    async def active_session_count(self, project_id: ProjectId) -> int:
+        """Live (STARTING, ACTIVE, STOPPING) sessions of the project, counted from their rows;
+        equal to Project.active_count, the slot counter reserve() checks."""
+        stmt = (
+            select(func.count())
+            .select_from(sessions)
+            .where(sessions.c.project_id == project_id, sessions.c.status.in_(values_of(LIVE)))
+        )
+        async with self._reader.connect() as conn:
+            return await conn.scalar(stmt) or 0
+
+    async def ledger_for_session(self, session_id: SessionId) -> Sequence[LedgerEntry]:
+        async with self._reader.connect() as conn:
+            return await ledger.entries_for_session(conn, session_id)
+
+    async def ledger_for_project(self, project_id: ProjectId) -> Sequence[LedgerEntry]:
+        async with self._reader.connect() as conn:
+            return await ledger.entries_for_project(conn, project_id)
+
+
+async def _record_credit_set(
+    conn: AsyncConnection, project_id: ProjectId, balance: int | None
+) -> None:
+    await ledger.append(
+        conn,
+        project_id=project_id,
+        kind=LedgerKind.CREDIT_SET,
+        amount_micros=balance,
+        idempotency_key=f"credit_set:{project_id}:{uuid4()}",
+    )
+
+
+async def _key_by_id_or_prefix(conn: AsyncConnection, id_or_prefix: str) -> ApiKeyRecord:
+    try:
+        condition = api_keys.c.id == UUID(id_or_prefix)
+    except ValueError:
+        condition = api_keys.c.prefix == id_or_prefix
+    rows = (await conn.execute(select(api_keys).where(condition).limit(2))).mappings().all()
+    if len(rows) != 1:
+        raise ApiKeyNotFound(id_or_prefix)
+    return _key(rows[0])
+
+
+async def _project_where(conn: AsyncConnection, condition: ColumnElement[bool]) -> Project | None:
+    row = (await conn.execute(select(projects).where(condition))).mappings().first()
+    return None if row is None else _project(row)
+
+
+def _project_values(project: Project) -> dict[str, object]:
+    return {
+        "id": project.id,
+        "name": project.name,
+        "created_at": project.created_at,
+        "concurrent_limit": project.concurrent_limit,
+        "credit_balance_micros": project.credit_balance_micros,
+        "active_count": project.active_count,
+    }
+
+
+def _project(m: RowMapping) -> Project:
+    return Project(
+        id=ProjectId(m["id"]),
+        name=m["name"],
+        created_at=m["created_at"],
+        concurrent_limit=m["concurrent_limit"],
+        credit_balance_micros=m["credit_balance_micros"],
+        active_count=m["active_count"],
+    )
+
+
+def _key_values(record: ApiKeyRecord, digest: str) -> dict[str, object]:
+    return {
+        "id": record.id,
+        "project_id": record.project_id,
+        "digest": digest,
+        "prefix": record.prefix,
+        "created_at": record.created_at,
+        "revoked_at": record.revoked_at,
+    }
+
+
+def _key(m: RowMapping) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=ApiKeyId(m["id"]),
+        project_id=ProjectId(m["project_id"]),
+        prefix=m["prefix"],
+        created_at=m["created_at"],
+        revoked_at=m["revoked_at"],
+    )

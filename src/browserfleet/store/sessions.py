@@ -1,0 +1,349 @@
+"""SqlSessionStore: sessions, their concurrency slots and their money, in short transactions.
+
+Every status change is one conditional UPDATE guarded by the lifecycle's `allowed_from(event)`,
+so when two processes race on one session exactly one of them moves it and books its money;
+the other finds the row already moved and gets it back unchanged (or an error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import ColumnElement, Select, case, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from browserfleet.errors import (
+    AccountNotFound,
+    ConcurrencyLimitReached,
+    DomainError,
+    InsufficientCredits,
+    SessionNotFound,
+)
+from browserfleet.ids import InstanceId, ProjectId, SessionId
+from browserfleet.sessions.lifecycle import (
+    InvalidTransition,
+    SessionEvent,
+    allowed_from,
+    next_status,
+)
+from browserfleet.sessions.model import (
+    Session,
+    SessionPage,
+    SessionQuery,
+    SessionStatus,
+    StopReason,
+)
+from browserfleet.sessions.ports import InstanceRecord
+from browserfleet.store import ledger
+from browserfleet.store.engine import reader
+from browserfleet.store.ledger import LedgerKind
+from browserfleet.store.session_queries import LIVE, list_conditions, values_of
+from browserfleet.store.session_rows import session_from_row, session_values
+from browserfleet.store.tables import instances, projects, session_metadata, sessions
+
+_E = SessionEvent
+DEFAULT_ORPHAN_AFTER = timedelta(seconds=60)
+
+
+class SqlSessionStore:
+    """The SessionStore port on a SQLAlchemy async engine (SQLite or PostgreSQL)."""
+
+    def __init__(
+        self, engine: AsyncEngine, *, orphan_after: timedelta = DEFAULT_ORPHAN_AFTER
+    ) -> None:
+        """`orphan_after`: how long an owner may stay silent before adopt() may take its
+        sessions; give it the same value the reaper uses to compute orphaned()'s stale_before."""
+        self._engine = engine
+        self._orphan_after = orphan_after
+        self._reader = reader(engine)
+
+    async def reserve(self, session: Session, default_limit: int) -> None:
+        if session.status is not SessionStatus.STARTING:
+            raise ValueError(f"reserve takes a STARTING session, not {session.status}")
+        async with self._engine.begin() as conn:
+            if not await _take_slot(conn, session, default_limit):
+                raise await _refusal(conn, session)
+            await conn.execute(insert(sessions).values(session_values(session)))
+            if session.request.metadata:
+                await conn.execute(
+                    insert(session_metadata),
+                    [
+                        {"session_id": session.id, "key": key, "value": value}
+                        for key, value in session.request.metadata.items()
+                    ],
+                )
+            await ledger.append(
+                conn,
+                project_id=session.project_id,
+                session_id=session.id,
+                kind=LedgerKind.CHARGE,
+                amount_micros=-session.upfront_micros,
+                idempotency_key=ledger.charge_key(session.id),
+            )
+
+    async def mark_active(self, session_id: SessionId, *, pid: int, session_dir: str) -> Session:
+        async with self._engine.begin() as conn:
+            moved = await _move(
+                conn, session_id, _E.LAUNCHED, browser_pid=pid, session_dir=session_dir
+            )
+            if moved is not None:
+                return moved
+            raise _refused_move(await _current(conn, session_id), _E.LAUNCHED)
+
+    async def mark_failed(self, session_id: SessionId) -> None:
+        """STARTING -> FAILED with a full refund; a session already FAILED is left as it is."""
+        async with self._engine.begin() as conn:
+            moved = await _move(
+                conn, session_id, _E.LAUNCH_FAILED, finished_at=datetime.now(UTC), cost_micros=0
+            )
+            if moved is None:
+                current = await _current(conn, session_id)
+                if current is not None and current.status is SessionStatus.FAILED:
+                    return
+                raise _refused_move(current, _E.LAUNCH_FAILED)
+            await _refund_and_release(conn, moved, moved.upfront_micros)
+
+    async def request_stop(
+        self, session_id: SessionId, reason: StopReason, at: datetime
+    ) -> Session:
+        async with self._engine.begin() as conn:
+            moved = await _move(
+                conn, session_id, _E.STOP_REQUESTED, stop_reason=reason.value, finished_at=at
+            )
+            if moved is not None:
+                return moved
+            current = await _current(conn, session_id)
+            if current is None or not current.is_visible:
+                raise SessionNotFound(str(session_id))  # a STARTING session cannot be stopped yet
+            return _unchanged(current, _E.STOP_REQUESTED)
+
+    async def finalize(
+        self, session_id: SessionId, *, cost_micros: int, proxy_bytes: int
+    ) -> Session:
+        """STOPPING -> STOPPED. The refund (upfront - cost) is booked even when it is 0, so every
+        finished session has exactly one charge and one refund entry."""
+        if cost_micros < 0 or proxy_bytes < 0:
+            raise ValueError("cost_micros and proxy_bytes cannot be negative")
+        async with self._engine.begin() as conn:
+            moved = await _move(
+                conn, session_id, _E.FINALIZED, cost_micros=cost_micros, proxy_bytes=proxy_bytes
+            )
+            if moved is None:
+                return _unchanged(await _current(conn, session_id), _E.FINALIZED)
+            if cost_micros > moved.upfront_micros:
+                raise ValueError(f"cost {cost_micros} exceeds the upfront {moved.upfront_micros}")
+            await _refund_and_release(conn, moved, moved.upfront_micros - cost_micros)
+            return moved
+
+    async def get(self, project_id: ProjectId, session_id: SessionId) -> Session:
+        async with self._reader.connect() as conn:
+            session = await _current(conn, session_id)
+        if session is None or session.project_id != project_id or not session.is_visible:
+            raise SessionNotFound(str(session_id))
+        return session
+
+    async def get_any(self, session_id: SessionId) -> Session | None:
+        async with self._reader.connect() as conn:
+            return await _current(conn, session_id)
+
+    async def list(self, project_id: ProjectId, query: SessionQuery) -> SessionPage:
+        if query.page_size < 1 or query.page_number < 1:
+            raise ValueError("page_size and page_number start at 1")
+        conditions = list_conditions(project_id, query)
+        page = (
+            select(sessions)
+            .where(*conditions)
+            .order_by(sessions.c.started_at.desc(), sessions.c.id.desc())
+            .limit(query.page_size)
+            .offset((query.page_number - 1) * query.page_size)
+        )
+        async with self._reader.connect() as conn:
+            total = await conn.scalar(select(func.count()).select_from(sessions).where(*conditions))
+            items = await _sessions(conn, page)
+        return SessionPage(items=tuple(items), total=total or 0)
+
+    async def live_owned_by(self, owner: InstanceId) -> Sequence[Session]:
+        return await self._select(sessions.c.owner == owner, sessions.c.status.in_(values_of(LIVE)))
+
+    async def expired(self, owner: InstanceId, now: datetime) -> Sequence[Session]:
+        return await self._select(
+            sessions.c.owner == owner,
+            sessions.c.status == SessionStatus.ACTIVE.value,
+            sessions.c.timeout_at <= now,
+        )
+
+    async def heartbeat(self, owner: InstanceId, host: str, pid: int, at: datetime) -> None:
+        """Upsert this instance's row (portable: UPDATE, then INSERT if there was none)."""
+        values = {"host": host, "pid": pid, "heartbeat_at": at}
+        async with self._engine.begin() as conn:
+            hit = await conn.execute(
+                update(instances).where(instances.c.id == owner).values(values)
+            )
+            if hit.rowcount == 0:
+                await conn.execute(insert(instances).values(id=owner, **values))
+
+    async def forget_instance(self, owner: InstanceId) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(instances.delete().where(instances.c.id == owner))
+
+    async def orphaned(self, stale_before: datetime, exclude: InstanceId) -> Sequence[Session]:
+        """Live sessions with no owner, or whose owner has no instance row or a stale one."""
+        return await self._select(
+            sessions.c.status.in_(values_of(LIVE)),
+            or_(sessions.c.owner.is_(None), sessions.c.owner != exclude),
+            ~_owner_heard_since(stale_before),
+        )
+
+    async def instances(self) -> Sequence[InstanceRecord]:
+        async with self._reader.connect() as conn:
+            rows = await conn.execute(select(instances).order_by(instances.c.id))
+            return [
+                InstanceRecord(
+                    id=InstanceId(m["id"]),
+                    host=m["host"],
+                    pid=m["pid"],
+                    heartbeat_at=m["heartbeat_at"],
+                )
+                for m in rows.mappings()
+            ]
+
+    async def live_pids(self) -> frozenset[int]:
+        stmt = select(sessions.c.browser_pid).where(
+            sessions.c.status.in_(values_of(LIVE)), sessions.c.browser_pid.is_not(None)
+        )
+        async with self._reader.connect() as conn:
+            return frozenset((await conn.scalars(stmt)).all())
+
+    async def adopt(self, session_id: SessionId, new_owner: InstanceId) -> Session | None:
+        """Take over a live session whose owner is still silent, in one conditional UPDATE.
+
+        The compare-and-set re-checks, atomically, that the owner is not new_owner and has sent
+        no heartbeat within `orphan_after`; so when two instances race to adopt one orphan, the
+        loser sees the winner's (fresh) ownership and gets None. Adopting a session one already
+        owns returns it unchanged.
+        """
+        stale_before = datetime.now(UTC) - self._orphan_after
+        stmt = (
+            update(sessions)
+            .where(
+                sessions.c.id == session_id,
+                sessions.c.status.in_(values_of(LIVE)),
+                or_(sessions.c.owner.is_(None), sessions.c.owner != new_owner),
+                ~_owner_heard_since(stale_before),
+            )
+            .values(owner=new_owner)
+            .returning(*sessions.c)
+        )
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(stmt)).mappings().first()
+            if row is not None:
+                return session_from_row(row)
+            current = await _current(conn, session_id)
+        if current is not None and current.is_live and current.owner == new_owner:
+            return current
+        return None
+
+    async def _select(self, *conditions: ColumnElement[bool]) -> Sequence[Session]:
+        stmt = select(sessions).where(*conditions).order_by(sessions.c.started_at, sessions.c.id)
+        async with self._reader.connect() as conn:
+            return await _sessions(conn, stmt)
+
+
+def _owner_heard_since(stale_before: datetime) -> ColumnElement[bool]:
+    """The session's owner has an instance row with a heartbeat at or after stale_before."""
+    return (
+        select(instances.c.id)
+        .where(instances.c.id == sessions.c.owner, instances.c.heartbeat_at >= stale_before)
+        .exists()
+    )
+
+
+async def _take_slot(conn: AsyncConnection, session: Session, default_limit: int) -> bool:
+    """Take a concurrency slot and the upfront charge, if both are available (one UPDATE)."""
+    balance = projects.c.credit_balance_micros
+    upfront = session.upfront_micros
+    hit = await conn.execute(
+        update(projects)
+        .where(
+            projects.c.id == session.project_id,
+            projects.c.active_count < func.coalesce(projects.c.concurrent_limit, default_limit),
+            or_(balance.is_(None), balance >= upfront),
+        )
+        .values(
+            active_count=projects.c.active_count + 1,
+            credit_balance_micros=case((balance.is_(None), None), else_=balance - upfront),
+        )
+    )
+    return hit.rowcount == 1
+
+
+async def _refusal(conn: AsyncConnection, session: Session) -> DomainError:
+    """Why _take_slot found no row: the project is gone, then credits, then concurrency."""
+    balance = await conn.execute(
+        select(projects.c.credit_balance_micros).where(projects.c.id == session.project_id)
+    )
+    row = balance.first()
+    if row is None:
+        return AccountNotFound(str(session.project_id))
+    if row.credit_balance_micros is not None and row.credit_balance_micros < session.upfront_micros:
+        return InsufficientCredits(str(session.project_id))
+    return ConcurrencyLimitReached(str(session.project_id))
+
+
+def _changing_statuses(event: SessionEvent) -> list[SessionStatus]:
+    """Statuses the event changes; the others in allowed_from(event) stay as they are."""
+    return [s for s in allowed_from(event) if next_status(s, event) is not s]
+
+
+async def _move(
+    conn: AsyncConnection, session_id: SessionId, event: SessionEvent, **values: object
+) -> Session | None:
+    """Apply `event` if the row is in a status it changes; the moved session, else None."""
+    changing = _changing_statuses(event)
+    new_status = case(
+        {s.value: next_status(s, event).value for s in changing}, value=sessions.c.status
+    )
+    stmt = (
+        update(sessions)
+        .where(sessions.c.id == session_id, sessions.c.status.in_(values_of(changing)))
+        .values(status=new_status, **values)
+        .returning(*sessions.c)
+    )
+    row = (await conn.execute(stmt)).mappings().first()
+    return None if row is None else session_from_row(row)
+
+
+def _unchanged(current: Session | None, event: SessionEvent) -> Session:
+    """A session the event leaves as it is (a retried stop or finalize), else the error."""
+    if current is not None and current.status in allowed_from(event):
+        return current
+    raise _refused_move(current, event)
+
+
+def _refused_move(current: Session | None, event: SessionEvent) -> Exception:
+    if current is None:
+        return SessionNotFound(f"no session for {event}")
+    return InvalidTransition(current.status, event)
+
+
+async def _refund_and_release(conn: AsyncConnection, session: Session, refund: int) -> None:
+    await ledger.append(
+        conn,
+        project_id=session.project_id,
+        session_id=session.id,
+        kind=LedgerKind.REFUND,
+        amount_micros=refund,
+        idempotency_key=ledger.refund_key(session.id),
+    )
+    await ledger.release_slot(conn, session.project_id, refund)
+
+
+async def _current(conn: AsyncConnection, session_id: SessionId) -> Session | None:
+    found = await _sessions(conn, select(sessions).where(sessions.c.id == session_id))
+    return found[0] if found else None
+
+
+async def _sessions(conn: AsyncConnection, stmt: Select[tuple[object, ...]]) -> list[Session]:
+    result = await conn.execute(stmt)
+    return [session_from_row(row) for row in result.mappings()]

@@ -1,0 +1,287 @@
+"""The session service over the real SQLite store, with a fake browser runtime."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from browserfleet.auth.model import Principal
+from browserfleet.browsers.launch_spec import HeadlessMode
+from browserfleet.errors import (
+    BrowserLaunchFailed,
+    ConcurrencyLimitReached,
+    HostAtCapacity,
+    InsufficientCredits,
+    ProfileNotFound,
+    SessionNotFound,
+    TimeoutLimitExceeded,
+)
+from browserfleet.ids import ApiKeyId, InstanceId
+from browserfleet.sessions.model import SessionQuery, SessionRequest, SessionStatus, StopReason
+from browserfleet.sessions.reaper import Reaper, ReaperConfig
+from browserfleet.sessions.service import RuntimeConfig, SessionService, with_running_cost
+from browserfleet.store.engine import create_engine
+from browserfleet.store.migrate import upgrade
+from browserfleet.store.projects import SqlProjectStore
+from browserfleet.store.sessions import SqlSessionStore
+
+from runtime_fakes import FakeGateway, FakeLauncher
+
+T0 = datetime(2026, 7, 15, 20, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@dataclass
+class World:
+    service: SessionService
+    store: SqlSessionStore
+    projects: SqlProjectStore
+    launcher: FakeLauncher
+    gateway: FakeGateway
+    clock: Clock
+    caller: Principal
+    config: RuntimeConfig
+
+    def reaper(self, service: SessionService | None = None) -> Reaper:
+        return Reaper(
+            service or self.service, self.store, self.launcher,
+            ReaperConfig(3600, 2.0, self.config.sessions_dir), self.clock,
+        )
+
+    def another_service(self) -> SessionService:
+        config = RuntimeConfig(
+            instance=InstanceId("second"), sessions_dir=self.config.sessions_dir,
+            mode=HeadlessMode.NEW, extra_args=(), default_concurrent_limit=3, host_max_browsers=5,
+        )
+        return SessionService(self.store, self.launcher, self.gateway, config, self.clock)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    await upgrade(url)
+    engine = create_engine(url)
+    projects, store = SqlProjectStore(engine), SqlSessionStore(engine)
+    project = await projects.create_project("p")
+    launcher, gateway, clock = FakeLauncher(), FakeGateway(), Clock()
+    config = RuntimeConfig(
+        instance=InstanceId("first"), sessions_dir=tmp_path / "sessions", mode=HeadlessMode.NEW,
+        extra_args=(), default_concurrent_limit=3, host_max_browsers=5,
+    )
+    service = SessionService(store, launcher, gateway, config, clock)
+    caller = Principal(project.id, ApiKeyId(project.id))
+    world = World(service, store, projects, launcher, gateway, clock, caller, config)
+    try:
+        yield world
+    finally:
+        await world.service.shutdown()
+        await engine.dispose()
+
+
+async def test_create_then_stop_after_ten_seconds_bills_one_minute(world: World) -> None:
+    session = await world.service.create(world.caller, SessionRequest())
+    assert session.status is SessionStatus.ACTIVE
+    assert session.token in world.gateway.routes
+    world.clock.advance(seconds=10)
+    stopped = await world.service.stop(world.caller, session.id)
+    assert stopped.status is SessionStatus.STOPPED
+    assert stopped.cost_micros == 333
+    assert stopped.finished_at == T0 + timedelta(seconds=10)
+    assert stopped.stop_reason is StopReason.USER
+    assert world.launcher.browsers[0].closed == 1
+    assert session.token in world.gateway.closed
+    entries = await world.projects.ledger_for_session(session.id)
+    assert sorted(e.amount_micros for e in entries) == sorted([-20_000, 20_000 - 333])
+
+
+async def test_second_stop_returns_the_same_view_and_refunds_once(world: World) -> None:
+    session = await world.service.create(world.caller, SessionRequest())
+    first = await world.service.stop(world.caller, session.id)
+    world.clock.advance(minutes=5)
+    second = await world.service.stop(world.caller, session.id)
+    assert second == first
+    assert len(await world.projects.ledger_for_session(session.id)) == 2
+
+
+async def test_concurrent_stops_share_one_teardown(world: World) -> None:
+    session = await world.service.create(world.caller, SessionRequest())
+    results = await asyncio.gather(
+        *(world.service.stop(world.caller, session.id) for _ in range(5))
+    )
+    assert len({r.finished_at for r in results}) == 1
+    assert world.launcher.browsers[0].closed == 1
+    assert len(await world.projects.ledger_for_session(session.id)) == 2
+
+
+async def test_a_browser_that_dies_ends_its_session(world: World) -> None:
+    session = await world.service.create(world.caller, SessionRequest())
+    world.clock.advance(minutes=2, seconds=30)
+    world.launcher.browsers[0].crash()
+    for _ in range(100):
+        current = await world.store.get(world.caller.project_id, session.id)
+        if current.status is SessionStatus.STOPPED:
+            break
+        await asyncio.sleep(0.01)
+    assert current.status is SessionStatus.STOPPED
+    assert current.stop_reason is StopReason.CRASH
+    assert current.cost_micros == 1_000  # 3 minutes
+
+
+async def test_launch_failure_leaves_nothing_and_refunds(world: World) -> None:
+    world.launcher.fail_next = True
+    with pytest.raises(BrowserLaunchFailed):
+        await world.service.create(world.caller, SessionRequest())
+    page = await world.service.list(world.caller, SessionQuery())
+    assert page.total == 0
+    project = await world.projects.get_project(world.caller.project_id)
+    assert project is not None and project.active_count == 0
+    # the slot is free again: three more fit under the limit of 3
+    for _ in range(3):
+        await world.service.create(world.caller, SessionRequest())
+
+
+async def test_cancelled_create_releases_its_slot(world: World) -> None:
+    world.launcher.gate = asyncio.Event()
+    task = asyncio.ensure_future(world.service.create(world.caller, SessionRequest()))  # noqa: TID251
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    project = await world.projects.get_project(world.caller.project_id)
+    assert project is not None and project.active_count == 0
+    assert world.service.local_browser_count() == 0
+
+
+async def test_parallel_creates_never_exceed_the_project_limit(world: World) -> None:
+    world.service = SessionService(
+        world.store, world.launcher, world.gateway,
+        replace(world.config, host_max_browsers=20), world.clock,
+    )
+    results = await asyncio.gather(
+        *(world.service.create(world.caller, SessionRequest()) for _ in range(10)),
+        return_exceptions=True,
+    )
+    created = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, ConcurrencyLimitReached)]
+    assert (len(created), len(refused)) == (3, 7)
+    assert len(world.launcher.browsers) == 3
+
+
+async def test_host_capacity_refuses_before_touching_the_store(world: World) -> None:
+    await world.projects.update_project("p", concurrent_limit=50)
+    for _ in range(5):
+        await world.service.create(world.caller, SessionRequest())
+    with pytest.raises(HostAtCapacity):
+        await world.service.create(world.caller, SessionRequest())
+    project = await world.projects.get_project(world.caller.project_id)
+    assert project is not None and project.active_count == 5
+
+
+async def test_insufficient_credits_creates_nothing(world: World) -> None:
+    await world.projects.update_project("p", credits_micros=19_999)
+    with pytest.raises(InsufficientCredits):
+        await world.service.create(world.caller, SessionRequest(timeout_minutes=60))
+    assert world.launcher.browsers == []
+    session = await world.service.create(world.caller, SessionRequest(timeout_minutes=30))
+    project = await world.projects.get_project(world.caller.project_id)
+    assert project is not None and project.credit_balance_micros == 9_999
+    await world.service.stop(world.caller, session.id)
+    project = await world.projects.get_project(world.caller.project_id)
+    assert project is not None and project.credit_balance_micros == 19_999 - 333
+
+
+async def test_validation_order_timeout_then_profile(world: World) -> None:
+    with pytest.raises(TimeoutLimitExceeded):
+        await world.service.create(world.caller, SessionRequest(timeout_minutes=241, profile_id="x"))
+    with pytest.raises(ProfileNotFound):
+        await world.service.create(world.caller, SessionRequest(profile_id="x"))
+
+
+async def test_timeout_stops_at_timeout_at_with_full_charge(world: World) -> None:
+    session = await world.service.create(world.caller, SessionRequest(timeout_minutes=15))
+    world.clock.advance(minutes=16)
+    await world.reaper().sweep()
+    for _ in range(100):
+        current = await world.store.get(world.caller.project_id, session.id)
+        if current.status is SessionStatus.STOPPED:
+            break
+        await asyncio.sleep(0.01)
+    assert current.stop_reason is StopReason.TIMEOUT
+    assert current.finished_at == session.timeout_at
+    assert current.cost_micros == 5_000
+
+
+async def test_running_cost_while_active(world: World) -> None:
+    session = await world.service.create(world.caller, SessionRequest())
+    assert with_running_cost(session, T0).cost_micros == 333
+    assert with_running_cost(session, T0 + timedelta(minutes=30)).cost_micros == 10_000
+
+
+async def test_other_projects_cannot_see_or_stop(world: World) -> None:
+    session = await world.service.create(world.caller, SessionRequest())
+    other = await world.projects.create_project("other")
+    intruder = Principal(other.id, ApiKeyId(other.id))
+    with pytest.raises(SessionNotFound):
+        await world.service.get(intruder, session.id)
+    with pytest.raises(SessionNotFound):
+        await world.service.stop(intruder, session.id)
+    assert (await world.service.list(intruder, SessionQuery())).total == 0
+
+
+async def test_shutdown_stops_and_bills_everything(world: World) -> None:
+    ids = [(await world.service.create(world.caller, SessionRequest())).id for _ in range(3)]
+    await world.service.shutdown()
+    for session_id in ids:
+        current = await world.store.get(world.caller.project_id, session_id)
+        assert current.status is SessionStatus.STOPPED
+        assert current.stop_reason is StopReason.SHUTDOWN
+    assert world.launcher.running == []
+
+
+async def test_restart_stops_and_bills_sessions_of_a_dead_instance(world: World) -> None:
+    session = await world.service.create(world.caller, SessionRequest())
+    await world.store.heartbeat(InstanceId("first"), "elsewhere", 1, T0)
+    world.clock.advance(minutes=10)
+    successor = world.another_service()
+    reaper = world.reaper(successor)
+    await reaper.start()
+    try:
+        current = await world.store.get(world.caller.project_id, session.id)
+        assert current.status is SessionStatus.STOPPED
+        assert current.stop_reason is StopReason.ORPHANED
+        assert current.cost_micros == 3_333  # 10 minutes
+    finally:
+        await reaper.stop_loops()
+        await successor.shutdown()
+
+
+async def test_stop_from_another_instance_is_carried_out_by_the_owner(world: World) -> None:
+    session = await world.service.create(world.caller, SessionRequest())
+    second = world.another_service()
+    reaper = world.reaper()  # the owner's sweep
+
+    async def owner_sweeps() -> None:
+        for _ in range(50):
+            await reaper.sweep()
+            await asyncio.sleep(0.02)
+
+    stopped, _ = await asyncio.gather(second.stop(world.caller, session.id), owner_sweeps())
+    assert stopped.status is SessionStatus.STOPPED
+    assert world.launcher.browsers[0].closed == 1
+    await reaper.stop_loops()
+    await second.shutdown()
