@@ -35,6 +35,7 @@ def create_app(settings: Settings) -> FastAPI:
                 accounts=runtime.accounts,
                 clock=utc_now,
                 public_url=settings.public_url,
+                readiness=runtime.readiness,
             )
             yield
 

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +23,7 @@ from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService
 from browserfleet.settings import BrowserMode, Settings
 from browserfleet.store.engine import create_engine
-from browserfleet.store.migrate import upgrade
+from browserfleet.store.migrate import is_current, upgrade
 from browserfleet.store.projects import SqlProjectStore
 from browserfleet.store.sessions import SqlSessionStore
 
@@ -44,6 +44,7 @@ class Runtime:
     accounts: AccountReader
     gateway: CdpGatewayServer
     projects: SqlProjectStore
+    readiness: Callable[[], Awaitable[list[str]]]
 
 
 @asynccontextmanager
@@ -75,6 +76,24 @@ async def ensure_initial_key(settings: Settings, projects: SqlProjectStore) -> s
     with os.fdopen(fd, "w") as f:
         f.write(minted.secret + "\n")
     return minted.secret
+
+
+async def readiness_problems(settings: Settings) -> list[str]:
+    """What keeps this server from serving sessions: an unreachable database, no browser."""
+    problems: list[str] = []
+    try:
+        if not await is_current(settings.effective_database_url()):
+            problems.append("database schema is not up to date")
+    except Exception as error:  # any driver error means not ready
+        problems.append(f"database unreachable: {type(error).__name__}")
+    binary = (
+        settings.browser.headless_shell_path
+        if settings.browser.mode is BrowserMode.HEADLESS_SHELL
+        else settings.browser.chromium_path
+    )
+    if not os.access(binary, os.X_OK):
+        problems.append(f"browser binary {binary} is missing or not executable")
+    return problems
 
 
 def _headless_mode(settings: Settings) -> HeadlessMode:
@@ -121,6 +140,7 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 accounts=AccountReader(projects, settings.limits.default_concurrent_sessions),
                 gateway=gateway,
                 projects=projects,
+                readiness=lambda: readiness_problems(settings),
             )
         finally:
             await reaper.stop_loops()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -23,7 +24,7 @@ class ApiServices:
     accounts: AccountReader
     clock: Clock
     public_url: str | None
-    ready: bool = True
+    readiness: Callable[[], Awaitable[list[str]]]
 
 
 def services(request: Request) -> ApiServices:

@@ -22,7 +22,6 @@ def run(settings: Settings, _args: argparse.Namespace) -> int:
         port=settings.port,
         ws_max_size=WS_MAX_SIZE,
         ws_per_message_deflate=False,
-        ws_ping_interval=None,
         log_config=None,
         access_log=False,
         lifespan="on",

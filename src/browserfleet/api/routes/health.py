@@ -17,6 +17,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(svc: Services) -> JSONResponse:
-    if not svc.ready:
-        return JSONResponse({"status": "starting"}, status_code=503)
+    problems = await svc.readiness()
+    if problems:
+        return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
     return JSONResponse({"status": "ready"})

@@ -1,0 +1,209 @@
+"""The CDP gateway: maps each session's secret token to its browser on 127.0.0.1.
+
+Serves the rewritten /json/* discovery answers and relays DevTools websockets; closing a token
+closes every socket of it. Knows nothing of sessions: the session service opens and closes
+routes through the `CdpGateway` port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Protocol, Self
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+
+from browserfleet.cdp.discovery import (
+    DISCOVERY_PATHS,
+    PASSTHROUGH_PATHS,
+    gateway_prefix,
+    rewrite_body,
+)
+from browserfleet.cdp.relay import BROWSER_LOST, ClientGone, ClientSocket, Counters, relay
+from browserfleet.errors import SessionNotFound
+
+log = logging.getLogger(__name__)
+
+_TARGET_PART = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
+class BrowserUnreachable(Exception):
+    """Chrome did not answer on its DevTools port."""
+
+
+class TargetNotFound(Exception):
+    """Chrome has no DevTools target at that path."""
+
+
+class RouteSpec(Protocol):
+    """What the gateway needs to know of a session (sessions.ports.GatewayRoute fits)."""
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def cdp_port(self) -> int: ...
+
+    @property
+    def allow_resizing(self) -> bool: ...
+
+
+@dataclass(eq=False, slots=True)
+class _Route:
+    cdp_port: int
+    allow_resizing: bool
+    counters: Counters = field(default_factory=Counters)
+    stops: set[asyncio.Event] = field(default_factory=set)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    def attach(self) -> asyncio.Event:
+        stop = asyncio.Event()
+        self.stops.add(stop)
+        self.counters.open_connections += 1
+        self.idle.clear()
+        return stop
+
+    def detach(self, stop: asyncio.Event) -> None:
+        self.stops.discard(stop)
+        self.counters.open_connections -= 1
+        if not self.stops:
+            self.idle.set()
+
+
+class CdpGatewayServer:
+    """Implements sessions.ports.CdpGateway. Use as `async with CdpGatewayServer() as gateway:`."""
+
+    def __init__(
+        self,
+        *,
+        http_timeout_s: float = 5.0,
+        connect_timeout_s: float = 10.0,
+        close_timeout_s: float = 5.0,
+    ) -> None:
+        self._routes: dict[str, _Route] = {}
+        # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback calls.
+        self._http = httpx.AsyncClient(timeout=http_timeout_s, trust_env=False)
+        self._connect_timeout_s = connect_timeout_s
+        self._close_timeout_s = close_timeout_s
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every token, then the shared HTTP client."""
+        try:
+            await asyncio.gather(*(self.close(token) for token in list(self._routes)))
+        finally:
+            await self._http.aclose()
+
+    def open(self, route: RouteSpec) -> None:
+        """Start serving /cdp/{token}/... for the browser on 127.0.0.1:{cdp_port}."""
+        if route.token in self._routes:
+            raise ValueError("this token is already open")
+        self._routes[route.token] = _Route(route.cdp_port, route.allow_resizing)
+
+    async def close(self, token: str) -> None:
+        """Forget the token and close its sockets with 1001; idempotent."""
+        route = self._routes.pop(token, None)
+        if route is None:
+            return
+        route.closed = True
+        for stop in route.stops:
+            stop.set()
+        try:
+            await asyncio.wait_for(route.idle.wait(), self._close_timeout_s)
+        except TimeoutError:
+            log.warning("cdp sockets still open %.1fs after close", self._close_timeout_s)
+
+    def counters(self, token: str) -> Counters | None:
+        """A snapshot of the token's counters, or None when it is not open."""
+        route = self._routes.get(token)
+        return None if route is None else replace(route.counters)
+
+    async def discover(self, token: str, path: str, public_base: str) -> bytes:
+        """Chrome's answer to `path` (a DISCOVERY_PATHS key), its websocket URLs rewritten."""
+        route = self._route(token)
+        upstream_path = DISCOVERY_PATHS[path]
+        url = f"http://127.0.0.1:{route.cdp_port}{upstream_path}"
+        try:
+            response = await self._http.get(url)
+        except httpx.HTTPError as exc:
+            raise BrowserUnreachable from exc
+        if response.status_code != 200:
+            raise BrowserUnreachable(f"{upstream_path} answered {response.status_code}")
+        if route.closed:
+            raise SessionNotFound
+        if upstream_path in PASSTHROUGH_PATHS:
+            return response.content
+        return rewrite_body(response.content, gateway_prefix(public_base, token))
+
+    async def serve(self, token: str, kind: str, target_id: str, client: ClientSocket) -> None:
+        """Relay one client to /devtools/{kind}/{target_id} until either side closes.
+
+        Raises SessionNotFound, TargetNotFound or BrowserUnreachable before accepting the client
+        (the caller then refuses the upgrade); otherwise returns once both sockets are closed.
+        """
+        route = self._route(token)
+        upstream = await self._connect(route, kind, target_id)
+        if route.closed:  # close() ran while we were connecting
+            await upstream.close()
+            raise SessionNotFound
+        stop = route.attach()
+        code, reason = BROWSER_LOST, "gateway error"
+        try:
+            await client.accept()
+            code, reason = await relay(
+                client,
+                upstream,
+                allow_resizing=route.allow_resizing,
+                counters=route.counters,
+                stop=stop,
+            )
+        except ClientGone:
+            log.debug("cdp client left during the upgrade")
+        finally:
+            route.detach(stop)
+            await client.close(code, reason)
+            await upstream.close()
+
+    def _route(self, token: str) -> _Route:
+        route = self._routes.get(token)
+        if route is None:
+            raise SessionNotFound
+        return route
+
+    async def _connect(self, route: _Route, kind: str, target_id: str) -> ClientConnection:
+        if not (_TARGET_PART.fullmatch(kind) and _TARGET_PART.fullmatch(target_id)):
+            raise TargetNotFound
+        url = f"ws://127.0.0.1:{route.cdp_port}/devtools/{kind}/{target_id}"
+        try:
+            return await connect(
+                url,
+                max_size=None,
+                compression=None,
+                ping_interval=None,  # Chrome on loopback needs no keepalive
+                open_timeout=self._connect_timeout_s,
+                close_timeout=2,
+                user_agent_header=None,
+            )
+        except InvalidStatus as exc:
+            raise TargetNotFound from exc
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            raise BrowserUnreachable from exc

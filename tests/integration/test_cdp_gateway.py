@@ -1,0 +1,453 @@
+"""The CDP gateway in front of a real Chromium, served by a real uvicorn, driven by Playwright
+and by a raw websocket CDP client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from playwright.async_api import async_playwright
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from browserfleet.api.routes.cdp import build_cdp_router
+from browserfleet.cdp import CdpGatewayServer
+from browserfleet.errors import SessionNotFound
+from browserfleet.tasks import TaskSet
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/lib/chromium/chromium"
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--disable-features=AutofillServerCommunication,NetworkTimeServiceQuerying,OptimizationHints",
+    "--gaia-url=http://127.0.0.1:9",
+    "--google-apis-url=http://127.0.0.1:9",
+    "--component-updater=url-source=http://127.0.0.1:9/",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    "--remote-debugging-port=0",
+]
+TOKEN = "tok-" + "a1" * 16
+PAGE_HTML = b"<html><head><title>fleet</title></head><body><p id=msg>hello from loopback</p></body>"
+TWENTY_MB = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    token: str
+    cdp_port: int
+    allow_resizing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Chromium:
+    process: subprocess.Popen[bytes]
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    gateway: CdpGatewayServer
+    base: str
+    http: httpx.AsyncClient
+    chromium: Chromium
+
+    @property
+    def cdp_url(self) -> str:
+        return f"{self.base}/cdp/{TOKEN}"
+
+    @property
+    def ws_prefix(self) -> str:
+        return self.cdp_url.replace("http://", "ws://", 1)
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
+    profile = tmp_path_factory.mktemp("chromium")
+    process = subprocess.Popen(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield Chromium(process, _devtools_port(profile / "DevToolsActivePort", process))
+    finally:
+        _kill_group(process)
+
+
+def _devtools_port(path: Path, process: subprocess.Popen[bytes]) -> int:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("chromium exited during startup")
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= 2:
+            return int(lines[0])
+        time.sleep(0.05)
+    raise TimeoutError("chromium wrote no DevToolsActivePort")
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page_url() -> Iterator[str]:
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(PAGE_HTML)))
+            self.end_headers()
+            self.wfile.write(PAGE_HTML)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/page.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+async def served(chromium: Chromium) -> AsyncIterator[Served]:
+    async with (
+        CdpGatewayServer() as gateway,
+        httpx.AsyncClient(timeout=10, trust_env=False) as http,
+    ):
+        gateway.open(Route(TOKEN, chromium.port, allow_resizing=False))
+        app = FastAPI()
+        app.include_router(build_cdp_router(gateway))
+        app.state.services = SimpleNamespace(public_url=None)  # as app.py's ApiServices
+        async with LocalUvicorn(app) as base:
+            yield Served(gateway, base, http, chromium)
+
+
+class LocalUvicorn:
+    """A real uvicorn server on a free loopback port, run in the test's event loop."""
+
+    def __init__(self, app: FastAPI) -> None:
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_level="warning",
+            ws_max_size=2**30,
+            ws_per_message_deflate=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._socket = socket.socket()
+        self._tasks = TaskSet("test-uvicorn")
+
+    async def __aenter__(self) -> str:
+        self._socket.bind(("127.0.0.1", 0))
+        self._tasks.spawn(self._server.serve(sockets=[self._socket]), name="serve")
+        for _ in range(500):
+            if self._server.started:
+                break
+            await asyncio.sleep(0.01)
+        assert self._server.started, "uvicorn did not start"
+        return f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._server.should_exit = True
+        for _ in range(500):
+            if not len(self._tasks):
+                break
+            await asyncio.sleep(0.01)
+        await self._tasks.close()
+        self._socket.close()
+
+
+# --- a raw CDP client -------------------------------------------------------------------------
+
+
+async def cdp(
+    ws: ClientConnection, method: str, params: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Send one command and return its answer, skipping events and other answers."""
+    command_id = int(time.monotonic_ns() % 1_000_000_000)
+    await ws.send(json.dumps({"id": command_id, "method": method, "params": params or {}, **extra}))
+    while True:
+        answer: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        if answer.get("id") == command_id:
+            return answer
+
+
+async def first_page_ws_url(served: Served) -> str:
+    targets = (await served.http.get(f"{served.cdp_url}/json/list")).json()
+    return str(next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page"))
+
+
+async def evaluate(ws: ClientConnection, expression: str) -> Any:
+    answer = await cdp(ws, "Runtime.evaluate", {"expression": expression, "returnByValue": True})
+    return answer["result"]["result"]["value"]
+
+
+# --- discovery --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["json/version", "json/version/"])
+async def test_json_version_points_the_debugger_url_at_the_gateway(
+    served: Served, path: str
+) -> None:
+    response = await served.http.get(f"{served.cdp_url}/{path}")
+    assert response.status_code == 200
+    version = response.json()
+    assert version["Browser"].startswith("Chrome/")
+    assert version["webSocketDebuggerUrl"].startswith(f"{served.ws_prefix}/devtools/browser/")
+
+
+@pytest.mark.parametrize("path", ["json", "json/", "json/list", "json/list/"])
+async def test_json_list_rewrites_every_target(served: Served, path: str) -> None:
+    response = await served.http.get(f"{served.cdp_url}/{path}")
+    assert response.status_code == 200
+    targets = response.json()
+    assert any(t["type"] == "page" for t in targets)
+    for target in targets:
+        assert target["webSocketDebuggerUrl"].startswith(f"{served.ws_prefix}/devtools/")
+        assert f"127.0.0.1:{served.chromium.port}" not in target["devtoolsFrontendUrl"]
+
+
+@pytest.mark.parametrize("path", ["json/protocol", "json/protocol/"])
+async def test_json_protocol_is_served(served: Served, path: str) -> None:
+    response = await served.http.get(f"{served.cdp_url}/{path}")
+    assert response.status_code == 200
+    assert any(d["domain"] == "Page" for d in response.json()["domains"])
+
+
+async def test_unknown_token_is_not_found(served: Served) -> None:
+    response = await served.http.get(f"{served.base}/cdp/nope/json/version")
+    assert (response.status_code, response.json()) == (404, {"detail": "Session not found"})
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(f"{served.base.replace('http', 'ws')}/cdp/nope/devtools/browser/x")
+    assert refused.value.response.status_code == 404
+
+
+# --- relay ------------------------------------------------------------------------------------
+
+
+async def test_playwright_and_a_raw_client_drive_the_browser_together(
+    served: Served, page_url: str
+) -> None:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.connect_over_cdp(served.cdp_url)
+        try:
+            page = browser.contexts[0].pages[0]
+            await page.goto(page_url)
+            assert await page.text_content("#msg") == "hello from loopback"
+            async with connect(await first_page_ws_url(served), max_size=None) as raw:
+                assert await evaluate(raw, "document.title") == "fleet"
+                assert await evaluate(raw, "1 + 1") == 2
+            assert await page.title() == "fleet"
+        finally:
+            await browser.close()
+
+
+async def test_browser_close_from_a_client_keeps_the_browser_running(served: Served) -> None:
+    version = (await served.http.get(f"{served.cdp_url}/json/version")).json()
+    async with connect(version["webSocketDebuggerUrl"], max_size=None) as ws:
+        assert (await cdp(ws, "Browser.close"))["result"] == {}
+        assert "product" in (await cdp(ws, "Browser.getVersion"))["result"]
+    await asyncio.sleep(0.3)
+    assert served.chromium.process.poll() is None
+    async with connect(version["webSocketDebuggerUrl"], max_size=None) as ws:
+        assert "product" in (await cdp(ws, "Browser.getVersion"))["result"]
+
+
+@pytest.mark.parametrize("allow_resizing", [False, True])
+async def test_viewport_changes_only_when_resizing_is_allowed(
+    served: Served, allow_resizing: bool
+) -> None:
+    await served.gateway.close(TOKEN)
+    served.gateway.open(Route(TOKEN, served.chromium.port, allow_resizing=allow_resizing))
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.connect_over_cdp(served.cdp_url)
+        try:
+            page = await browser.contexts[0].new_page()
+            before = await page.evaluate("window.innerWidth")
+            await page.set_viewport_size({"width": before - 123, "height": 321})
+            after = await page.evaluate("window.innerWidth")
+            assert after == (before - 123 if allow_resizing else before)
+            await page.close()
+        finally:
+            await browser.close()
+
+
+async def test_device_metrics_override_is_a_no_op_without_resizing(served: Served) -> None:
+    async with connect(await first_page_ws_url(served), max_size=None) as ws:
+        before = await evaluate(ws, "window.innerWidth")
+        metrics = {"width": 333, "height": 222, "deviceScaleFactor": 1, "mobile": False}
+        assert (await cdp(ws, "Emulation.setDeviceMetricsOverride", metrics))["result"] == {}
+        assert await evaluate(ws, "window.innerWidth") == before
+
+
+async def test_twenty_megabyte_messages_cross_both_ways(served: Served) -> None:
+    async with connect(await first_page_ws_url(served), max_size=None) as ws:
+        assert await evaluate(ws, f"'{'y' * TWENTY_MB}'.length") == TWENTY_MB
+        big = await evaluate(ws, f"'x'.repeat({TWENTY_MB})")
+        assert len(big) == TWENTY_MB
+    counters = served.gateway.counters(TOKEN)
+    assert counters is not None
+    assert counters.bytes_to_browser > TWENTY_MB
+    assert counters.bytes_to_client > TWENTY_MB
+
+
+async def test_counters_track_open_connections(served: Served) -> None:
+    url = await first_page_ws_url(served)
+    async with connect(url) as first, connect(url) as second:
+        await evaluate(first, "1")
+        await evaluate(second, "2")
+        counters = served.gateway.counters(TOKEN)
+        assert counters is not None
+        assert counters.open_connections == 2
+    for _ in range(100):
+        counters = served.gateway.counters(TOKEN)
+        if counters is not None and counters.open_connections == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert counters is not None
+    assert counters.open_connections == 0
+
+
+# --- close(token) -----------------------------------------------------------------------------
+
+
+async def test_close_ends_every_socket_and_the_token_then_answers_404(served: Served) -> None:
+    version = (await served.http.get(f"{served.cdp_url}/json/version")).json()
+    page_ws = await first_page_ws_url(served)
+    async with (
+        async_playwright() as playwright,
+        connect(version["webSocketDebuggerUrl"]) as raw_browser,
+        connect(page_ws) as raw_page,
+    ):
+        browser = await playwright.chromium.connect_over_cdp(served.cdp_url)
+        disconnected = asyncio.Event()
+        browser.on("disconnected", lambda _: disconnected.set())
+        started = time.monotonic()
+        await served.gateway.close(TOKEN)
+        for raw in (raw_browser, raw_page):
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(raw.recv(), 2)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1001
+        await asyncio.wait_for(disconnected.wait(), 2)
+        assert time.monotonic() - started < 2
+        await served.gateway.close(TOKEN)  # a second close is harmless
+    assert (await served.http.get(f"{served.cdp_url}/json/version")).status_code == 404
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(version["webSocketDebuggerUrl"])
+    assert refused.value.response.status_code == 404
+    assert served.chromium.process.poll() is None
+
+
+class _SilentClient:
+    """A ClientSocket that must never be accepted."""
+
+    async def accept(self) -> None:
+        raise AssertionError("accepted after close")
+
+    async def receive(self) -> str | bytes | None:
+        return None
+
+    async def send(self, message: str | bytes) -> None:
+        return None
+
+    async def close(self, code: int, reason: str) -> None:
+        return None
+
+
+async def test_a_connection_finishing_its_upgrade_after_close_is_refused(served: Served) -> None:
+    version = (await served.http.get(f"{served.cdp_url}/json/version")).json()
+    browser_id = version["webSocketDebuggerUrl"].rsplit("/", 1)[1]
+    tasks = TaskSet("test-race")
+    serving = tasks.spawn(
+        served.gateway.serve(TOKEN, "browser", browser_id, _SilentClient()), name="serve"
+    )
+    await asyncio.sleep(0)  # serve() is now connecting to Chrome
+    await served.gateway.close(TOKEN)
+    with pytest.raises(SessionNotFound):
+        await serving
+    await tasks.close()
+
+
+async def test_unknown_target_is_refused(served: Served) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(f"{served.ws_prefix}/devtools/page/0123456789ABCDEF")
+    assert refused.value.response.status_code == 404
+
+
+async def test_a_closed_target_closes_its_clients(served: Served) -> None:
+    version = (await served.http.get(f"{served.cdp_url}/json/version")).json()
+    async with connect(version["webSocketDebuggerUrl"]) as browser:
+        created = await cdp(browser, "Target.createTarget", {"url": "about:blank"})
+        target_id = created["result"]["targetId"]
+        async with connect(f"{served.ws_prefix}/devtools/page/{target_id}") as page:
+            assert await evaluate(page, "40 + 2") == 42
+            await cdp(browser, "Target.closeTarget", {"targetId": target_id})
+            with pytest.raises(ConnectionClosed) as closed:
+                async with asyncio.timeout(5):
+                    while True:  # Inspector.detached and the like come first
+                        await page.recv()
+            assert closed.value.rcvd is not None
+
+
+# --- the public base --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("public_url", "host", "expected"),
+    [
+        ("https://fleet.example/prefix/", "ignored.example", "wss://fleet.example/prefix"),
+        (None, "proxy.example:9000", "ws://proxy.example:9000"),
+    ],
+)
+async def test_discovery_urls_use_the_configured_or_requested_base(
+    chromium: Chromium, public_url: str | None, host: str, expected: str
+) -> None:
+    """As app.py wires it: gateway and public_url on app.state, built in the lifespan."""
+    app = FastAPI()
+    app.include_router(build_cdp_router())
+    async with CdpGatewayServer() as gateway:
+        gateway.open(Route(TOKEN, chromium.port, allow_resizing=True))
+        app.state.gateway = gateway
+        app.state.services = SimpleNamespace(public_url=public_url)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            response = await http.get(f"/cdp/{TOKEN}/json/version", headers={"Host": host})
+    url = response.json()["webSocketDebuggerUrl"]
+    assert url.startswith(f"{expected}/cdp/{TOKEN}/devtools/browser/")
