@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from browserfleet import __version__
 from browserfleet.api.deps import ApiServices
@@ -24,6 +25,15 @@ DESCRIPTION = (
 )
 
 
+def _operation_ids(version: str) -> Callable[[APIRoute], str]:
+    """One router is mounted three times; OpenAPI operation ids must stay unique."""
+
+    def operation_id(route: APIRoute) -> str:
+        return f"{route.name}_{version}"
+
+    return operation_id
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,8 +49,9 @@ def create_app(settings: Settings) -> FastAPI:
             )
             yield
 
-    app = FastAPI(title="browserfleet", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="browserfleet", version=__version__, description=DESCRIPTION, lifespan=lifespan
+    )
     install_error_handlers(app, settings.limits.retry_after_s)
     for prefix in API_PREFIXES:
         version = prefix.rsplit("/", 1)[-1]
@@ -48,7 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.include_router(
                 router,
                 prefix=prefix,
-                generate_unique_id_function=lambda route, v=version: f"{route.name}_{v}",
+                generate_unique_id_function=_operation_ids(version),
             )
     app.include_router(health.router)
     app.include_router(build_cdp_router())

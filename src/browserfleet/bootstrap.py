@@ -1,4 +1,4 @@
-"""The composition root: the only place where the store, runtime and services are built and wired."""
+"""The composition root: the only place where store, runtime and services are built and wired."""
 
 from __future__ import annotations
 
@@ -97,7 +97,11 @@ async def readiness_problems(settings: Settings) -> list[str]:
 
 
 def _headless_mode(settings: Settings) -> HeadlessMode:
-    return HeadlessMode.SHELL if settings.browser.mode is BrowserMode.HEADLESS_SHELL else HeadlessMode.NEW
+    return (
+        HeadlessMode.SHELL
+        if settings.browser.mode is BrowserMode.HEADLESS_SHELL
+        else HeadlessMode.NEW
+    )
 
 
 @asynccontextmanager
@@ -107,7 +111,9 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         key = await ensure_initial_key(settings, projects)
         if key is not None:
             # Shown once on the operator's terminal; it is never logged.
-            sys.stdout.write(f"Initial API key (also in {settings.data_dir / INITIAL_KEY_FILE}):\n{key}\n")
+            sys.stdout.write(
+                f"Initial API key (also in {settings.data_dir / INITIAL_KEY_FILE}):\n{key}\n"
+            )
             sys.stdout.flush()
         settings.sessions_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         launcher = LocalChromiumLauncher(
@@ -127,9 +133,12 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         )
         service = SessionService(store, launcher, gateway, config, utc_now)
         reaper = Reaper(
-            service, store, launcher,
-            ReaperConfig(settings.reaper_interval_s, settings.heartbeat_interval_s,
-                         settings.sessions_dir),
+            service,
+            store,
+            launcher,
+            ReaperConfig(
+                settings.reaper_interval_s, settings.heartbeat_interval_s, settings.sessions_dir
+            ),
             utc_now,
         )
         await reaper.start()

@@ -37,11 +37,11 @@ class TaskSet:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    async def close(self, timeout: float = 10.0) -> None:
+    async def close(self, grace_s: float = 10.0) -> None:
         """Cancel every task and wait for them to finish."""
         self._closed = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+            await asyncio.wait(tasks, timeout=grace_s)

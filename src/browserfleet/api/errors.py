@@ -34,11 +34,13 @@ HTTP_ERRORS: dict[type[e.DomainError], HttpError] = {
     e.ApiKeyNotFound: HttpError(404, "API key not found"),
     e.ConcurrencyLimitReached: HttpError(429, CONCURRENCY_DETAIL, retry_after=True),
     e.HostAtCapacity: HttpError(
-        503, "This server has no room for another browser right now; retry shortly.",
+        503,
+        "This server has no room for another browser right now; retry shortly.",
         retry_after=True,
     ),
-    e.BrowserLaunchFailed: HttpError(503, "The browser failed to start; retry shortly.",
-                                     retry_after=True),
+    e.BrowserLaunchFailed: HttpError(
+        503, "The browser failed to start; retry shortly.", retry_after=True
+    ),
 }
 
 

@@ -28,7 +28,9 @@ def hash_key(secret: str) -> str:
 
 def mint_key() -> MintedKey:
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    return MintedKey(secret=secret, digest=hash_key(secret), prefix=secret[: len(KEY_PREFIX) + _SHOWN_CHARS])
+    return MintedKey(
+        secret=secret, digest=hash_key(secret), prefix=secret[: len(KEY_PREFIX) + _SHOWN_CHARS]
+    )
 
 
 def digests_match(a: str, b: str) -> bool:

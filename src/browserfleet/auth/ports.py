@@ -32,13 +32,15 @@ class ProjectStore(Protocol):
         self,
         name: str,
         *,
-        concurrent_limit: int | None | Unset = UNSET,
-        credits_micros: int | None | Unset = UNSET,
+        concurrent_limit: int | Unset | None = UNSET,
+        credits_micros: int | Unset | None = UNSET,
     ) -> Project:
         """credits_micros sets the balance (None = unlimited), recorded on the ledger as an
         adjustment. Raises ProjectNotFound."""
 
-    async def add_api_key(self, project_id: ProjectId, digest: str, prefix: str) -> ApiKeyRecord: ...
+    async def add_api_key(
+        self, project_id: ProjectId, digest: str, prefix: str
+    ) -> ApiKeyRecord: ...
 
     async def key_by_digest(self, digest: str) -> ApiKeyRecord | None:
         """Only keys that are not revoked."""

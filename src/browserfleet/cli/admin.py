@@ -25,9 +25,7 @@ def _out(line: str) -> None:
     sys.stdout.write(line + "\n")
 
 
-def _run(
-    settings: Settings, work: Callable[[SqlProjectStore], Coroutine[Any, Any, None]]
-) -> int:
+def _run(settings: Settings, work: Callable[[SqlProjectStore], Coroutine[Any, Any, None]]) -> int:
     async def main() -> None:
         async with open_stores(settings) as (projects, _sessions):
             await work(projects)
@@ -116,8 +114,10 @@ def list_keys(settings: Settings, args: argparse.Namespace) -> int:
         names = {p.id: p.name for p in await projects.list_projects()}
         for key in await projects.list_keys(project_id):
             state = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
-            _out(f"{key.id}  {key.prefix}…  {names.get(key.project_id, '?')}  "
-                 f"{key.created_at.isoformat()}  {state}")
+            _out(
+                f"{key.id}  {key.prefix}…  {names.get(key.project_id, '?')}  "
+                f"{key.created_at.isoformat()}  {state}"
+            )
 
     return _run(settings, work)
 
@@ -130,7 +130,7 @@ def revoke_key(settings: Settings, args: argparse.Namespace) -> int:
     return _run(settings, work)
 
 
-def _credit_change(args: argparse.Namespace) -> int | None | Unset:
+def _credit_change(args: argparse.Namespace) -> int | Unset | None:
     if args.unlimited_credits:
         return None
     if args.credits is not None:
@@ -172,7 +172,9 @@ def _describe(name: str, limit: int | None, credits: int | None) -> str:
 def list_projects(settings: Settings, _args: argparse.Namespace) -> int:
     async def work(projects: SqlProjectStore) -> None:
         for p in await projects.list_projects():
-            _out(f"{p.id}  {_describe(p.name, p.concurrent_limit, p.credit_balance_micros)}  "
-                 f"active {p.active_count}")
+            _out(
+                f"{p.id}  {_describe(p.name, p.concurrent_limit, p.credit_balance_micros)}  "
+                f"active {p.active_count}"
+            )
 
     return _run(settings, work)

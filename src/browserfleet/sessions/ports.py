@@ -37,11 +37,15 @@ class SessionStore(Protocol):
     async def mark_failed(self, session_id: SessionId) -> None:
         """STARTING -> FAILED: refund the upfront charge in full and free the slot."""
 
-    async def request_stop(self, session_id: SessionId, reason: StopReason, at: datetime) -> Session:
+    async def request_stop(
+        self, session_id: SessionId, reason: StopReason, at: datetime
+    ) -> Session:
         """ACTIVE -> STOPPING, recording reason and finished_at; a session already STOPPING or
         STOPPED is returned unchanged."""
 
-    async def finalize(self, session_id: SessionId, *, cost_micros: int, proxy_bytes: int) -> Session:
+    async def finalize(
+        self, session_id: SessionId, *, cost_micros: int, proxy_bytes: int
+    ) -> Session:
         """STOPPING -> STOPPED: record the final cost, append the refund (idempotent), free the
         slot. A session already STOPPED is returned unchanged (no second refund)."""
 

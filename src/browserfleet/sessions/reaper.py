@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import socket
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -58,8 +60,24 @@ class Reaper:
         killed = self._launcher.kill_strays(self._config.sessions_dir, keep)
         if killed:
             log.warning("killed %d leftover browser(s) from an earlier run", killed)
+        await self._remove_leftover_dirs()
         self._tasks.spawn(self._sweep_loop(), name="sweep")
         self._tasks.spawn(self._heartbeat_loop(), name="heartbeat")
+
+    async def _remove_leftover_dirs(self) -> None:
+        """Session dirs of sessions that are no longer live (a crash left them) are deleted."""
+        root = self._config.sessions_dir
+        if not root.is_dir():
+            return
+        for entry in root.iterdir():
+            try:
+                session_id = SessionId(uuid.UUID(entry.name))
+            except ValueError:
+                continue
+            session = await self._store.get_any(session_id)
+            if session is None or not session.is_live:
+                log.info("removing leftover session dir", extra={"session_id": entry.name})
+                await asyncio.to_thread(shutil.rmtree, entry, True)
 
     async def stop_loops(self) -> None:
         """First step of shutdown: no new stops are started after this."""
@@ -101,7 +119,9 @@ class Reaper:
     def _stop_soon(self, session_id: SessionId, reason: StopReason, at: datetime) -> None:
         if self._service.is_tearing_down(session_id):
             return
-        self._tasks.spawn(self._service.stop_local(session_id, reason, at), name=f"stop-{session_id}")
+        self._tasks.spawn(
+            self._service.stop_local(session_id, reason, at), name=f"stop-{session_id}"
+        )
 
     async def _forget_dead_neighbours(self) -> None:
         """An instance on this host whose process is gone is dead now, heartbeat or not."""
@@ -115,9 +135,7 @@ class Reaper:
         """Stop and bill live sessions whose owning instance is gone."""
         await self._forget_dead_neighbours()
         now = self._clock()
-        stale_before = now - timedelta(
-            seconds=self._config.heartbeat_interval_s * STALE_HEARTBEATS
-        )
+        stale_before = now - timedelta(seconds=self._config.heartbeat_interval_s * STALE_HEARTBEATS)
         for session in await self._store.orphaned(stale_before, self._service.instance):
             log.warning("stopping orphaned session", extra={"session_id": str(session.id)})
             try:

@@ -143,9 +143,7 @@ class SessionService:
             await asyncio.shield(self._store.mark_failed(session.id))
             raise
         try:
-            self._gateway.open(
-                GatewayRoute(session.token, handle.cdp_port, request.allow_resizing)
-            )
+            self._gateway.open(GatewayRoute(session.token, handle.cdp_port, request.allow_resizing))
             self._running[session.id] = _Running(handle, session.token)
             active = await self._store.mark_active(
                 session.id, pid=handle.pid, session_dir=str(workdir)
@@ -253,8 +251,11 @@ class SessionService:
         )
         for session_id, result in zip(ids, results, strict=True):
             if isinstance(result, BaseException):
-                log.error("stop at shutdown failed", exc_info=result,
-                          extra={"session_id": str(session_id)})
+                log.error(
+                    "stop at shutdown failed",
+                    exc_info=result,
+                    extra={"session_id": str(session_id)},
+                )
         for running in list(self._running.values()):
             await running.handle.close()
         self._running.clear()

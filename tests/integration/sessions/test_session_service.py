@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from runtime_fakes import FakeGateway, FakeLauncher
 
 from browserfleet.auth.model import Principal
 from browserfleet.browsers.launch_spec import HeadlessMode
@@ -29,8 +30,6 @@ from browserfleet.store.engine import create_engine
 from browserfleet.store.migrate import upgrade
 from browserfleet.store.projects import SqlProjectStore
 from browserfleet.store.sessions import SqlSessionStore
-
-from runtime_fakes import FakeGateway, FakeLauncher
 
 T0 = datetime(2026, 7, 15, 20, 0, tzinfo=UTC)
 
@@ -59,14 +58,21 @@ class World:
 
     def reaper(self, service: SessionService | None = None) -> Reaper:
         return Reaper(
-            service or self.service, self.store, self.launcher,
-            ReaperConfig(3600, 2.0, self.config.sessions_dir), self.clock,
+            service or self.service,
+            self.store,
+            self.launcher,
+            ReaperConfig(3600, 2.0, self.config.sessions_dir),
+            self.clock,
         )
 
     def another_service(self) -> SessionService:
         config = RuntimeConfig(
-            instance=InstanceId("second"), sessions_dir=self.config.sessions_dir,
-            mode=HeadlessMode.NEW, extra_args=(), default_concurrent_limit=3, host_max_browsers=5,
+            instance=InstanceId("second"),
+            sessions_dir=self.config.sessions_dir,
+            mode=HeadlessMode.NEW,
+            extra_args=(),
+            default_concurrent_limit=3,
+            host_max_browsers=5,
         )
         return SessionService(self.store, self.launcher, self.gateway, config, self.clock)
 
@@ -80,8 +86,12 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     project = await projects.create_project("p")
     launcher, gateway, clock = FakeLauncher(), FakeGateway(), Clock()
     config = RuntimeConfig(
-        instance=InstanceId("first"), sessions_dir=tmp_path / "sessions", mode=HeadlessMode.NEW,
-        extra_args=(), default_concurrent_limit=3, host_max_browsers=5,
+        instance=InstanceId("first"),
+        sessions_dir=tmp_path / "sessions",
+        mode=HeadlessMode.NEW,
+        extra_args=(),
+        default_concurrent_limit=3,
+        host_max_browsers=5,
     )
     service = SessionService(store, launcher, gateway, config, clock)
     caller = Principal(project.id, ApiKeyId(project.id))
@@ -169,8 +179,11 @@ async def test_cancelled_create_releases_its_slot(world: World) -> None:
 
 async def test_parallel_creates_never_exceed_the_project_limit(world: World) -> None:
     world.service = SessionService(
-        world.store, world.launcher, world.gateway,
-        replace(world.config, host_max_browsers=20), world.clock,
+        world.store,
+        world.launcher,
+        world.gateway,
+        replace(world.config, host_max_browsers=20),
+        world.clock,
     )
     results = await asyncio.gather(
         *(world.service.create(world.caller, SessionRequest()) for _ in range(10)),
@@ -207,7 +220,9 @@ async def test_insufficient_credits_creates_nothing(world: World) -> None:
 
 async def test_validation_order_timeout_then_profile(world: World) -> None:
     with pytest.raises(TimeoutLimitExceeded):
-        await world.service.create(world.caller, SessionRequest(timeout_minutes=241, profile_id="x"))
+        await world.service.create(
+            world.caller, SessionRequest(timeout_minutes=241, profile_id="x")
+        )
     with pytest.raises(ProfileNotFound):
         await world.service.create(world.caller, SessionRequest(profile_id="x"))
 

@@ -21,7 +21,11 @@ def parse(body: dict[str, Any]) -> CreateBrowserSessionRequest:
 def test_empty_body_gives_the_documented_defaults() -> None:
     request = parse({}).to_request()
     assert request == SessionRequest()
-    assert (request.timeout_minutes, request.screen_width, request.screen_height) == (60, 1920, 1080)
+    assert (request.timeout_minutes, request.screen_width, request.screen_height) == (
+        60,
+        1920,
+        1080,
+    )
     assert request.proxy_country_code == "us"
     assert request.allow_resizing is False
     assert request.pdf_viewer is True
@@ -68,7 +72,11 @@ def test_every_field_reaches_the_domain() -> None:
 def test_snake_case_keys_are_accepted() -> None:
     request = parse({"proxy_country_code": None, "timeout": 5, "browser_screen_width": 800})
     domain = request.to_request()
-    assert (domain.proxy_country_code, domain.timeout_minutes, domain.screen_width) == (None, 5, 800)
+    assert (domain.proxy_country_code, domain.timeout_minutes, domain.screen_width) == (
+        None,
+        5,
+        800,
+    )
 
 
 def test_unknown_fields_are_ignored() -> None:

@@ -13,8 +13,10 @@ router = APIRouter(prefix="/billing", tags=["Billing"])
 @router.get(
     "/account",
     response_model=AccountView,
-    responses={401: {"description": "Missing or invalid API key"},
-               404: {"description": "Account not found"}},
+    responses={
+        401: {"description": "Missing or invalid API key"},
+        404: {"description": "Account not found"},
+    },
     summary="Get Account Billing",
 )
 async def get_account_billing(caller: Caller, svc: Services) -> AccountView:

@@ -51,7 +51,9 @@ async def create_browser_session(
 
 
 @router.get(
-    "", response_model=BrowserSessionListResponse, responses=_ERRORS,
+    "",
+    response_model=BrowserSessionListResponse,
+    responses=_ERRORS,
     summary="List Browser Sessions",
 )
 async def list_browser_sessions(
@@ -62,8 +64,10 @@ async def list_browser_sessions(
     page_number: Annotated[int, Query(alias="pageNumber", ge=1)] = 1,
     filter_by: Annotated[Literal["active", "stopped"] | None, Query(alias="filterBy")] = None,
     agent_session_id: Annotated[UUID | None, Query(alias="agentSessionId")] = None,
-    metadata: Annotated[list[str] | None, Query(
-        description="`key` matches any value; `key=value` exactly; repeat to AND.")] = None,
+    metadata: Annotated[
+        list[str] | None,
+        Query(description="`key` matches any value; `key=value` exactly; repeat to AND."),
+    ] = None,
 ) -> BrowserSessionListResponse:
     query = SessionQuery(
         page_size=page_size,
@@ -79,8 +83,9 @@ async def list_browser_sessions(
     page = await svc.sessions.list(caller, query)
     now = svc.clock()
     return BrowserSessionListResponse(
-        items=[BrowserSessionItemView.from_session(with_running_cost(s, now), base)
-               for s in page.items],
+        items=[
+            BrowserSessionItemView.from_session(with_running_cost(s, now), base) for s in page.items
+        ],
         total_items=page.total,
         page_number=page_number,
         page_size=page_size,
@@ -88,7 +93,9 @@ async def list_browser_sessions(
 
 
 @router.get(
-    "/{session_id}", response_model=BrowserSessionView, responses=_ERRORS,
+    "/{session_id}",
+    response_model=BrowserSessionView,
+    responses=_ERRORS,
     summary="Get Browser Session",
 )
 async def get_browser_session(
@@ -99,7 +106,9 @@ async def get_browser_session(
 
 
 @router.patch(
-    "/{session_id}", response_model=BrowserSessionView, responses=_ERRORS,
+    "/{session_id}",
+    response_model=BrowserSessionView,
+    responses=_ERRORS,
     summary="Update Browser Session",
 )
 async def update_browser_session(

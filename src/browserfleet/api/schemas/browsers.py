@@ -49,8 +49,10 @@ class CustomProxy(RequestModel):
         )
 
 
-Metadata = dict[Annotated[str, Field(min_length=1, max_length=MAX_METADATA_KEY)],
-                Annotated[str, Field(max_length=MAX_METADATA_VALUE)]]
+Metadata = dict[
+    Annotated[str, Field(min_length=1, max_length=MAX_METADATA_KEY)],
+    Annotated[str, Field(max_length=MAX_METADATA_VALUE)],
+]
 
 
 class CreateBrowserSessionRequest(RequestModel):
@@ -59,11 +61,13 @@ class CreateBrowserSessionRequest(RequestModel):
         "us", description="Country of the managed proxy; null disables the proxy."
     )
     metadata: Metadata | None = Field(
-        None, description="Up to 10 key-value labels; filterable on the list.",
+        None,
+        description="Up to 10 key-value labels; filterable on the list.",
         max_length=MAX_METADATA_PAIRS,
     )
     timeout: int | None = Field(
-        m.DEFAULT_TIMEOUT_MINUTES, ge=1,
+        m.DEFAULT_TIMEOUT_MINUTES,
+        ge=1,
         description="Minutes until the session stops by itself (1-240; above 240 is a 403).",
     )
     browser_screen_width: int | None = Field(None, ge=320, le=6144)
