@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from browserfleet import __version__
 from browserfleet.api.deps import ApiServices
 from browserfleet.api.errors import install_error_handlers
-from browserfleet.api.routes import billing, browsers, health
+from browserfleet.api.routes import billing, browsers, health, live
 from browserfleet.api.routes.cdp import build_cdp_router
 from browserfleet.bootstrap import build_runtime, utc_now
 from browserfleet.settings import Settings
@@ -62,5 +62,6 @@ def create_app(settings: Settings) -> FastAPI:
                 generate_unique_id_function=_operation_ids(version),
             )
     app.include_router(health.router)
+    app.include_router(live.router)
     app.include_router(build_cdp_router())
     return app
