@@ -1,1 +1,1 @@
-"""Browser runtime: launching, watching and killing Chromium processes. Knows nothing of sessions."""
+"""Browser runtime: launching, watching and killing Chromium. Knows nothing of sessions."""

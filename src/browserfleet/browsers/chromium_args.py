@@ -1,0 +1,147 @@
+"""Chromium's command line and first-run preferences for a LaunchSpec: pure values, no I/O.
+
+The process layer (process.py) adds the executable, writes the preferences and spawns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
+
+DISABLE_FEATURES = "--disable-features="
+# Nothing listens on the discard port: Google endpoints Chromium would call fail at once.
+DEAD_END = "http://127.0.0.1:9"
+START_URL = "about:blank"
+
+# Features that phone home or change behaviour behind our back.
+DISABLED_FEATURES: tuple[str, ...] = (
+    "AutofillServerCommunication",
+    "NetworkTimeServiceQuerying",
+    "OptimizationHints",
+    "OptimizationGuideModelDownloading",
+    "OptimizationGuideOnDeviceModel",
+    "CertificateTransparencyComponentUpdater",
+    "Translate",
+    # The media router discovers cast devices with SSDP multicast: non-loopback traffic.
+    "MediaRouter",
+    "DialMediaRouteProvider",
+)
+
+BASE_ARGS: tuple[str, ...] = (
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--disable-default-apps",
+    "--disable-search-engine-choice-screen",
+    "--metrics-recording-only",
+    f"--gaia-url={DEAD_END}",
+    f"--google-apis-url={DEAD_END}",
+    f"--component-updater=url-source={DEAD_END}/",
+    "--password-store=basic",
+    "--use-mock-keychain",
+    "--disable-breakpad",
+    # Not --disable-crashpad-for-testing: in Chromium 156 headless=new it makes the network
+    # service crash in a loop ("FD ownership violation"). process.py handles crashpad instead.
+    # Suppresses the "unsupported command-line flag" infobar (shown for --no-sandbox and
+    # --ignore-certificate-errors): in headless=new it takes 56 px from the first tab only.
+    "--test-type",
+    "--mute-audio",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    # Port 0: Chromium picks a free port and writes it to DevToolsActivePort (no port race).
+    "--remote-debugging-port=0",
+    "--remote-debugging-address=127.0.0.1",
+    # No --disable-dev-shm-usage: /dev/shm is a large tmpfs here and it is faster than /tmp.
+    # No --hide-scrollbars: pages should lay out as on a desktop browser, scrollbars included.
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UiInsets:
+    """Pixels the browser's own UI takes from its window: window size = viewport + insets.
+
+    headless=new keeps a hidden toolbar inside --window-size; chromium-headless-shell has none.
+    """
+
+    width: int = 0
+    height: int = 0
+
+
+NO_INSETS = UiInsets()
+
+
+def chromium_args(
+    spec: LaunchSpec,
+    *,
+    user_data_dir: Path,
+    no_sandbox: bool,
+    ui_insets: UiInsets = NO_INSETS,
+) -> list[str]:
+    """Every switch for spec (no executable), ending with the start URL."""
+    own_extra, extra_features = _split_disable_features(spec.extra_args)
+    args = [*BASE_ARGS]
+    if spec.mode is HeadlessMode.NEW:
+        # chromium-headless-shell is headless by nature and takes no --headless.
+        args.append("--headless=new")
+    if no_sandbox:
+        args.append("--no-sandbox")
+    args.append(f"--user-data-dir={user_data_dir}")
+    args += _screen_args(spec, ui_insets)
+    args += _network_args(spec)
+    args.append(DISABLE_FEATURES + ",".join(_unique([*DISABLED_FEATURES, *extra_features])))
+    args += own_extra
+    args.append(START_URL)
+    return args
+
+
+def initial_preferences(spec: LaunchSpec) -> dict[str, object]:
+    """The profile's Default/Preferences JSON to write before the first launch."""
+    prefs: dict[str, object] = {}
+    if not spec.pdf_viewer:
+        prefs["plugins"] = {"always_open_pdf_externally": True}
+    return prefs
+
+
+def _screen_args(spec: LaunchSpec, insets: UiInsets) -> list[str]:
+    width, height = spec.screen_width, spec.screen_height
+    return [
+        f"--window-size={width + insets.width},{height + insets.height}",
+        # Chromium 156 syntax: {origin WxH}; makes screen.width/height the spec's size.
+        f"--screen-info={{0,0 {width}x{height}}}",
+    ]
+
+
+def _network_args(spec: LaunchSpec) -> list[str]:
+    args: list[str] = []
+    if spec.proxy_server is not None:
+        # "<-loopback>" removes the implicit loopback bypass: every request goes via the proxy.
+        args += [f"--proxy-server={spec.proxy_server}", "--proxy-bypass-list=<-loopback>"]
+    if spec.ignore_cert_errors:
+        args.append("--ignore-certificate-errors")
+    return args
+
+
+def _split_disable_features(extra: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Extra args without their --disable-features, and the features those named.
+
+    Chromium honours only the last --disable-features, so all of them must become one.
+    """
+    others: list[str] = []
+    features: list[str] = []
+    for arg in extra:
+        if arg.startswith(DISABLE_FEATURES):
+            features += [f for f in arg.removeprefix(DISABLE_FEATURES).split(",") if f]
+        else:
+            others.append(arg)
+    return others, features
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))

@@ -1,0 +1,283 @@
+"""Local Chromium processes: LocalChromiumLauncher starts them, a ChromiumProcess owns one.
+
+Each browser runs in its own process group, dies with our process (PR_SET_PDEATHSIG) and
+lives in its own workdir (profile, TMPDIR, log), which closing or a failed launch removes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from browserfleet.browsers.chromium_args import UiInsets, chromium_args, initial_preferences
+from browserfleet.browsers.devtools_endpoint import DevtoolsEndpoint, wait_for_endpoint
+from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
+from browserfleet.browsers.strays import kill_group_members, kill_naming, kill_strays
+from browserfleet.browsers.viewport import fit_viewport
+from browserfleet.errors import BrowserLaunchFailed
+from browserfleet.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+LOG_NAME = "chromium.log"
+PROFILE_DIR = "profile"
+TMP_DIR = "tmp"
+CONFIG_DIR = "config"
+LOG_TAIL_BYTES = 3000
+# SIGKILL leaves nothing to wait for but the kernel: these only bound a wedged system.
+REAP_TIMEOUT_S = 5.0
+GROUP_GONE_TIMEOUT_S = 2.0
+PR_SET_PDEATHSIG = 1
+# Measured on Chromium 156 (headless=new hides an 87 px toolbar inside the window); every
+# launch re-measures, so another version corrects itself after one resize.
+INITIAL_INSETS = {HeadlessMode.NEW: UiInsets(0, 87), HeadlessMode.SHELL: UiInsets()}
+
+
+class ChromiumProcess:
+    """One running browser. Close it (or use it as an async context manager)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, cdp_port: int, workdir: Path) -> None:
+        self._proc = proc
+        self._cdp_port = cdp_port
+        self._workdir = workdir
+        self._exit_code: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._tasks = TaskSet(f"chromium-{proc.pid}")
+        # One waiter reaps the process; any number of callers await its future.
+        self._tasks.spawn(self._reap(), name="wait")
+        self._close_lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def cdp_port(self) -> int:
+        return self._cdp_port
+
+    @property
+    def workdir(self) -> Path:
+        return self._workdir
+
+    async def wait_closed(self) -> int:
+        # shield: a cancelled waiter must not cancel the others' future.
+        return await asyncio.shield(self._exit_code)
+
+    async def close(self) -> None:
+        async with self._close_lock:
+            if self._closed:
+                return
+            if not self._exit_code.done():
+                # The leader is alive, so its group id is still ours to signal.
+                _kill_group(self.pid)
+            try:
+                async with asyncio.timeout(REAP_TIMEOUT_S):
+                    await asyncio.shield(self._exit_code)
+            except TimeoutError:
+                log.error(
+                    "chromium pid %d not reaped %.0fs after SIGKILL", self.pid, REAP_TIMEOUT_S
+                )
+            await asyncio.to_thread(_sweep, self.pid, self._workdir)
+            if self._exit_code.done():
+                # Else the waiter keeps waiting: cancelling it would hang wait_closed() forever.
+                await self._tasks.close()
+            self._closed = True
+
+    async def __aenter__(self) -> ChromiumProcess:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _reap(self) -> None:
+        code = await self._proc.wait()
+        log.info("chromium pid %d exited with %d", self.pid, code)
+        self._exit_code.set_result(code)
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far a launch got, for its error message and its cleanup."""
+
+    stage: str = "preparing the profile"
+    proc: asyncio.subprocess.Process | None = None
+
+
+class LocalChromiumLauncher:
+    def __init__(
+        self,
+        chromium_path: Path,
+        headless_shell_path: Path,
+        *,
+        no_sandbox: bool = True,
+        launch_timeout_s: float = 20.0,
+    ) -> None:
+        self._executables = {
+            HeadlessMode.NEW: chromium_path,
+            HeadlessMode.SHELL: headless_shell_path,
+        }
+        self._no_sandbox = no_sandbox
+        self._launch_timeout_s = launch_timeout_s
+        self._insets = dict(INITIAL_INSETS)
+        self._die_with_us = _parent_death_signal()
+
+    async def launch(self, spec: LaunchSpec, workdir: Path) -> ChromiumProcess:
+        _claim_workdir(workdir)
+        started = time.monotonic()
+        progress = _Progress()
+        try:
+            async with asyncio.timeout(self._launch_timeout_s):
+                endpoint = await self._start(spec, workdir, progress)
+        except BaseException as exc:
+            tail = await _discard(progress.proc, workdir)
+            if isinstance(exc, Exception):
+                reason = self._failure_reason(exc, progress)
+                raise BrowserLaunchFailed(f"{reason}; {LOG_NAME} ends with:\n{tail}") from exc
+            raise  # cancelled: cleaned up, now let it through
+        assert progress.proc is not None
+        log.info(
+            "chromium (%s) pid %d on port %d ready in %.0f ms",
+            spec.mode,
+            progress.proc.pid,
+            endpoint.port,
+            (time.monotonic() - started) * 1000,
+        )
+        return ChromiumProcess(progress.proc, endpoint.port, workdir)
+
+    def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
+        return kill_strays(root, keep)
+
+    async def _start(
+        self, spec: LaunchSpec, workdir: Path, progress: _Progress
+    ) -> DevtoolsEndpoint:
+        profile = workdir / PROFILE_DIR
+        _write_profile(workdir, spec)
+        progress.stage = "spawning chromium"
+        args = chromium_args(
+            spec,
+            user_data_dir=profile,
+            no_sandbox=self._no_sandbox,
+            ui_insets=self._insets[spec.mode],
+        )
+        progress.proc = await self._spawn(self._executables[spec.mode], args, workdir)
+        progress.stage = "waiting for the DevTools endpoint"
+        endpoint = await wait_for_endpoint(profile, progress.proc)
+        progress.stage = "checking the viewport"
+        insets = await fit_viewport(endpoint.browser_ws_url, endpoint.first_page_id, spec)
+        if insets != self._insets[spec.mode]:
+            log.info("chromium (%s) UI insets are %s", spec.mode, insets)
+            self._insets[spec.mode] = insets
+        return endpoint
+
+    async def _spawn(
+        self, executable: Path, args: list[str], workdir: Path
+    ) -> asyncio.subprocess.Process:
+        # XDG_CONFIG_HOME: Chromium's default-profile files and crashpad's database (whose
+        # handlers leave our process group) land in the workdir and name it on their cmdline.
+        env = {
+            **os.environ,
+            "TMPDIR": str(workdir / TMP_DIR),
+            "XDG_CONFIG_HOME": str(workdir / CONFIG_DIR),
+        }
+        output = os.open(workdir / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            return await asyncio.create_subprocess_exec(
+                executable,
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                env=env,
+                cwd=workdir,
+                start_new_session=True,  # its own process group, killed as one
+                preexec_fn=self._die_with_us,
+            )
+        finally:
+            os.close(output)  # the child has its own copy; ours would leak
+
+    def _failure_reason(self, exc: Exception, progress: _Progress) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"timed out after {self._launch_timeout_s}s {progress.stage}"
+        if isinstance(exc, BrowserLaunchFailed):
+            return str(exc)
+        return f"{type(exc).__name__} while {progress.stage}: {exc}"
+
+
+def _claim_workdir(workdir: Path) -> None:
+    if workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
+        raise BrowserLaunchFailed(f"workdir {workdir} already exists and is not empty")
+    workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def _write_profile(workdir: Path, spec: LaunchSpec) -> None:
+    (workdir / TMP_DIR).mkdir()
+    (workdir / CONFIG_DIR).mkdir()
+    default = workdir / PROFILE_DIR / "Default"
+    default.mkdir(parents=True)
+    if prefs := initial_preferences(spec):
+        (default / "Preferences").write_text(json.dumps(prefs))
+
+
+def _parent_death_signal() -> Callable[[], None]:
+    """A preexec_fn that has the kernel SIGKILL the child when our (forking) thread dies."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # we died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+async def _discard(proc: asyncio.subprocess.Process | None, workdir: Path) -> str:
+    """Kill and reap a failed launch, remove its workdir; return the tail of its log."""
+    if proc is not None:
+        _kill_group(proc.pid)
+        await proc.wait()
+    tail = _log_tail(workdir / LOG_NAME)
+    await asyncio.to_thread(_sweep, proc.pid if proc else None, workdir)
+    return tail
+
+
+def _kill_group(group: int) -> None:
+    # ProcessLookupError: already gone, and nothing left in its group.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+
+
+def _sweep(group: int | None, workdir: Path) -> None:
+    """Make sure nothing of the browser survives, then delete its files (blocking)."""
+    if group is not None and not kill_group_members(group, GROUP_GONE_TIMEOUT_S):
+        log.error("processes of chromium group %d survived SIGKILL", group)
+    # Crashpad's handlers leave the group (setsid) but name the workdir; they exit on their own
+    # within milliseconds of the browser, this makes sure. Anything else here escaped.
+    if escaped := kill_naming(workdir):
+        log.info("killed %d process(es) of chromium group %s outside it", escaped, group)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as log_file:
+            log_file.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+            return log_file.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,103 @@
+"""Makes a fresh browser's first page show exactly the spec's viewport, measuring the UI insets.
+
+The launcher starts Chromium with --window-size = viewport + the insets it last measured; this
+checks the first page and, if the guess was wrong, resizes the window and reports the insets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from browserfleet.browsers.chromium_args import UiInsets
+from browserfleet.browsers.launch_spec import LaunchSpec
+from browserfleet.cdp.client import CdpConnection, JsonObject
+from browserfleet.errors import BrowserLaunchFailed
+
+log = logging.getLogger(__name__)
+
+MEASURE = "[innerWidth, innerHeight, outerWidth, outerHeight, screen.width, screen.height]"
+# A page may report its size before its first layout settles: look again before resizing.
+SETTLE_TRIES = 3
+SETTLE_INTERVAL_S = 0.03
+# After Browser.setWindowBounds the page needs a frame or two to see its new size.
+RESIZE_TRIES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class PageSize:
+    inner_width: int
+    inner_height: int
+    outer_width: int
+    outer_height: int
+    screen_width: int
+    screen_height: int
+
+    @property
+    def insets(self) -> UiInsets:
+        return UiInsets(self.outer_width - self.inner_width, self.outer_height - self.inner_height)
+
+    def fits(self, spec: LaunchSpec) -> bool:
+        return (self.inner_width, self.inner_height) == (spec.screen_width, spec.screen_height)
+
+
+async def fit_viewport(browser_ws_url: str, target_id: str, spec: LaunchSpec) -> UiInsets:
+    """Ensure the page target's viewport is the spec's size; return the window's UI insets."""
+    async with CdpConnection.connect(browser_ws_url) as cdp:
+        attached = await cdp.call("Target.attachToTarget", {"targetId": target_id, "flatten": True})
+        session_id = str(attached["sessionId"])
+        size = await _settled_size(cdp, session_id, spec, SETTLE_TRIES)
+        if not size.fits(spec):
+            log.info(
+                "viewport %dx%d, want %dx%d: resizing the window",
+                size.inner_width,
+                size.inner_height,
+                spec.screen_width,
+                spec.screen_height,
+            )
+            await _resize_window(cdp, target_id, spec, size.insets)
+            size = await _settled_size(cdp, session_id, spec, RESIZE_TRIES)
+        if not size.fits(spec):
+            raise BrowserLaunchFailed(
+                f"viewport stayed {size.inner_width}x{size.inner_height}, "
+                f"wanted {spec.screen_width}x{spec.screen_height}"
+            )
+        if (size.screen_width, size.screen_height) != (spec.screen_width, spec.screen_height):
+            log.warning(
+                "screen is %dx%d despite --screen-info", size.screen_width, size.screen_height
+            )
+        return size.insets
+
+
+async def _settled_size(
+    cdp: CdpConnection, session_id: str, spec: LaunchSpec, tries: int
+) -> PageSize:
+    size = await _measure(cdp, session_id)
+    for _ in range(tries - 1):
+        if size.fits(spec):
+            break
+        await asyncio.sleep(SETTLE_INTERVAL_S)
+        size = await _measure(cdp, session_id)
+    return size
+
+
+async def _measure(cdp: CdpConnection, session_id: str) -> PageSize:
+    params: JsonObject = {"expression": MEASURE, "returnByValue": True}
+    answer = await cdp.call("Runtime.evaluate", params, session_id=session_id)
+    result = answer.get("result")
+    value = result.get("value") if isinstance(result, dict) else None
+    if not (isinstance(value, list) and len(value) == 6 and all(isinstance(v, int) for v in value)):
+        raise BrowserLaunchFailed(f"cannot measure the first page: {answer}")
+    return PageSize(*value)
+
+
+async def _resize_window(
+    cdp: CdpConnection, target_id: str, spec: LaunchSpec, insets: UiInsets
+) -> None:
+    window = await cdp.call("Browser.getWindowForTarget", {"targetId": target_id})
+    bounds: JsonObject = {
+        "width": spec.screen_width + insets.width,
+        "height": spec.screen_height + insets.height,
+    }
+    await cdp.call("Browser.setWindowBounds", {"windowId": window["windowId"], "bounds": bounds})
