@@ -15,10 +15,12 @@ from browserfleet.auth.keys import mint_key
 from browserfleet.auth.model import DEFAULT_PROJECT_NAME
 from browserfleet.auth.service import Authenticator
 from browserfleet.billing.account import AccountReader
-from browserfleet.browsers.launch_spec import HeadlessMode
-from browserfleet.browsers.process import LocalChromiumLauncher
+from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
+from browserfleet.browsers.pool import WarmPool
+from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
 from browserfleet.cdp.gateway import CdpGatewayServer
 from browserfleet.ids import InstanceId
+from browserfleet.sessions.model import DEFAULT_SCREEN_HEIGHT, DEFAULT_SCREEN_WIDTH
 from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService
 from browserfleet.settings import BrowserMode, Settings
@@ -131,7 +133,20 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             default_concurrent_limit=settings.limits.default_concurrent_sessions,
             host_max_browsers=settings.limits.host_max_browsers,
         )
-        service = SessionService(store, launcher, gateway, config, utc_now)
+        pool_spec = LaunchSpec(
+            mode=config.mode,
+            screen_width=DEFAULT_SCREEN_WIDTH,
+            screen_height=DEFAULT_SCREEN_HEIGHT,
+            extra_args=config.extra_args,
+        )
+        pool: WarmPool[ChromiumProcess] = WarmPool(
+            launcher,
+            pool_spec,
+            size=settings.browser.effective_pool_size(),
+            root=settings.sessions_dir,
+            has_room=lambda: service.pool_has_room(pool.total),
+        )
+        service = SessionService(store, launcher, gateway, config, utc_now, pool)
         reaper = Reaper(
             service,
             store,
@@ -141,7 +156,8 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             ),
             utc_now,
         )
-        await reaper.start()
+        await reaper.start()  # first: it kills and removes what an earlier run left
+        pool.start()
         try:
             yield Runtime(
                 sessions=service,
@@ -154,5 +170,6 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         finally:
             await reaper.stop_loops()
             await service.shutdown()
+            await pool.aclose()
             await gateway.aclose()
             await reaper.deregister()

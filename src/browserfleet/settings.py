@@ -5,6 +5,7 @@ Built in main() or by tests, never at import time.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 
@@ -29,6 +30,13 @@ class BrowserSettings(BaseModel):
     # Extra Chromium switches, e.g. the tests' --host-resolver-rules.
     extra_args: list[str] = Field(default_factory=list)
     no_sandbox: bool = True
+    # Warm pool: browsers launched ahead of demand. None sizes it to the host; 0 disables it.
+    pool_size: int | None = Field(None, ge=0)
+
+    def effective_pool_size(self) -> int:
+        if self.pool_size is not None:
+            return self.pool_size
+        return max(1, min(4, os.cpu_count() or 1))
 
 
 class LimitSettings(BaseModel):

@@ -37,6 +37,11 @@ class TaskSet:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    async def drain(self) -> None:
+        """Wait, without cancelling, for every task to finish."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
     async def close(self, grace_s: float = 10.0) -> None:
         """Cancel every task and wait for them to finish."""
         self._closed = True

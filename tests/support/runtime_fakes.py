@@ -20,6 +20,7 @@ class FakeBrowser:
         self._pid = next(_pids)
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.closed = 0
+        self.reshaped: tuple[int, int] | None = None
 
     @property
     def pid(self) -> int:
@@ -32,6 +33,9 @@ class FakeBrowser:
     @property
     def workdir(self) -> Path:
         return self._workdir
+
+    async def reshape(self, width: int, height: int) -> None:
+        self.reshaped = (width, height)
 
     def crash(self) -> None:
         if not self._exited.done():

@@ -24,7 +24,7 @@ from browserfleet.browsers.chromium_args import UiInsets, chromium_args, initial
 from browserfleet.browsers.devtools_endpoint import DevtoolsEndpoint, wait_for_endpoint
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.strays import kill_group_members, kill_naming, kill_strays
-from browserfleet.browsers.viewport import fit_viewport
+from browserfleet.browsers.viewport import fit_viewport, reshape
 from browserfleet.errors import BrowserLaunchFailed
 from browserfleet.tasks import TaskSet
 
@@ -47,9 +47,12 @@ INITIAL_INSETS = {HeadlessMode.NEW: UiInsets(0, 87), HeadlessMode.SHELL: UiInset
 class ChromiumProcess:
     """One running browser. Close it (or use it as an async context manager)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, cdp_port: int, workdir: Path) -> None:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, endpoint: DevtoolsEndpoint, workdir: Path
+    ) -> None:
         self._proc = proc
-        self._cdp_port = cdp_port
+        self._endpoint = endpoint
+        self._cdp_port = endpoint.port
         self._workdir = workdir
         self._exit_code: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._tasks = TaskSet(f"chromium-{proc.pid}")
@@ -69,6 +72,10 @@ class ChromiumProcess:
     @property
     def workdir(self) -> Path:
         return self._workdir
+
+    async def reshape(self, width: int, height: int) -> None:
+        """Change the screen and the first window's viewport of this running browser."""
+        await reshape(self._endpoint.browser_ws_url, self._endpoint.first_page_id, width, height)
 
     async def wait_closed(self) -> int:
         # shield: a cancelled waiter must not cancel the others' future.
@@ -158,7 +165,7 @@ class LocalChromiumLauncher:
             endpoint.port,
             (time.monotonic() - started) * 1000,
         )
-        return ChromiumProcess(progress.proc, endpoint.port, workdir)
+        return ChromiumProcess(progress.proc, endpoint, workdir)
 
     def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
         return kill_strays(root, keep)

@@ -25,6 +25,9 @@ SETTLE_INTERVAL_S = 0.03
 RESIZE_TRIES = 50
 
 
+Size = tuple[int, int]
+
+
 @dataclass(frozen=True, slots=True)
 class PageSize:
     inner_width: int
@@ -38,8 +41,8 @@ class PageSize:
     def insets(self) -> UiInsets:
         return UiInsets(self.outer_width - self.inner_width, self.outer_height - self.inner_height)
 
-    def fits(self, spec: LaunchSpec) -> bool:
-        return (self.inner_width, self.inner_height) == (spec.screen_width, spec.screen_height)
+    def fits(self, want: Size) -> bool:
+        return (self.inner_width, self.inner_height) == want
 
 
 async def fit_viewport(browser_ws_url: str, target_id: str, spec: LaunchSpec) -> UiInsets:
@@ -47,8 +50,9 @@ async def fit_viewport(browser_ws_url: str, target_id: str, spec: LaunchSpec) ->
     async with CdpConnection.connect(browser_ws_url) as cdp:
         attached = await cdp.call("Target.attachToTarget", {"targetId": target_id, "flatten": True})
         session_id = str(attached["sessionId"])
-        size = await _settled_size(cdp, session_id, spec, SETTLE_TRIES)
-        if not size.fits(spec):
+        want = (spec.screen_width, spec.screen_height)
+        size = await _settled_size(cdp, session_id, want, SETTLE_TRIES)
+        if not size.fits(want):
             log.info(
                 "viewport %dx%d, want %dx%d: resizing the window",
                 size.inner_width,
@@ -57,8 +61,8 @@ async def fit_viewport(browser_ws_url: str, target_id: str, spec: LaunchSpec) ->
                 spec.screen_height,
             )
             await _resize_window(cdp, target_id, spec, size.insets)
-            size = await _settled_size(cdp, session_id, spec, RESIZE_TRIES)
-        if not size.fits(spec):
+            size = await _settled_size(cdp, session_id, want, RESIZE_TRIES)
+        if not size.fits(want):
             raise BrowserLaunchFailed(
                 f"viewport stayed {size.inner_width}x{size.inner_height}, "
                 f"wanted {spec.screen_width}x{spec.screen_height}"
@@ -70,12 +74,39 @@ async def fit_viewport(browser_ws_url: str, target_id: str, spec: LaunchSpec) ->
         return size.insets
 
 
-async def _settled_size(
-    cdp: CdpConnection, session_id: str, spec: LaunchSpec, tries: int
-) -> PageSize:
+async def reshape(browser_ws_url: str, target_id: str, width: int, height: int) -> None:
+    """Give a running browser a new screen and its first window a width x height viewport.
+
+    Tabs opened later in that window inherit the size (headless=new); the CDP gateway sizes
+    new targets where Chromium would not (the headless shell).
+    """
+    async with CdpConnection.connect(browser_ws_url) as cdp:
+        window = await cdp.call("Browser.getWindowForTarget", {"targetId": target_id})
+        contents: JsonObject = {"windowId": window["windowId"], "width": width, "height": height}
+        await cdp.call("Browser.setContentsSize", contents)
+        screens = (await cdp.call("Emulation.getScreenInfos", {})).get("screenInfos")
+        for screen in screens if isinstance(screens, list) else []:
+            update: JsonObject = {
+                "screenId": screen["id"],
+                "left": 0,
+                "top": 0,
+                "width": width,
+                "height": height,
+            }
+            await cdp.call("Emulation.updateScreen", update)
+        attached = await cdp.call("Target.attachToTarget", {"targetId": target_id, "flatten": True})
+        size = await _settled_size(cdp, str(attached["sessionId"]), (width, height), RESIZE_TRIES)
+        if not size.fits((width, height)) or (size.screen_width, size.screen_height) != (
+            width,
+            height,
+        ):
+            raise BrowserLaunchFailed(f"could not reshape the browser to {width}x{height}: {size}")
+
+
+async def _settled_size(cdp: CdpConnection, session_id: str, want: Size, tries: int) -> PageSize:
     size = await _measure(cdp, session_id)
     for _ in range(tries - 1):
-        if size.fits(spec):
+        if size.fits(want):
             break
         await asyncio.sleep(SETTLE_INTERVAL_S)
         size = await _measure(cdp, session_id)

@@ -90,6 +90,9 @@ class BrowserHandle(Protocol):
     @property
     def workdir(self) -> Path: ...
 
+    async def reshape(self, width: int, height: int) -> None:
+        """Give the running browser a width x height screen and first-window viewport."""
+
     async def wait_closed(self) -> int:
         """Wait until the browser process exits; returns its exit code."""
 
@@ -105,6 +108,24 @@ class BrowserLauncher(Protocol):
     def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
         """Kill Chromium processes whose user-data-dir lies under root and whose pid is not in
         keep; returns how many process groups were killed."""
+
+
+class BrowserPool(Protocol):
+    """Never-used browsers launched ahead of demand (browsers/pool.py)."""
+
+    @property
+    def spec(self) -> LaunchSpec: ...
+
+    @property
+    def total(self) -> int:
+        """Browsers held or being launched: they count against host capacity."""
+
+    def serves(self, spec: LaunchSpec) -> bool: ...
+
+    def take(self, spec: LaunchSpec) -> BrowserHandle | None: ...
+
+    def evict(self) -> bool:
+        """Close one pooled browser to give its room to a session."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from browserfleet.auth.model import Principal
 from browserfleet.billing import pricing
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.errors import (
+    BrowserLaunchFailed,
     HostAtCapacity,
     ProfileNotFound,
     SessionNotFound,
@@ -37,6 +38,7 @@ from browserfleet.sessions.model import (
 from browserfleet.sessions.ports import (
     BrowserHandle,
     BrowserLauncher,
+    BrowserPool,
     CdpGateway,
     GatewayRoute,
     SessionStore,
@@ -86,7 +88,9 @@ class SessionService:
         gateway: CdpGateway,
         config: RuntimeConfig,
         clock: Clock,
+        pool: BrowserPool | None = None,
     ) -> None:
+        self._pool = pool
         self._store = store
         self._launcher = launcher
         self._gateway = gateway
@@ -136,12 +140,12 @@ class SessionService:
             owner=self._config.instance,
         )
         await self._store.reserve(session, self._config.default_concurrent_limit)
-        workdir = self._config.sessions_dir / str(session.id)
         try:
-            handle = await self._launcher.launch(launch_spec_for(request, self._config), workdir)
+            handle = await self._obtain_browser(session.id, launch_spec_for(request, self._config))
         except BaseException:
             await asyncio.shield(self._store.mark_failed(session.id))
             raise
+        workdir = handle.workdir
         try:
             self._gateway.open(GatewayRoute(session.token, handle.cdp_port, request.allow_resizing))
             self._running[session.id] = _Running(handle, session.token)
@@ -154,6 +158,51 @@ class SessionService:
         self._tasks.spawn(self._watch(session.id, handle), name=f"watch-{session.id}")
         log.info("session started", extra={"session_id": str(session.id), "pid": handle.pid})
         return active
+
+    async def _obtain_browser(self, session_id: SessionId, spec: LaunchSpec) -> BrowserHandle:
+        """A pooled browser reshaped for this session when one fits, else a cold launch."""
+        pooled = self._pool.take(spec) if self._pool else None
+        if pooled is not None:
+            try:
+                if _screen(spec) != _screen(self._pool_spec()):
+                    await pooled.reshape(spec.screen_width, spec.screen_height)
+                log.info("browser from the pool", extra={"session_id": str(session_id)})
+                return pooled
+            except BrowserLaunchFailed as error:
+                log.warning(
+                    "pooled browser unusable (%s): launching cold",
+                    error,
+                    extra={"session_id": str(session_id)},
+                )
+                await pooled.close()
+            except BaseException:
+                await asyncio.shield(pooled.close())
+                raise
+        self._log_cold_reason(session_id, spec)
+        self._make_room()
+        return await self._launcher.launch(spec, self._config.sessions_dir / str(session_id))
+
+    def _pool_spec(self) -> LaunchSpec:
+        assert self._pool is not None
+        return self._pool.spec
+
+    def _log_cold_reason(self, session_id: SessionId, spec: LaunchSpec) -> None:
+        if self._pool is None:
+            return
+        reason = "the pool is empty" if self._pool.serves(spec) else "no pooled browser fits"
+        log.info("cold launch: %s", reason, extra={"session_id": str(session_id)})
+
+    def _make_room(self) -> None:
+        """Pooled browsers are the first to go when sessions need their room."""
+        if self._pool is None:
+            return
+        while self.local_browser_count() + self._pool.total > self._config.host_max_browsers:
+            if not self._pool.evict():
+                break
+
+    def pool_has_room(self, pool_total: int) -> bool:
+        """Whether the pool may launch one more browser without crowding out sessions."""
+        return self.local_browser_count() + pool_total < self._config.host_max_browsers
 
     async def _abort_launched(self, session: Session, handle: BrowserHandle) -> None:
         self._running.pop(session.id, None)
@@ -260,6 +309,10 @@ class SessionService:
             await running.handle.close()
         self._running.clear()
         await self._tasks.close()
+
+
+def _screen(spec: LaunchSpec) -> tuple[int, int]:
+    return (spec.screen_width, spec.screen_height)
 
 
 def with_running_cost(session: Session, now: datetime) -> Session:

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from runtime_fakes import FakeGateway, FakeLauncher
+from runtime_fakes import FakeBrowser, FakeGateway, FakeLauncher
 
 from browserfleet.auth.model import Principal
-from browserfleet.browsers.launch_spec import HeadlessMode
+from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
+from browserfleet.browsers.pool import WarmPool
 from browserfleet.errors import (
     BrowserLaunchFailed,
     ConcurrencyLimitReached,
@@ -300,3 +301,64 @@ async def test_stop_from_another_instance_is_carried_out_by_the_owner(world: Wor
     assert world.launcher.browsers[0].closed == 1
     await reaper.stop_loops()
     await second.shutdown()
+
+
+async def _pooled_service(world: World, size: int) -> tuple[SessionService, WarmPool[FakeBrowser]]:
+    spec = LaunchSpec(mode=HeadlessMode.NEW, screen_width=1920, screen_height=1080)
+    holder: dict[str, SessionService] = {}
+    pool: WarmPool[FakeBrowser] = WarmPool(
+        world.launcher,
+        spec,
+        size=size,
+        root=world.config.sessions_dir,
+        has_room=lambda: holder["s"].pool_has_room(pool.total),
+    )
+    service = SessionService(
+        world.store, world.launcher, world.gateway, world.config, world.clock, pool
+    )
+    holder["s"] = service
+    world.service = service
+    pool.start()
+    async with asyncio.timeout(5):
+        while pool.ready < size:
+            await asyncio.sleep(0.005)
+    return service, pool
+
+
+async def test_pool_hit_reshapes_only_when_the_screen_differs(world: World) -> None:
+    service, pool = await _pooled_service(world, size=2)
+    try:
+        first = await service.create(world.caller, SessionRequest())
+        second = await service.create(
+            world.caller, SessionRequest(screen_width=1280, screen_height=720)
+        )
+        used = {b.pid: b for b in world.launcher.browsers}
+        assert used[first.browser_pid or 0].reshaped is None
+        assert used[second.browser_pid or 0].reshaped == (1280, 720)
+        assert len(world.launcher.browsers) >= 2
+    finally:
+        await pool.aclose()
+
+
+async def test_a_request_the_pool_cannot_serve_launches_cold(world: World) -> None:
+    service, pool = await _pooled_service(world, size=1)
+    try:
+        session = await service.create(world.caller, SessionRequest(pdf_viewer=False))
+        browser = next(b for b in world.launcher.browsers if b.pid == session.browser_pid)
+        assert browser.spec.pdf_viewer is False
+        assert pool.ready == 1  # untouched
+    finally:
+        await pool.aclose()
+
+
+async def test_sessions_evict_pooled_browsers_when_the_host_is_full(world: World) -> None:
+    await world.projects.update_project("p", concurrent_limit=50)
+    service, pool = await _pooled_service(world, size=2)  # host max is 5
+    try:
+        for _ in range(5):
+            await service.create(world.caller, SessionRequest(pdf_viewer=False))  # all cold
+        assert pool.total == 0
+        with pytest.raises(HostAtCapacity):
+            await service.create(world.caller, SessionRequest())
+    finally:
+        await pool.aclose()
