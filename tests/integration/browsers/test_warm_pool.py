@@ -42,7 +42,7 @@ async def test_fills_to_its_size_and_no_further(tmp_path: Path) -> None:
 
 
 async def test_take_hands_out_each_browser_once_and_refills(tmp_path: Path) -> None:
-    pool, launcher = make_pool(tmp_path, size=1)
+    pool, _launcher = make_pool(tmp_path, size=1)
     pool.start()
     try:
         await until(lambda: pool.ready == 1)
