@@ -13,6 +13,7 @@ from browserfleet.api.deps import ApiServices
 from browserfleet.api.errors import install_error_handlers
 from browserfleet.api.routes import billing, browsers, health, live
 from browserfleet.api.routes.cdp import build_cdp_router
+from browserfleet.api.routes.metrics import build_metrics_router
 from browserfleet.bootstrap import build_runtime, utc_now
 from browserfleet.settings import Settings
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with build_runtime(settings) as runtime:
             app.state.gateway = runtime.gateway
+            app.state.metrics = runtime.metrics
             app.state.services = ApiServices(
                 sessions=runtime.sessions,
                 authenticator=runtime.authenticator,
@@ -62,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
                 generate_unique_id_function=_operation_ids(version),
             )
     app.include_router(health.router)
+    app.include_router(build_metrics_router())
     app.include_router(live.router)
     app.include_router(build_cdp_router())
     return app

@@ -18,8 +18,10 @@ from browserfleet.billing.account import AccountReader
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.pool import WarmPool
 from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
+from browserfleet.capacity import CapacityPolicy, HostAdmission, HostProbe
 from browserfleet.cdp.gateway import CdpGatewayServer
 from browserfleet.ids import InstanceId
+from browserfleet.metrics import CapacityInUse, Metrics
 from browserfleet.sessions.model import DEFAULT_SCREEN_HEIGHT, DEFAULT_SCREEN_WIDTH
 from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService
@@ -47,6 +49,7 @@ class Runtime:
     gateway: CdpGatewayServer
     projects: SqlProjectStore
     readiness: Callable[[], Awaitable[list[str]]]
+    metrics: Metrics
 
 
 @asynccontextmanager
@@ -98,7 +101,26 @@ async def readiness_problems(settings: Settings) -> list[str]:
     return problems
 
 
-def _headless_mode(settings: Settings) -> HeadlessMode:
+def _watch_runtime(
+    metrics: Metrics, gateway: CdpGatewayServer, service: SessionService, capacity: HostAdmission
+) -> None:
+    """Values read at scrape time: CDP traffic and host capacity in use."""
+    probe = HostProbe()
+
+    def capacity_in_use() -> CapacityInUse:
+        snapshot = probe.snapshot()
+        return CapacityInUse(
+            browsers_running=service.local_browser_count(),
+            browsers_max=capacity.policy.max_browsers,
+            memory_available_bytes=snapshot.memory_available_bytes,
+            load_per_cpu=snapshot.load_per_cpu,
+        )
+
+    metrics.watch_cdp(gateway.totals)
+    metrics.watch_capacity(capacity_in_use)
+
+
+def headless_mode(settings: Settings) -> HeadlessMode:
     return (
         HeadlessMode.SHELL
         if settings.browser.mode is BrowserMode.HEADLESS_SHELL
@@ -128,7 +150,7 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         config = RuntimeConfig(
             instance=InstanceId(f"{uuid.uuid4()}"),
             sessions_dir=settings.sessions_dir,
-            mode=_headless_mode(settings),
+            mode=headless_mode(settings),
             extra_args=tuple(settings.browser.extra_args),
             default_concurrent_limit=settings.limits.default_concurrent_sessions,
             host_max_browsers=settings.limits.host_max_browsers,
@@ -139,14 +161,26 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             screen_height=DEFAULT_SCREEN_HEIGHT,
             extra_args=config.extra_args,
         )
+        metrics = Metrics()
+        capacity = HostAdmission(
+            HostProbe(),
+            CapacityPolicy(
+                max_browsers=settings.limits.host_max_browsers,
+                retry_after_s=settings.limits.retry_after_s,
+            ),
+        )
         pool: WarmPool[ChromiumProcess] = WarmPool(
             launcher,
             pool_spec,
             size=settings.browser.effective_pool_size(),
             root=settings.sessions_dir,
             has_room=lambda: service.pool_has_room(pool.total),
+            on_change=lambda ready, launching: metrics.pool_changed(ready + launching, ready),
         )
-        service = SessionService(store, launcher, gateway, config, utc_now, pool)
+        service = SessionService(
+            store, launcher, gateway, config, utc_now, pool, capacity=capacity, metrics=metrics
+        )
+        _watch_runtime(metrics, gateway, service, capacity)
         reaper = Reaper(
             service,
             store,
@@ -166,6 +200,7 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 gateway=gateway,
                 projects=projects,
                 readiness=lambda: readiness_problems(settings),
+                metrics=metrics,
             )
         finally:
             await reaper.stop_loops()

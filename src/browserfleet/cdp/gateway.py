@@ -90,6 +90,7 @@ class CdpGatewayServer:
         close_timeout_s: float = 5.0,
     ) -> None:
         self._routes: dict[str, _Route] = {}
+        self._retired = Counters()  # traffic of closed routes, so totals never go backwards
         # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback calls.
         self._http = httpx.AsyncClient(timeout=http_timeout_s, trust_env=False)
         self._connect_timeout_s = connect_timeout_s
@@ -124,6 +125,8 @@ class CdpGatewayServer:
         route = self._routes.pop(token, None)
         if route is None:
             return
+        self._retired.bytes_to_browser += route.counters.bytes_to_browser
+        self._retired.bytes_to_client += route.counters.bytes_to_client
         route.closed = True
         for stop in route.stops:
             stop.set()
@@ -136,6 +139,15 @@ class CdpGatewayServer:
         """A snapshot of the token's counters, or None when it is not open."""
         route = self._routes.get(token)
         return None if route is None else replace(route.counters)
+
+    def totals(self) -> Counters:
+        """Traffic of every route, open and closed (monotonic, for metrics)."""
+        total = replace(self._retired)
+        for route in self._routes.values():
+            total.open_connections += route.counters.open_connections
+            total.bytes_to_browser += route.counters.bytes_to_browser
+            total.bytes_to_client += route.counters.bytes_to_client
+        return total
 
     async def discover(self, token: str, path: str, public_base: str) -> bytes:
         """Chrome's answer to `path` (a DISCOVERY_PATHS key), its websocket URLs rewritten."""

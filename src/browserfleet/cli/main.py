@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from browserfleet.cli import admin, serve
+from browserfleet.cli import admin, doctor, serve
 from browserfleet.errors import DomainError
 from browserfleet.settings import Settings
 
@@ -32,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     _settings_args(p_migrate)
     p_migrate.set_defaults(run=admin.migrate)
+
+    p_doctor = commands.add_parser(
+        "doctor", help="check Chromium, ffmpeg, database, data dir, port and capacity"
+    )
+    _settings_args(p_doctor)
+    p_doctor.add_argument("--host")
+    p_doctor.add_argument("--port", type=int)
+    p_doctor.set_defaults(run=doctor.run)
 
     admin.add_key_commands(commands.add_parser("keys", help="API keys"), _settings_args)
     admin.add_project_commands(commands.add_parser("projects", help="projects"), _settings_args)

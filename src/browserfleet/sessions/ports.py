@@ -128,6 +128,41 @@ class BrowserPool(Protocol):
         """Close one pooled browser to give its room to a session."""
 
 
+class HostCapacity(Protocol):
+    def session_refusal(self, running_sessions: int) -> str | None:
+        """None when this host can start one more session browser, else the reason why not."""
+
+    def pool_may_grow(self, running_browsers: int) -> bool: ...
+
+
+class SessionMetrics(Protocol):
+    def session_started(
+        self, project_id: ProjectId, *, from_pool: bool, seconds: float
+    ) -> None: ...
+
+    def session_stopped(self, project_id: ProjectId, reason: StopReason) -> None: ...
+
+    def browser_launched(self) -> None: ...
+
+    def launch_failed(self) -> None: ...
+
+
+class NoMetrics:
+    """For tests and tools that count nothing."""
+
+    def session_started(self, project_id: ProjectId, *, from_pool: bool, seconds: float) -> None:
+        pass
+
+    def session_stopped(self, project_id: ProjectId, reason: StopReason) -> None:
+        pass
+
+    def browser_launched(self) -> None:
+        pass
+
+    def launch_failed(self) -> None:
+        pass
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayRoute:
     token: str

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -41,6 +42,9 @@ from browserfleet.sessions.ports import (
     BrowserPool,
     CdpGateway,
     GatewayRoute,
+    HostCapacity,
+    NoMetrics,
+    SessionMetrics,
     SessionStore,
 )
 from browserfleet.tasks import TaskSet
@@ -89,8 +93,12 @@ class SessionService:
         config: RuntimeConfig,
         clock: Clock,
         pool: BrowserPool | None = None,
+        capacity: HostCapacity | None = None,
+        metrics: SessionMetrics | None = None,
     ) -> None:
         self._pool = pool
+        self._capacity = capacity or CountedCapacity(config.host_max_browsers)
+        self._metrics = metrics or NoMetrics()
         self._store = store
         self._launcher = launcher
         self._gateway = gateway
@@ -117,8 +125,8 @@ class SessionService:
             raise TimeoutLimitExceeded(request.timeout_minutes)
         if request.profile_id is not None:
             raise ProfileNotFound(request.profile_id)
-        if self.local_browser_count() >= self._config.host_max_browsers:
-            raise HostAtCapacity(f"this host runs {self._config.host_max_browsers} browsers")
+        if refusal := self._capacity.session_refusal(self.local_browser_count()):
+            raise HostAtCapacity(refusal)
         self._launching += 1
         try:
             return await self._create(principal, request)
@@ -126,6 +134,7 @@ class SessionService:
             self._launching -= 1
 
     async def _create(self, principal: Principal, request: SessionRequest) -> Session:
+        began = time.monotonic()
         now = self._clock()
         session = Session(
             id=SessionId(uuid.uuid4()),
@@ -141,7 +150,9 @@ class SessionService:
         )
         await self._store.reserve(session, self._config.default_concurrent_limit)
         try:
-            handle = await self._obtain_browser(session.id, launch_spec_for(request, self._config))
+            handle, from_pool = await self._obtain_browser(
+                session.id, launch_spec_for(request, self._config)
+            )
         except BaseException:
             await asyncio.shield(self._store.mark_failed(session.id))
             raise
@@ -156,10 +167,15 @@ class SessionService:
             await asyncio.shield(self._abort_launched(session, handle))
             raise
         self._tasks.spawn(self._watch(session.id, handle), name=f"watch-{session.id}")
+        self._metrics.session_started(
+            session.project_id, from_pool=from_pool, seconds=time.monotonic() - began
+        )
         log.info("session started", extra={"session_id": str(session.id), "pid": handle.pid})
         return active
 
-    async def _obtain_browser(self, session_id: SessionId, spec: LaunchSpec) -> BrowserHandle:
+    async def _obtain_browser(
+        self, session_id: SessionId, spec: LaunchSpec
+    ) -> tuple[BrowserHandle, bool]:
         """A pooled browser reshaped for this session when one fits, else a cold launch."""
         pooled = self._pool.take(spec) if self._pool else None
         if pooled is not None:
@@ -167,7 +183,7 @@ class SessionService:
                 if _screen(spec) != _screen(self._pool_spec()):
                     await pooled.reshape(spec.screen_width, spec.screen_height)
                 log.info("browser from the pool", extra={"session_id": str(session_id)})
-                return pooled
+                return pooled, True
             except BrowserLaunchFailed as error:
                 log.warning(
                     "pooled browser unusable (%s): launching cold",
@@ -180,7 +196,13 @@ class SessionService:
                 raise
         self._log_cold_reason(session_id, spec)
         self._make_room()
-        return await self._launcher.launch(spec, self._config.sessions_dir / str(session_id))
+        try:
+            handle = await self._launcher.launch(spec, self._config.sessions_dir / str(session_id))
+        except BrowserLaunchFailed:
+            self._metrics.launch_failed()
+            raise
+        self._metrics.browser_launched()
+        return handle, False
 
     def _pool_spec(self) -> LaunchSpec:
         assert self._pool is not None
@@ -202,7 +224,7 @@ class SessionService:
 
     def pool_has_room(self, pool_total: int) -> bool:
         """Whether the pool may launch one more browser without crowding out sessions."""
-        return self.local_browser_count() + pool_total < self._config.host_max_browsers
+        return self._capacity.pool_may_grow(self.local_browser_count() + pool_total)
 
     async def _abort_launched(self, session: Session, handle: BrowserHandle) -> None:
         self._running.pop(session.id, None)
@@ -259,6 +281,7 @@ class SessionService:
         stopped = await self._store.finalize(
             session_id, cost_micros=bill.cost_micros, proxy_bytes=session.proxy_bytes
         )
+        self._metrics.session_stopped(session.project_id, session.stop_reason or reason)
         log.info(
             "session stopped (%s), billed %s min",
             session.stop_reason or reason,
@@ -309,6 +332,21 @@ class SessionService:
             await running.handle.close()
         self._running.clear()
         await self._tasks.close()
+
+
+class CountedCapacity:
+    """Host capacity by browser count alone (the real probe adds memory and load)."""
+
+    def __init__(self, max_browsers: int) -> None:
+        self._max = max_browsers
+
+    def session_refusal(self, running_sessions: int) -> str | None:
+        if running_sessions >= self._max:
+            return f"{running_sessions} of at most {self._max} browsers are running"
+        return None
+
+    def pool_may_grow(self, running_browsers: int) -> bool:
+        return running_browsers < self._max
 
 
 def _screen(spec: LaunchSpec) -> tuple[int, int]:
