@@ -15,13 +15,16 @@ from browserfleet.auth.keys import mint_key
 from browserfleet.auth.model import DEFAULT_PROJECT_NAME
 from browserfleet.auth.service import Authenticator
 from browserfleet.billing.account import AccountReader
+from browserfleet.browsers.egress import EgressedBrowser, EgressedLauncher
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.pool import WarmPool
-from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
+from browserfleet.browsers.process import LocalChromiumLauncher
 from browserfleet.capacity import CapacityPolicy, HostAdmission, HostProbe
 from browserfleet.cdp.gateway import CdpGatewayServer
+from browserfleet.egress import PoolPlanner
 from browserfleet.ids import InstanceId
 from browserfleet.metrics import CapacityInUse, Metrics
+from browserfleet.proxy import EgressGuard, PoolConfig, load_pool_config, parse_networks
 from browserfleet.sessions.model import DEFAULT_SCREEN_HEIGHT, DEFAULT_SCREEN_WIDTH
 from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService
@@ -101,6 +104,11 @@ async def readiness_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def _pool_config(settings: Settings) -> PoolConfig:
+    path = settings.egress.pools_file
+    return load_pool_config(path) if path is not None else PoolConfig()
+
+
 def _watch_runtime(
     metrics: Metrics, gateway: CdpGatewayServer, service: SessionService, capacity: HostAdmission
 ) -> None:
@@ -169,8 +177,12 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 retry_after_s=settings.limits.retry_after_s,
             ),
         )
-        pool: WarmPool[ChromiumProcess] = WarmPool(
-            launcher,
+        guard = EgressGuard(allow_networks=parse_networks(settings.egress.allow_networks))
+        egressed = EgressedLauncher(
+            launcher, guard, connect_timeout_s=settings.egress.connect_timeout_s
+        )
+        pool: WarmPool[EgressedBrowser] = WarmPool(
+            egressed,
             pool_spec,
             size=settings.browser.effective_pool_size(),
             root=settings.sessions_dir,
@@ -178,13 +190,21 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             on_change=lambda ready, launching: metrics.pool_changed(ready + launching, ready),
         )
         service = SessionService(
-            store, launcher, gateway, config, utc_now, pool, capacity=capacity, metrics=metrics
+            store,
+            egressed,
+            gateway,
+            config,
+            utc_now,
+            pool,
+            capacity=capacity,
+            metrics=metrics,
+            planner=PoolPlanner(_pool_config(settings), guard),
         )
         _watch_runtime(metrics, gateway, service, capacity)
         reaper = Reaper(
             service,
             store,
-            launcher,
+            egressed,
             ReaperConfig(
                 settings.reaper_interval_s, settings.heartbeat_interval_s, settings.sessions_dir
             ),

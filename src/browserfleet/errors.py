@@ -37,6 +37,14 @@ class ConcurrencyLimitReached(DomainError):
     """The project already runs as many sessions as it may."""
 
 
+class ProxyCountryUnavailable(DomainError):
+    """No managed proxy pool serves that country, and the operator wants no direct fallback."""
+
+    def __init__(self, country: str) -> None:
+        super().__init__(country)
+        self.country = country
+
+
 class HostAtCapacity(DomainError):
     """This host cannot start another browser right now."""
 

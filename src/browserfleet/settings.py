@@ -39,6 +39,18 @@ class BrowserSettings(BaseModel):
         return max(1, min(4, os.cpu_count() or 1))
 
 
+class EgressSettings(BaseModel):
+    """Every browser reaches the network only through its own egress proxy."""
+
+    # Networks a direct route may reach despite the guard (loopback, private, metadata...),
+    # e.g. ["127.0.0.0/8"] for pages served on this host in tests.
+    allow_networks: list[str] = Field(default_factory=list)
+    # TOML: [countries] us = ["http://user-{session}:pw@host:port"], "*" = [...];
+    # strict_countries = false; [rates] managed/custom/direct = "USD per GB".
+    pools_file: Path | None = None
+    connect_timeout_s: float = Field(10.0, gt=0)
+
+
 class LimitSettings(BaseModel):
     default_concurrent_sessions: int = Field(10, ge=1)
     # How many browsers this host may run at once (all projects together).
@@ -62,6 +74,7 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(2.0, gt=0)
     browser: BrowserSettings = Field(default_factory=BrowserSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    egress: EgressSettings = Field(default_factory=EgressSettings)
 
     def effective_public_url(self, bound_port: int | None = None) -> str:
         if self.public_url:

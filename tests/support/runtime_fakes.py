@@ -21,6 +21,8 @@ class FakeBrowser:
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.closed = 0
         self.reshaped: tuple[int, int] | None = None
+        self.route: object = None
+        self.traffic = 0
 
     @property
     def pid(self) -> int:
@@ -33,6 +35,13 @@ class FakeBrowser:
     @property
     def workdir(self) -> Path:
         return self._workdir
+
+    def route_egress(self, route: object) -> None:
+        self.route = route
+
+    @property
+    def egress_bytes(self) -> int:
+        return self.traffic
 
     async def reshape(self, width: int, height: int) -> None:
         self.reshaped = (width, height)

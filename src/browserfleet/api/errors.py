@@ -15,6 +15,9 @@ class HttpError:
     status: int
     detail: str
     retry_after: bool = False
+    # For 422s raised past schema validation: the body field at fault, so the error body has
+    # FastAPI's list form like every other 422.
+    body_field: str | None = None
 
 
 CONCURRENCY_DETAIL = (
@@ -32,6 +35,9 @@ HTTP_ERRORS: dict[type[e.DomainError], HttpError] = {
     e.AccountNotFound: HttpError(404, "Account not found"),
     e.ProjectNotFound: HttpError(404, "Project not found"),
     e.ApiKeyNotFound: HttpError(404, "API key not found"),
+    e.ProxyCountryUnavailable: HttpError(
+        422, "No proxy pool serves this country on this server", body_field="proxyCountryCode"
+    ),
     e.ConcurrencyLimitReached: HttpError(429, CONCURRENCY_DETAIL, retry_after=True),
     e.HostAtCapacity: HttpError(
         503,
@@ -51,11 +57,27 @@ def http_error_for(error: e.DomainError) -> HttpError:
     return HttpError(500, "Internal error")
 
 
+def _detail(mapped: HttpError, error: e.DomainError) -> object:
+    if mapped.body_field is None:
+        return mapped.detail
+    given = error.args[0] if error.args else None
+    return [
+        {
+            "type": "value_error",
+            "loc": ["body", mapped.body_field],
+            "msg": mapped.detail,
+            "input": given,
+        }
+    ]
+
+
 def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
     async def handle(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, e.DomainError)
         mapped = http_error_for(exc)
         headers = {"Retry-After": str(retry_after_s)} if mapped.retry_after else None
-        return JSONResponse({"detail": mapped.detail}, status_code=mapped.status, headers=headers)
+        return JSONResponse(
+            {"detail": _detail(mapped, exc)}, status_code=mapped.status, headers=headers
+        )
 
     app.add_exception_handler(e.DomainError, handle)

@@ -58,6 +58,12 @@ def bill(
     )
 
 
+def egress_cost_micros(byte_count: int, micros_per_gb: int) -> int:
+    """Traffic cost: bytes / 10^9 x the per-GB rate, rounded half up to the micro-dollar."""
+    exact = Decimal(byte_count) * micros_per_gb / 1_000_000_000
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 def micros_to_usd(micros: int) -> Decimal:
     return Decimal(micros) / MICROS_PER_USD
 

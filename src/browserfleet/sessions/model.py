@@ -72,6 +72,9 @@ class Session:
     stop_reason: StopReason | None = None
     cost_micros: int | None = None  # final browser cost, set at stop
     proxy_bytes: int = 0
+    proxy_route: str | None = None  # "managed", "custom" or "direct": which rate applies
+    proxy_rate_micros_per_gb: int = 0
+    proxy_cost_micros: int | None = None  # final egress cost, set at stop
     owner: InstanceId | None = None
     browser_pid: int | None = None
     session_dir: str | None = None

@@ -14,7 +14,13 @@ from typing import Protocol
 
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.ids import InstanceId, ProjectId, SessionId
-from browserfleet.sessions.model import Session, SessionPage, SessionQuery, StopReason
+from browserfleet.sessions.model import (
+    Session,
+    SessionPage,
+    SessionQuery,
+    SessionRequest,
+    StopReason,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +50,12 @@ class SessionStore(Protocol):
         STOPPED is returned unchanged."""
 
     async def finalize(
-        self, session_id: SessionId, *, cost_micros: int, proxy_bytes: int
+        self,
+        session_id: SessionId,
+        *,
+        cost_micros: int,
+        proxy_bytes: int,
+        proxy_cost_micros: int = 0,
     ) -> Session:
         """STOPPING -> STOPPED: record the final cost, append the refund (idempotent), free the
         slot. A session already STOPPED is returned unchanged (no second refund)."""
@@ -93,6 +104,13 @@ class BrowserHandle(Protocol):
     async def reshape(self, width: int, height: int) -> None:
         """Give the running browser a width x height screen and first-window viewport."""
 
+    def route_egress(self, route: object) -> None:
+        """Send the browser's traffic by this route (from an EgressPlan) and count from zero."""
+
+    @property
+    def egress_bytes(self) -> int:
+        """Bytes both ways through the browser's egress proxy since its route was set."""
+
     async def wait_closed(self) -> int:
         """Wait until the browser process exits; returns its exit code."""
 
@@ -108,6 +126,20 @@ class BrowserLauncher(Protocol):
     def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
         """Kill Chromium processes whose user-data-dir lies under root and whose pid is not in
         keep; returns how many process groups were killed."""
+
+
+@dataclass(frozen=True, slots=True)
+class EgressPlan:
+    """Where a session's traffic goes and what it costs per GB."""
+
+    route: object  # opaque here: built by and handed back to the egress runtime
+    kind: str  # "managed", "custom" or "direct"
+    micros_per_gb: int
+
+
+class EgressPlanner(Protocol):
+    def plan(self, request: SessionRequest, session_key: str) -> EgressPlan:
+        """Raises ProxyCountryUnavailable when strict and the country has no pool."""
 
 
 class BrowserPool(Protocol):

@@ -41,6 +41,7 @@ from browserfleet.sessions.ports import (
     BrowserLauncher,
     BrowserPool,
     CdpGateway,
+    EgressPlanner,
     GatewayRoute,
     HostCapacity,
     NoMetrics,
@@ -95,7 +96,9 @@ class SessionService:
         pool: BrowserPool | None = None,
         capacity: HostCapacity | None = None,
         metrics: SessionMetrics | None = None,
+        planner: EgressPlanner | None = None,
     ) -> None:
+        self._planner = planner
         self._pool = pool
         self._capacity = capacity or CountedCapacity(config.host_max_browsers)
         self._metrics = metrics or NoMetrics()
@@ -136,8 +139,10 @@ class SessionService:
     async def _create(self, principal: Principal, request: SessionRequest) -> Session:
         began = time.monotonic()
         now = self._clock()
+        session_id = SessionId(uuid.uuid4())
+        plan = self._planner.plan(request, str(session_id)) if self._planner else None
         session = Session(
-            id=SessionId(uuid.uuid4()),
+            id=session_id,
             project_id=principal.project_id,
             status=SessionStatus.STARTING,
             token=new_capability_token(),
@@ -147,6 +152,8 @@ class SessionService:
             timeout_at=now + timedelta(minutes=request.timeout_minutes),
             upfront_micros=pricing.upfront_micros(request.timeout_minutes),
             owner=self._config.instance,
+            proxy_route=plan.kind if plan else None,
+            proxy_rate_micros_per_gb=plan.micros_per_gb if plan else 0,
         )
         await self._store.reserve(session, self._config.default_concurrent_limit)
         try:
@@ -158,6 +165,8 @@ class SessionService:
             raise
         workdir = handle.workdir
         try:
+            if plan is not None:
+                handle.route_egress(plan.route)
             self._gateway.open(GatewayRoute(session.token, handle.cdp_port, request.allow_resizing))
             self._running[session.id] = _Running(handle, session.token)
             active = await self._store.mark_active(
@@ -243,10 +252,18 @@ class SessionService:
 
     # -- read -----------------------------------------------------------------------------
     async def get(self, principal: Principal, session_id: SessionId) -> Session:
-        return await self._store.get(principal.project_id, session_id)
+        return self._live(await self._store.get(principal.project_id, session_id))
 
     async def list(self, principal: Principal, query: SessionQuery) -> SessionPage:
-        return await self._store.list(principal.project_id, query)
+        page = await self._store.list(principal.project_id, query)
+        return replace(page, items=tuple(self._live(s) for s in page.items))
+
+    def _live(self, session: Session) -> Session:
+        """A session this instance runs shows its egress traffic up to this moment."""
+        running = self._running.get(session.id)
+        if running is None or session.status is SessionStatus.STOPPED:
+            return session
+        return replace(session, proxy_bytes=running.handle.egress_bytes)
 
     # -- stop -----------------------------------------------------------------------------
     async def stop(self, principal: Principal, session_id: SessionId) -> Session:
@@ -274,12 +291,19 @@ class SessionService:
             return session
         running = self._running.pop(session_id, None)
         await self._gateway.close(session.token)
+        proxy_bytes = session.proxy_bytes
         if running is not None:
             await running.handle.close()
+            proxy_bytes = running.handle.egress_bytes  # final: the proxy is closed
         finished = session.finished_at or at
         bill = pricing.bill(session.started_at, finished, session.request.timeout_minutes)
         stopped = await self._store.finalize(
-            session_id, cost_micros=bill.cost_micros, proxy_bytes=session.proxy_bytes
+            session_id,
+            cost_micros=bill.cost_micros,
+            proxy_bytes=proxy_bytes,
+            proxy_cost_micros=pricing.egress_cost_micros(
+                proxy_bytes, session.proxy_rate_micros_per_gb
+            ),
         )
         self._metrics.session_stopped(session.project_id, session.stop_reason or reason)
         log.info(
@@ -354,10 +378,9 @@ def _screen(spec: LaunchSpec) -> tuple[int, int]:
 
 
 def with_running_cost(session: Session, now: datetime) -> Session:
-    """While active, the session shows the cost so far (contract §13.2)."""
-    if session.cost_micros is not None:
-        return session
-    if session.status is SessionStatus.STOPPED:
+    """While active, the session shows the costs so far (contract §13.2)."""
+    if session.cost_micros is not None or session.status is SessionStatus.STOPPED:
         return session
     bill = pricing.bill(session.started_at, now, session.request.timeout_minutes)
-    return replace(session, cost_micros=bill.cost_micros)
+    egress = pricing.egress_cost_micros(session.proxy_bytes, session.proxy_rate_micros_per_gb)
+    return replace(session, cost_micros=bill.cost_micros, proxy_cost_micros=egress)

@@ -24,6 +24,7 @@ class LedgerKind(StrEnum):
     CHARGE = "charge"  # the upfront charge when a session is reserved
     REFUND = "refund"  # unused upfront money given back at stop, or all of it on a failed launch
     CREDIT_SET = "credit_set"  # an operator set the balance
+    EGRESS = "egress"  # traffic through the session's egress proxy, charged at stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,10 @@ def charge_key(session_id: SessionId) -> str:
 
 def refund_key(session_id: SessionId) -> str:
     return f"refund:{session_id}"
+
+
+def egress_key(session_id: SessionId) -> str:
+    return f"egress:{session_id}"
 
 
 async def append(

@@ -119,21 +119,43 @@ class SqlSessionStore:
             return _unchanged(current, _E.STOP_REQUESTED)
 
     async def finalize(
-        self, session_id: SessionId, *, cost_micros: int, proxy_bytes: int
+        self,
+        session_id: SessionId,
+        *,
+        cost_micros: int,
+        proxy_bytes: int,
+        proxy_cost_micros: int = 0,
     ) -> Session:
         """STOPPING -> STOPPED. The refund (upfront - cost) is booked even when it is 0, so every
-        finished session has exactly one charge and one refund entry."""
-        if cost_micros < 0 or proxy_bytes < 0:
-            raise ValueError("cost_micros and proxy_bytes cannot be negative")
+        finished session has exactly one charge and one refund entry; egress traffic, when it
+        cost anything, is one more entry. All in one transaction, all idempotent."""
+        if min(cost_micros, proxy_bytes, proxy_cost_micros) < 0:
+            raise ValueError("costs and proxy_bytes cannot be negative")
         async with self._engine.begin() as conn:
             moved = await _move(
-                conn, session_id, _E.FINALIZED, cost_micros=cost_micros, proxy_bytes=proxy_bytes
+                conn,
+                session_id,
+                _E.FINALIZED,
+                cost_micros=cost_micros,
+                proxy_bytes=proxy_bytes,
+                proxy_cost_micros=proxy_cost_micros,
             )
             if moved is None:
                 return _unchanged(await _current(conn, session_id), _E.FINALIZED)
             if cost_micros > moved.upfront_micros:
                 raise ValueError(f"cost {cost_micros} exceeds the upfront {moved.upfront_micros}")
-            await _refund_and_release(conn, moved, moved.upfront_micros - cost_micros)
+            if proxy_cost_micros:
+                await ledger.append(
+                    conn,
+                    project_id=moved.project_id,
+                    session_id=moved.id,
+                    kind=LedgerKind.EGRESS,
+                    amount_micros=-proxy_cost_micros,
+                    idempotency_key=ledger.egress_key(moved.id),
+                )
+            await _refund_and_release(
+                conn, moved, moved.upfront_micros - cost_micros, proxy_cost_micros
+            )
             return moved
 
     async def get(self, project_id: ProjectId, session_id: SessionId) -> Session:
@@ -327,7 +349,9 @@ def _refused_move(current: Session | None, event: SessionEvent) -> Exception:
     return InvalidTransition(current.status, event)
 
 
-async def _refund_and_release(conn: AsyncConnection, session: Session, refund: int) -> None:
+async def _refund_and_release(
+    conn: AsyncConnection, session: Session, refund: int, also_charge: int = 0
+) -> None:
     await ledger.append(
         conn,
         project_id=session.project_id,
@@ -336,7 +360,7 @@ async def _refund_and_release(conn: AsyncConnection, session: Session, refund: i
         amount_micros=refund,
         idempotency_key=ledger.refund_key(session.id),
     )
-    await ledger.release_slot(conn, session.project_id, refund)
+    await ledger.release_slot(conn, session.project_id, refund - also_charge)
 
 
 async def _current(conn: AsyncConnection, session_id: SessionId) -> Session | None:

@@ -114,6 +114,9 @@ sessions = Table(
     Column("upfront_micros", BigInteger(), nullable=False),
     Column("cost_micros", BigInteger(), nullable=True),
     Column("proxy_bytes", BigInteger(), nullable=False, server_default=text("0")),
+    Column("proxy_route", String(16), nullable=True),
+    Column("proxy_rate_micros_per_gb", BigInteger(), nullable=False, server_default=text("0")),
+    Column("proxy_cost_micros", BigInteger(), nullable=True),
     Column("owner", String(128), nullable=True),
     Column("browser_pid", Integer(), nullable=True),
     Column("session_dir", Text(), nullable=True),
@@ -143,7 +146,7 @@ ledger_entries = Table(
     Column("amount_micros", BigInteger(), nullable=True),
     Column("idempotency_key", String(200), nullable=False, unique=True),
     Column("created_at", UtcDateTime(), nullable=False),
-    CheckConstraint("kind IN ('charge', 'refund', 'credit_set')", name="kind"),
+    CheckConstraint("kind IN ('charge', 'refund', 'credit_set', 'egress')", name="kind"),
     CheckConstraint("kind = 'credit_set' OR amount_micros IS NOT NULL", name="amount"),
 )
 

@@ -134,7 +134,7 @@ class BrowserSessionItemView(ResponseModel):
             "started_at": session.started_at,
             "finished_at": session.finished_at,
             "proxy_used_mb": format_megabytes(session.proxy_bytes),
-            "proxy_cost": "0",
+            "proxy_cost": format_usd(session.proxy_cost_micros or 0),
             "browser_cost": format_usd(session.cost_micros or 0),
             "metadata": dict(session.request.metadata),
         }

@@ -104,6 +104,11 @@ def _create_sessions() -> None:
         sa.Column("upfront_micros", sa.BigInteger(), nullable=False),
         sa.Column("cost_micros", sa.BigInteger(), nullable=True),
         sa.Column("proxy_bytes", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        sa.Column("proxy_route", sa.String(length=16), nullable=True),
+        sa.Column(
+            "proxy_rate_micros_per_gb", sa.BigInteger(), server_default=sa.text("0"), nullable=False
+        ),
+        sa.Column("proxy_cost_micros", sa.BigInteger(), nullable=True),
         sa.Column("owner", sa.String(128), nullable=True),
         sa.Column("browser_pid", sa.Integer(), nullable=True),
         sa.Column("session_dir", sa.Text(), nullable=True),
@@ -148,7 +153,7 @@ def _create_ledger_entries() -> None:
         sa.Column("idempotency_key", sa.String(200), nullable=False),
         sa.Column("created_at", _TZ, nullable=False),
         sa.CheckConstraint(
-            "kind IN ('charge', 'refund', 'credit_set')", name="ck_ledger_entries_kind"
+            "kind IN ('charge', 'refund', 'credit_set', 'egress')", name="ck_ledger_entries_kind"
         ),
         sa.CheckConstraint(
             "kind = 'credit_set' OR amount_micros IS NOT NULL", name="ck_ledger_entries_amount"

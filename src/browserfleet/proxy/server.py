@@ -1,0 +1,241 @@
+"""EgressProxy: one browser's forwarding proxy on 127.0.0.1, over plain asyncio streams.
+
+Plain HTTP is one request per browser connection: the request goes out with
+`Connection: close`, the response comes back with it, and both sockets close after the response
+(correct for any framing, and plain HTTP is rare next to CONNECT tunnels).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from types import TracebackType
+
+from browserfleet.proxy.errors import EgressBlocked, EgressError, UpstreamAuthRefused
+from browserfleet.proxy.http1 import (
+    CONNECTION_ESTABLISHED,
+    HeadBuffer,
+    ProxyProtocolError,
+    RequestHead,
+    ResponseHead,
+    client_response,
+    error_response,
+    origin_request,
+    parse_request_head,
+    parse_response_head,
+    upstream_request,
+)
+from browserfleet.proxy.meter import ByteMeter
+from browserfleet.proxy.relay import Activity, BrowserSide, IdleTimeout, Read, pump, splice
+from browserfleet.proxy.upstream import (
+    CHUNK,
+    READ_LIMIT,
+    HttpUpstream,
+    Route,
+    Stream,
+    open_http_upstream,
+    open_tunnel,
+)
+from browserfleet.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+# With a challenge, Chromium reports net::ERR_INVALID_AUTH_CREDENTIALS (it has no credentials
+# to offer); without one it reports ERR_PROXY_AUTH_UNSUPPORTED. Checked with Chromium 14x.
+AUTH_CHALLENGE = (("Proxy-Authenticate", 'Basic realm="browserfleet upstream proxy"'),)
+
+
+class EgressProxy:
+    """A per-session forwarding proxy: `async with EgressProxy(route) as proxy: proxy.port`."""
+
+    def __init__(
+        self,
+        route: Route,
+        *,
+        connect_timeout_s: float = 10.0,
+        idle_timeout_s: float = 300.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self._route = route
+        self._connect_timeout_s = connect_timeout_s
+        self._idle_timeout_s = idle_timeout_s
+        self._host = host
+        self._meter = ByteMeter()
+        self._tasks = TaskSet("egress-proxy")
+        self._server: asyncio.Server | None = None
+
+    @property
+    def route(self) -> Route:
+        return self._route
+
+    def reroute(self, route: Route) -> None:
+        """Carry new connections by `route` from now on (a pooled browser's proxy is given its
+        session's route when the browser is handed out)."""
+        self._route = route
+
+    @property
+    def meter(self) -> ByteMeter:
+        """Live byte counters of every connection this proxy carried."""
+        return self._meter
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the egress proxy is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> int:
+        """Listen on an ephemeral port of `host`; return the port."""
+        self._server = await asyncio.start_server(self._accept, self._host, 0, limit=READ_LIMIT)
+        return self.port
+
+    async def aclose(self) -> None:
+        """Stop listening and close every live connection now."""
+        if self._server is not None:
+            self._server.close()
+        await self._tasks.close(grace_s=5.0)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> EgressProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        browser = BrowserSide(reader, writer, self._meter)
+        try:
+            self._tasks.spawn(self._serve(browser), name=f"conn-{self._meter.connections}")
+        except RuntimeError:  # closing: the task set takes no more work
+            writer.transport.abort()
+            return
+        self._meter.connections += 1
+
+    async def _serve(self, browser: BrowserSide) -> None:
+        try:
+            head, rest = await self._read_request(browser)
+            if head.is_connect:
+                await self._tunnel(browser, head, rest)
+            else:
+                await self._forward(browser, head, rest)
+        except ProxyProtocolError as exc:
+            await _answer_quietly(browser, error_response(exc.status, str(exc)))
+        except EgressError as exc:
+            await _answer_quietly(browser, self._refusal(exc))
+        except (OSError, IdleTimeout, EOFError):
+            pass  # the browser went away or idled out: nothing to answer
+        except asyncio.CancelledError:
+            browser.writer.transport.abort()
+            raise
+        finally:
+            browser.writer.close()
+
+    async def _read_request(self, browser: BrowserSide) -> tuple[RequestHead, bytes]:
+        activity, buffer = Activity(self._idle_timeout_s), HeadBuffer()
+        while True:
+            data = await activity.read(browser.read)
+            if not data:
+                raise EOFError
+            if (found := buffer.feed(data)) is not None:
+                return parse_request_head(found[0]), found[1]
+
+    async def _tunnel(self, browser: BrowserSide, head: RequestHead, rest: bytes) -> None:
+        upstream = await open_tunnel(self._route, head.target, timeout_s=self._connect_timeout_s)
+        with _owned(upstream):
+            browser.write(CONNECTION_ESTABLISHED)
+            upstream.writer.write(rest)
+            await splice(browser, upstream, self._meter, self._idle_timeout_s)
+
+    async def _forward(self, browser: BrowserSide, head: RequestHead, rest: bytes) -> None:
+        route, timeout_s = self._route, self._connect_timeout_s
+        if isinstance(route, HttpUpstream):
+            upstream = await open_http_upstream(route, head.target, timeout_s=timeout_s)
+            request = upstream_request(head, route.proxy_authorization())
+        else:
+            upstream = await open_tunnel(route, head.target, timeout_s=timeout_s)
+            request = origin_request(head)
+        with _owned(upstream):
+            upstream.writer.write(request + rest)
+            await self._exchange(browser, upstream, via_proxy=isinstance(route, HttpUpstream))
+
+    async def _exchange(self, browser: BrowserSide, upstream: Stream, *, via_proxy: bool) -> None:
+        """Relay the request body while the response comes back; end with the response."""
+        activity = Activity(self._idle_timeout_s)
+        async with asyncio.TaskGroup() as group:
+            sending = group.create_task(
+                pump(browser.read, upstream.writer.write, upstream.writer, activity)
+            )
+            await self._respond(browser, upstream, activity, via_proxy=via_proxy)
+            sending.cancel()
+
+    async def _respond(
+        self, browser: BrowserSide, upstream: Stream, activity: Activity, *, via_proxy: bool
+    ) -> None:
+        read: Read = lambda: upstream.reader.read(CHUNK)  # noqa: E731
+        try:
+            response, body = await _response_head(read, activity)
+        except (OSError, IdleTimeout, ProxyProtocolError, EOFError):
+            await _answer_quietly(browser, error_response(502, "The site sent no valid response."))
+            return
+        if via_proxy and response.status == 407:
+            await _answer_quietly(browser, self._refusal(UpstreamAuthRefused("refused")))
+            return
+        browser.write(client_response(response) + body)
+        await pump(read, browser.write, browser.writer, activity)
+
+    def _refusal(self, exc: EgressError) -> bytes:
+        """The answer to the browser for a failure, logged once here."""
+        if isinstance(exc, EgressBlocked):
+            self._meter.blocked += 1
+            log.warning("egress blocked: %s", exc)
+            return error_response(403, f"Blocked by browserfleet egress policy: {exc}")
+        log.info("egress failed (%s): %s", type(exc).__name__, exc)
+        if isinstance(exc, UpstreamAuthRefused):
+            return error_response(407, str(exc), extra=AUTH_CHALLENGE)
+        return error_response(exc.status, str(exc))
+
+
+async def _response_head(read: Read, activity: Activity) -> tuple[ResponseHead, bytes]:
+    buffer = HeadBuffer()
+    while True:
+        data = await activity.read(read)
+        if not data:
+            raise EOFError
+        if (found := buffer.feed(data)) is not None:
+            return parse_response_head(found[0]), found[1]
+
+
+async def _answer_quietly(browser: BrowserSide, response: bytes) -> None:
+    try:
+        async with asyncio.timeout(5.0):
+            await browser.answer(response)
+    except (OSError, TimeoutError):
+        pass
+
+
+@contextlib.contextmanager
+def _owned(stream: Stream) -> Iterator[None]:
+    """Close the upstream after use: flush on success, drop at once on failure or cancel."""
+    try:
+        yield
+    except BaseException:
+        stream.abort()
+        raise
+    stream.close()
+
+
+async def open_egress(
+    route: Route, *, connect_timeout_s: float = 10.0, idle_timeout_s: float = 300.0
+) -> EgressProxy:
+    """Start an EgressProxy for one browser session; the caller owns it and calls aclose().
+
+    Pass the port to Chromium with `chromium_proxy_args(proxy.port)`.
+    """
+    proxy = EgressProxy(route, connect_timeout_s=connect_timeout_s, idle_timeout_s=idle_timeout_s)
+    await proxy.start()
+    return proxy

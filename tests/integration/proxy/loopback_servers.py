@@ -1,0 +1,260 @@
+"""Real servers on 127.0.0.1 for the egress proxy tests: an origin, a SOCKS5 proxy, proxy.py.
+
+The asyncio servers run on the test's own loop and close every connection they accepted; the
+proxy.py upstream is a subprocess in its own process group, killed and reaped at teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from browserfleet.proxy import DirectRoute, EgressGuard
+
+UPSTREAM_USER, UPSTREAM_PASSWORD = "fleet-user", "s3cret-pass"
+LOOPBACK_ALLOWED = DirectRoute(EgressGuard(allow_networks=(ipaddress.ip_network("127.0.0.0/8"),)))
+PAGE = (
+    b"<!doctype html><html><head><title>origin page</title></head><body>origin-body</body></html>"
+)
+
+
+class LoopbackServer:
+    """An asyncio server on 127.0.0.1 that owns (and at close cancels) its connection tasks."""
+
+    def __init__(self) -> None:
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def __aenter__(self) -> LoopbackServer:
+        self._server = await asyncio.start_server(self._track, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _track(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)  # type: ignore[arg-type]
+        try:
+            await self.handle(reader, writer)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.transport.abort()
+            self._handlers.discard(task)  # type: ignore[arg-type]
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class SeenRequest:
+    request_line: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class OriginLog:
+    requests: list[SeenRequest] = field(default_factory=list)
+    bytes_sent: int = 0
+
+
+class OriginServer(LoopbackServer):
+    """HTTP/1.1 origin: `/` a page, `/bytes/N` N bytes, `/echo` the request body's length."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log = OriginLog()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {
+            k.strip().lower(): v.strip()
+            for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)
+        }
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        self.log.requests.append(SeenRequest(lines[0], headers, body))
+        path = lines[0].split(" ")[1]
+        if path.startswith("/bytes/"):
+            payload = b"x" * int(path.removeprefix("/bytes/"))
+        elif path == "/echo":
+            payload = str(len(body)).encode()
+        else:
+            payload = PAGE
+        response = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(payload)}\r\n"
+            "Connection: close\r\nX-Hop: secret-hop\r\n\r\n"
+        ).encode()
+        for chunk in (response, payload):
+            writer.write(chunk)
+            self.log.bytes_sent += len(chunk)
+            await writer.drain()
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+class Socks5Server(LoopbackServer):
+    """A SOCKS5 proxy with username/password auth that records each CONNECT's destination."""
+
+    def __init__(self, username: str, password: str) -> None:
+        super().__init__()
+        self.username, self.password = username, password
+        self.destinations: list[tuple[int, str, int]] = []  # (ATYP, host, port)
+        self.auth_failures = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _version, count = await reader.readexactly(2)
+        methods = await reader.readexactly(count)
+        if 2 not in methods:
+            writer.write(b"\x05\xff")
+            return
+        writer.write(b"\x05\x02")
+        if not await self._authenticated(reader, writer):
+            return
+        host, port = await self._destination(reader)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, port)
+        except OSError:
+            writer.write(b"\x05\x05\x00\x01" + bytes(6))
+            return
+        writer.write(b"\x05\x00\x00\x01" + bytes(6))
+        try:
+            await asyncio.gather(_copy(reader, up_writer), _copy(up_reader, writer))
+        finally:
+            up_writer.transport.abort()
+
+    async def _authenticated(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        _version, ulen = await reader.readexactly(2)
+        user = (await reader.readexactly(ulen)).decode()
+        (plen,) = await reader.readexactly(1)
+        password = (await reader.readexactly(plen)).decode()
+        ok = (user, password) == (self.username, self.password)
+        self.auth_failures += not ok
+        writer.write(b"\x01\x00" if ok else b"\x01\x01")
+        await writer.drain()
+        return ok
+
+    async def _destination(self, reader: asyncio.StreamReader) -> tuple[str, int]:
+        _version, _cmd, _rsv, atyp = await reader.readexactly(4)
+        if atyp == 3:
+            (length,) = await reader.readexactly(1)
+            host = (await reader.readexactly(length)).decode()
+        else:
+            raw = await reader.readexactly(4 if atyp == 1 else 16)
+            host = str(ipaddress.ip_address(raw))
+        (port,) = struct.unpack("!H", await reader.readexactly(2))
+        self.destinations.append((atyp, host, port))
+        # The tests' names all live on loopback: resolve like the real upstream would.
+        return ("127.0.0.1" if atyp == 3 else host), port
+
+
+async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    if writer.can_write_eof():
+        writer.write_eof()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def proxy_py(username: str, password: str, workdir: Path) -> Iterator[int]:
+    """proxy.py (PyPI) with --basic-auth as a real authenticated upstream; yields its port."""
+    port_file = workdir / "proxy.port"
+    log = (workdir / "proxy.log").open("wb")
+    args = [
+        *(sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", "0"),
+        *("--port-file", str(port_file), "--basic-auth", f"{username}:{password}"),
+        *("--num-workers", "1", "--num-acceptors", "1", "--log-level", "WARNING"),
+    ]
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield _wait_for_port(port_file, process)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        log.close()
+
+
+def _wait_for_port(port_file: Path, process: subprocess.Popen[bytes]) -> int:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"proxy.py exited with {process.returncode}")
+        text = port_file.read_text().strip() if port_file.exists() else ""
+        if text.isdigit():
+            port = int(text)
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                return port
+        time.sleep(0.05)
+    raise RuntimeError("proxy.py did not start listening")
+
+
+async def proxy_exchange(port: int, request: bytes) -> bytes:
+    """Send raw bytes to a proxy on 127.0.0.1:port; return everything it answered until EOF."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            return await reader.read(-1)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def get_via_tunnel(port: int, authority: str, path: str = "/") -> tuple[bytes, bytes]:
+    """CONNECT through the proxy, then a plain GET inside the tunnel: (CONNECT answer, response)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+        async with asyncio.timeout(10):
+            answer = await reader.readuntil(b"\r\n\r\n")
+            if not answer.startswith(b"HTTP/1.1 200"):
+                return answer + await reader.read(-1), b""
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+            return answer, await reader.read(-1)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def split_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return int(lines[0].split(" ")[1]), headers, body
