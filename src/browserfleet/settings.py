@@ -9,7 +9,7 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,8 @@ def default_data_dir() -> Path:
 
 
 class BrowserSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
+
     mode: BrowserMode = BrowserMode.HEADLESS_NEW
     chromium_path: Path = Path("/usr/lib/chromium/chromium")
     headless_shell_path: Path = Path("/usr/lib/chromium/chromium-headless-shell")
@@ -42,6 +44,8 @@ class BrowserSettings(BaseModel):
 class EgressSettings(BaseModel):
     """Every browser reaches the network only through its own egress proxy."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
+
     # Networks a direct route may reach despite the guard (loopback, private, metadata...),
     # e.g. ["127.0.0.0/8"] for pages served on this host in tests.
     allow_networks: list[str] = Field(default_factory=list)
@@ -52,6 +56,8 @@ class EgressSettings(BaseModel):
 
 
 class LimitSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
+
     default_concurrent_sessions: int = Field(10, ge=1)
     # How many browsers this host may run at once (all projects together).
     host_max_browsers: int = Field(20, ge=1)

@@ -57,8 +57,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = settings_from(args)
     try:
+        settings = settings_from(args)
         code: int = args.run(settings, args)
     except DomainError as error:
         sys.stderr.write(f"error: {type(error).__name__}: {error}\n")
