@@ -188,6 +188,7 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             root=settings.sessions_dir,
             has_room=lambda: service.pool_has_room(pool.total),
             on_change=lambda ready, launching: metrics.pool_changed(ready + launching, ready),
+            on_launch=lambda ok: metrics.browser_launched() if ok else metrics.launch_failed(),
         )
         service = SessionService(
             store,

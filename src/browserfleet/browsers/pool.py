@@ -56,7 +56,9 @@ class WarmPool(Generic[B]):
         root: Path,
         has_room: Callable[[], bool],
         on_change: Callable[[int, int], None] = lambda ready, launching: None,
+        on_launch: Callable[[bool], None] = lambda succeeded: None,
     ) -> None:
+        self._on_launch = on_launch
         self._launcher = launcher
         self._spec = spec
         self._key = pool_key(spec)
@@ -135,11 +137,13 @@ class WarmPool(Generic[B]):
             browser = await self._launcher.launch(self._spec, self._root / str(uuid.uuid4()))
         except BrowserLaunchFailed as error:
             self.failures += 1
+            self._on_launch(False)
             log.error("pool launch failed: %s", error)
             return FAILURE_BACKOFF_S
         finally:
             self._launching -= 1
         self.launches += 1
+        self._on_launch(True)
         self._ready.append(browser)
         self._tasks.spawn(self._watch(browser), name=f"watch-{browser.pid}")
         self._changed()

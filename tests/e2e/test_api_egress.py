@@ -1,0 +1,187 @@
+"""Per-session egress through the real API: custom upstream proxies with credentials, exact
+metering and cost through the SDK, and the guard protecting the host."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Janitor, Server, money, wait_for
+
+pytestmark = pytest.mark.e2e
+
+USER, PASSWORD = "fleet", "s3cret-pass"
+BIG = 5_000_000
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Origin  # type: ignore[assignment]
+
+    def do_GET(self) -> None:
+        body = b"x" * BIG if self.path == "/big" else b"<title>origin</title><p>hello</p>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        with self.server.lock:
+            self.server.served.append((self.path, len(body)))
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _Origin(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.lock = threading.Lock()
+        self.served: list[tuple[str, int]] = []
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[_Origin]:
+    server = _Origin()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """A real authenticated HTTP proxy (proxy.py): (port, its log)."""
+    workdir = tmp_path_factory.mktemp("upstream")
+    port_file, log_path = workdir / "port", workdir / "proxy.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", "0"),
+                *("--port-file", str(port_file), "--basic-auth", f"{USER}:{PASSWORD}"),
+                *("--num-workers", "1", "--num-acceptors", "1"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while not (port_file.exists() and port_file.read_text().strip().isdigit()):
+            assert process.poll() is None and time.monotonic() < deadline, "proxy.py failed"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        yield int(port_file.read_text()), log_path
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def test_custom_proxy_with_credentials_carries_the_traffic_and_is_billed(
+    server: Server,
+    janitor: Janitor,
+    playwright: Any,
+    origin: _Origin,
+    upstream: tuple[int, Path],
+) -> None:
+    port, log_path = upstream
+    proxy = {"host": "127.0.0.1", "port": port, "username": USER, "password": PASSWORD}
+    view = janitor.create(server, customProxy=proxy)
+    browser = playwright.chromium.connect_over_cdp(view["cdpUrl"])
+    page = browser.contexts[0].pages[0]
+    page.goto(f"http://127.0.0.1:{origin.port}/via-upstream")
+    assert page.title() == "origin"
+    browser.close()
+    wait_for(
+        lambda: "via-upstream" in log_path.read_text(errors="replace"),
+        10,
+        what="upstream saw the request",
+    )
+    with server.sdk() as sdk:
+        live = sdk.browsers.get(view["id"])
+        assert money(live.proxy_used_mb or "0") > 0
+        stopped = sdk.browsers.stop(view["id"])
+    mb = money(stopped.proxy_used_mb or "0")
+    assert mb > 0
+    # custom route: $0.20 per GB, MB = 10^6 bytes
+    expected = (mb / 1000 * Decimal("0.20")).quantize(Decimal("0.000001"))
+    assert money(stopped.proxy_cost or "0") == expected
+    assert PASSWORD not in server.log_tail(400)
+
+
+def test_a_wrong_proxy_password_fails_in_the_page_and_nothing_goes_direct(
+    server: Server,
+    janitor: Janitor,
+    playwright: Any,
+    origin: _Origin,
+    upstream: tuple[int, Path],
+) -> None:
+    port, _ = upstream
+    proxy = {"host": "127.0.0.1", "port": port, "username": USER, "password": "wrong"}
+    view = janitor.create(server, customProxy=proxy)
+    browser = playwright.chromium.connect_over_cdp(view["cdpUrl"])
+    page = browser.contexts[0].pages[0]
+    before = len(origin.served)
+    with pytest.raises(Exception, match="ERR_INVALID_AUTH_CREDENTIALS"):
+        page.goto(f"http://127.0.0.1:{origin.port}/never-direct")
+    browser.close()
+    assert not any(path == "/never-direct" for path, _ in origin.served[before:])
+
+
+def test_metering_matches_the_bytes_served_per_session(
+    server: Server, janitor: Janitor, playwright: Any, origin: _Origin
+) -> None:
+    views = [janitor.create(server, proxyCountryCode=None) for _ in range(2)]
+    for index, view in enumerate(views):
+        browser = playwright.chromium.connect_over_cdp(view["cdpUrl"])
+        page = browser.contexts[0].pages[0]
+        for _ in range(index + 1):  # the second session downloads twice as much
+            page.goto(f"http://127.0.0.1:{origin.port}/big", wait_until="load")
+            page.goto("about:blank")
+        browser.close()
+    with server.sdk() as sdk:
+        used = [
+            money(sdk.browsers.stop(v["id"]).proxy_used_mb or "0") * 1_000_000 for v in views
+        ]
+    for index, measured in enumerate(used):
+        served = BIG * (index + 1)
+        assert abs(measured - served) / served < Decimal("0.01"), (measured, served)
+
+
+def test_the_guard_blocks_loopback_and_metadata_by_default(
+    make_server: Callable[..., Server], janitor: Janitor, playwright: Any, origin: _Origin
+) -> None:
+    strict = make_server(BROWSERFLEET_EGRESS__ALLOW_NETWORKS="[]")
+    view = janitor.create(strict, proxyCountryCode=None)
+    browser = playwright.chromium.connect_over_cdp(view["cdpUrl"])
+    page = browser.contexts[0].pages[0]
+    before = len(origin.served)
+    page.goto(f"http://127.0.0.1:{origin.port}/private")
+    assert "Blocked by browserfleet egress policy" in page.content()
+    page.goto("http://169.254.169.254/latest/meta-data/")
+    assert "Blocked by browserfleet egress policy" in page.content()
+    browser.close()
+    assert origin.served[before:] == []
+    assert "blocked" in strict.log_tail(200).lower()
