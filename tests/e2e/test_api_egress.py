@@ -3,6 +3,7 @@ metering and cost through the SDK, and the guard protecting the host."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pages import PageServer
 
 from conftest import Janitor, Server, money, wait_for
 
@@ -162,9 +164,7 @@ def test_metering_matches_the_bytes_served_per_session(
             page.goto("about:blank")
         browser.close()
     with server.sdk() as sdk:
-        used = [
-            money(sdk.browsers.stop(v["id"]).proxy_used_mb or "0") * 1_000_000 for v in views
-        ]
+        used = [money(sdk.browsers.stop(v["id"]).proxy_used_mb or "0") * 1_000_000 for v in views]
     for index, measured in enumerate(used):
         served = BIG * (index + 1)
         assert abs(measured - served) / served < Decimal("0.01"), (measured, served)
@@ -185,3 +185,59 @@ def test_the_guard_blocks_loopback_and_metadata_by_default(
     browser.close()
     assert origin.served[before:] == []
     assert "blocked" in strict.log_tail(200).lower()
+
+
+def _proxy_user(auth: str | None) -> str:
+    assert auth is not None and auth.startswith("Basic ")
+    return base64.b64decode(auth.split(" ", 1)[1]).decode().split(":", 1)[0]
+
+
+def test_a_country_pool_gives_each_session_its_own_sticky_username(
+    make_server: Callable[..., Server],
+    janitor: Janitor,
+    playwright: Any,
+    pages: PageServer,
+    tmp_path: Path,
+) -> None:
+    pools = tmp_path / "pools.toml"
+    pools.write_text(
+        "[countries]\n"
+        f'de = ["http://user-{{session}}:pw@127.0.0.1:{pages.port}"]\n'
+        '[rates]\nmanaged = "5.00"\n'
+    )
+    pooled = make_server(BROWSERFLEET_EGRESS__POOLS_FILE=str(pools))
+    users = []
+    for _ in range(2):
+        view = janitor.create(pooled, proxyCountryCode="DE")
+        browser = playwright.chromium.connect_over_cdp(view["cdpUrl"])
+        page = browser.contexts[0].pages[0]
+        before = len(pages.proxy_log.snapshot())
+        for _ in range(2):
+            page.goto(f"http://127.0.0.1:{pages.port}/proxied")
+            assert page.text_content("#marker") == "came-through-the-proxy"
+        browser.close()
+        seen = {_proxy_user(auth) for _, auth in pages.proxy_log.snapshot()[before:]}
+        assert len(seen) == 1  # sticky within the session
+        users.append(seen.pop())
+        with pooled.sdk() as sdk:
+            stopped = sdk.browsers.stop(view["id"])
+        mb = money(stopped.proxy_used_mb or "0")
+        assert mb > 0
+        managed = (mb / 1000 * Decimal("5.00")).quantize(Decimal("0.000001"))
+        assert money(stopped.proxy_cost or "0") == managed
+    assert users[0] != users[1] and all(u.startswith("user-") for u in users)
+    assert "pw@" not in pooled.log_tail(400)
+
+
+def test_strict_countries_refuse_a_country_without_a_pool(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    pools = tmp_path / "strict.toml"
+    pools.write_text('strict_countries = true\n[countries]\nde = ["http://127.0.0.1:9"]\n')
+    strict = make_server(BROWSERFLEET_EGRESS__POOLS_FILE=str(pools))
+    with strict.http() as client:
+        refused = client.post("/browsers", json={"proxyCountryCode": "fr"})
+        assert refused.status_code == 422
+        detail = refused.json()["detail"]
+        assert detail[0]["loc"] == ["body", "proxyCountryCode"]
+        assert client.get("/browsers").json()["totalItems"] == 0
