@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import hashlib
 import json
 import logging
 import os
 import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +34,6 @@ log = logging.getLogger(__name__)
 
 LOG_NAME = "chromium.log"
 PROFILE_DIR = "profile"
-TMP_DIR = "tmp"
 CONFIG_DIR = "config"
 LOG_TAIL_BYTES = 3000
 # SIGKILL leaves nothing to wait for but the kernel: these only bound a wedged system.
@@ -199,7 +200,7 @@ class LocalChromiumLauncher:
         # handlers leave our process group) land in the workdir and name it on their cmdline.
         env = {
             **os.environ,
-            "TMPDIR": str(workdir / TMP_DIR),
+            "TMPDIR": str(scratch_dir(workdir)),
             "XDG_CONFIG_HOME": str(workdir / CONFIG_DIR),
         }
         output = os.open(workdir / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -226,6 +227,20 @@ class LocalChromiumLauncher:
         return f"{type(exc).__name__} while {progress.stage}: {exc}"
 
 
+def scratch_dir(workdir: Path) -> Path:
+    """The browser's TMPDIR: short, because Chromium puts its SingletonSocket there and a Unix
+    socket path must fit in 108 bytes, which a data dir of any real length would overflow.
+    Derived from the workdir, so whoever removes a workdir can remove its scratch dir too."""
+    digest = hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"browserfleet-{digest}"
+
+
+def remove_workdir(workdir: Path) -> None:
+    """Delete a browser's workdir and its scratch dir (blocking)."""
+    shutil.rmtree(scratch_dir(workdir), ignore_errors=True)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def _claim_workdir(workdir: Path) -> None:
     if workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
         raise BrowserLaunchFailed(f"workdir {workdir} already exists and is not empty")
@@ -233,7 +248,9 @@ def _claim_workdir(workdir: Path) -> None:
 
 
 def _write_profile(workdir: Path, spec: LaunchSpec) -> None:
-    (workdir / TMP_DIR).mkdir()
+    scratch = scratch_dir(workdir)
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(mode=0o700)
     (workdir / CONFIG_DIR).mkdir()
     default = workdir / PROFILE_DIR / "Default"
     default.mkdir(parents=True)
@@ -278,7 +295,7 @@ def _sweep(group: int | None, workdir: Path) -> None:
     # within milliseconds of the browser, this makes sure. Anything else here escaped.
     if escaped := kill_naming(workdir):
         log.info("killed %d process(es) of chromium group %s outside it", escaped, group)
-    shutil.rmtree(workdir, ignore_errors=True)
+    remove_workdir(workdir)
 
 
 def _log_tail(path: Path) -> str:
