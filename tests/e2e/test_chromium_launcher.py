@@ -121,7 +121,7 @@ async def get_json(port: int, path: str) -> Any:
 async def wait_until(check: Callable[[], object], timeout_s: float) -> None:
     """Poll outside state (the process table, files) that no event can announce."""
     async with asyncio.timeout(timeout_s):
-        while not check():  # noqa: ASYNC110
+        while not check():
             await asyncio.sleep(0.02)
 
 

@@ -64,6 +64,7 @@ class FakeLauncher:
         self.fail_next = False
         self.gate: asyncio.Event | None = None  # when set, launches wait for it
         self.stray_calls: list[frozenset[int]] = []
+        self.removed: list[Path] = []
 
     async def launch(self, spec: LaunchSpec, workdir: Path) -> FakeBrowser:
         if self.gate is not None:
@@ -74,6 +75,9 @@ class FakeLauncher:
         browser = FakeBrowser(spec, workdir)
         self.browsers.append(browser)
         return browser
+
+    def remove_workdir(self, workdir: Path) -> None:
+        self.removed.append(workdir)
 
     def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
         self.stray_calls.append(keep)

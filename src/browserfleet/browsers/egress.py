@@ -97,3 +97,6 @@ class EgressedLauncher:
 
     def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
         return self._launcher.kill_strays(root, keep)
+
+    def remove_workdir(self, workdir: Path) -> None:
+        self._launcher.remove_workdir(workdir)

@@ -67,6 +67,7 @@ class WarmPool(Generic[B]):
         self._has_room = has_room
         self._on_change = on_change
         self._ready: deque[B] = deque()
+        self._lent: dict[int, B] = {}  # taken and still alive: may come back unused
         self._launching = 0
         self._wake = asyncio.Event()
         self._tasks = TaskSet("pool")
@@ -99,8 +100,17 @@ class WarmPool(Generic[B]):
         if not self.serves(spec) or not self._ready:
             return None
         browser = self._ready.popleft()
+        self._lent[id(browser)] = browser
         self._changed()
         return browser
+
+    def give_back(self, browser: object) -> None:
+        """A browser taken but never handed to a client goes back to the front of the line."""
+        mine = self._lent.pop(id(browser), None)
+        if mine is None:
+            raise ValueError("give_back() takes only a browser this pool lent")
+        self._ready.appendleft(mine)
+        self._changed()
 
     def evict(self) -> bool:
         """Give one pooled browser's room back to sessions; True if one was closed."""
@@ -152,6 +162,7 @@ class WarmPool(Generic[B]):
     async def _watch(self, browser: B) -> None:
         """A pooled browser that dies while waiting leaves the pool (and gets replaced)."""
         await browser.wait_closed()
+        self._lent.pop(id(browser), None)
         if browser in self._ready:
             log.warning("pooled browser pid %d died while waiting", browser.pid)
             self._ready.remove(browser)

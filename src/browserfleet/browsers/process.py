@@ -171,6 +171,9 @@ class LocalChromiumLauncher:
     def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
         return kill_strays(root, keep)
 
+    def remove_workdir(self, workdir: Path) -> None:
+        remove_workdir(workdir)
+
     async def _start(
         self, spec: LaunchSpec, workdir: Path, progress: _Progress
     ) -> DevtoolsEndpoint:

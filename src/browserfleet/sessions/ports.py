@@ -123,6 +123,9 @@ class BrowserLauncher(Protocol):
         """Start Chromium in a fresh workdir; returns once CDP answers and the first page has
         exactly the spec's viewport. Raises BrowserLaunchFailed (and leaves nothing behind)."""
 
+    def remove_workdir(self, workdir: Path) -> None:
+        """Delete a dead browser's workdir and anything of it kept elsewhere (blocking)."""
+
     def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
         """Kill Chromium processes whose user-data-dir lies under root and whose pid is not in
         keep; returns how many process groups were killed."""
@@ -155,6 +158,9 @@ class BrowserPool(Protocol):
     def serves(self, spec: LaunchSpec) -> bool: ...
 
     def take(self, spec: LaunchSpec) -> BrowserHandle | None: ...
+
+    def give_back(self, browser: BrowserHandle) -> None:
+        """Return a browser taken but never used (its session was refused)."""
 
     def evict(self) -> bool:
         """Close one pooled browser to give its room to a session."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import socket
 import uuid
 from dataclasses import dataclass
@@ -77,7 +76,7 @@ class Reaper:
             session = await self._store.get_any(session_id)
             if session is None or not session.is_live:
                 log.info("removing leftover session dir", extra={"session_id": entry.name})
-                await asyncio.to_thread(shutil.rmtree, entry, True)
+                await asyncio.to_thread(self._launcher.remove_workdir, entry)
 
     async def stop_loops(self) -> None:
         """First step of shutdown: no new stops are started after this."""

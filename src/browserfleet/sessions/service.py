@@ -41,6 +41,7 @@ from browserfleet.sessions.ports import (
     BrowserLauncher,
     BrowserPool,
     CdpGateway,
+    EgressPlan,
     EgressPlanner,
     GatewayRoute,
     HostCapacity,
@@ -110,6 +111,7 @@ class SessionService:
         self._running: dict[SessionId, _Running] = {}
         self._launching = 0
         self._teardowns: dict[SessionId, asyncio.Task[Session]] = {}
+        self._plans: dict[SessionId, EgressPlan | None] = {}
         self._tasks = TaskSet("sessions")
 
     @property
@@ -124,22 +126,41 @@ class SessionService:
 
     # -- create ---------------------------------------------------------------------------
     async def create(self, principal: Principal, request: SessionRequest) -> Session:
+        """Validate, reserve (credits, concurrency), admit on this host, start, go active.
+
+        A pooled browser, when one fits, is taken first and gives the session its id, so a
+        session's files always live in sessions/<id>; if the reservation is refused it goes
+        back to the pool unused.
+        """
         if request.timeout_minutes > MAX_TIMEOUT_MINUTES:
             raise TimeoutLimitExceeded(request.timeout_minutes)
         if request.profile_id is not None:
             raise ProfileNotFound(request.profile_id)
-        if refusal := self._capacity.session_refusal(self.local_browser_count()):
-            raise HostAtCapacity(refusal)
+        began = time.monotonic()
+        spec = launch_spec_for(request, self._config)
+        pooled = self._pool.take(spec) if self._pool else None
+        session_id = (
+            SessionId(uuid.UUID(pooled.workdir.name)) if pooled else SessionId(uuid.uuid4())
+        )
+        try:
+            session = await self._reserve(principal, request, session_id)
+        except BaseException:
+            if pooled is not None and self._pool is not None:
+                self._pool.give_back(pooled)
+            raise
+        # Host admission and taking the slot with no await between: nothing can slip in.
+        refusal = None if pooled is not None else self._host_refusal()
         self._launching += 1
         try:
-            return await self._create(principal, request)
+            return await self._start(session, spec, pooled, began, refusal)
         finally:
             self._launching -= 1
 
-    async def _create(self, principal: Principal, request: SessionRequest) -> Session:
-        began = time.monotonic()
+    async def _reserve(
+        self, principal: Principal, request: SessionRequest, session_id: SessionId
+    ) -> Session:
+        """The STARTING row, charged and holding a project slot; then host admission."""
         now = self._clock()
-        session_id = SessionId(uuid.uuid4())
         plan = self._planner.plan(request, str(session_id)) if self._planner else None
         session = Session(
             id=session_id,
@@ -155,22 +176,39 @@ class SessionService:
             proxy_route=plan.kind if plan else None,
             proxy_rate_micros_per_gb=plan.micros_per_gb if plan else 0,
         )
-        await self._store.reserve(session, self._config.default_concurrent_limit)
+        self._plans[session_id] = plan
         try:
-            handle, from_pool = await self._obtain_browser(
-                session.id, launch_spec_for(request, self._config)
-            )
+            await self._store.reserve(session, self._config.default_concurrent_limit)
+        except BaseException:
+            self._plans.pop(session_id, None)
+            raise
+        return session
+
+    async def _start(
+        self,
+        session: Session,
+        spec: LaunchSpec,
+        pooled: BrowserHandle | None,
+        began: float,
+        refusal: str | None,
+    ) -> Session:
+        plan = self._plans.pop(session.id, None)
+        try:
+            if refusal is not None:
+                raise HostAtCapacity(refusal)
+            handle, from_pool = await self._obtain_browser(session.id, spec, pooled)
         except BaseException:
             await asyncio.shield(self._store.mark_failed(session.id))
             raise
-        workdir = handle.workdir
         try:
             if plan is not None:
                 handle.route_egress(plan.route)
-            self._gateway.open(GatewayRoute(session.token, handle.cdp_port, request.allow_resizing))
+            self._gateway.open(
+                GatewayRoute(session.token, handle.cdp_port, session.request.allow_resizing)
+            )
             self._running[session.id] = _Running(handle, session.token)
             active = await self._store.mark_active(
-                session.id, pid=handle.pid, session_dir=str(workdir)
+                session.id, pid=handle.pid, session_dir=str(handle.workdir)
             )
         except BaseException:
             await asyncio.shield(self._abort_launched(session, handle))
@@ -182,11 +220,13 @@ class SessionService:
         log.info("session started", extra={"session_id": str(session.id), "pid": handle.pid})
         return active
 
+    def _host_refusal(self) -> str | None:
+        return self._capacity.session_refusal(self.local_browser_count())
+
     async def _obtain_browser(
-        self, session_id: SessionId, spec: LaunchSpec
+        self, session_id: SessionId, spec: LaunchSpec, pooled: BrowserHandle | None
     ) -> tuple[BrowserHandle, bool]:
-        """A pooled browser reshaped for this session when one fits, else a cold launch."""
-        pooled = self._pool.take(spec) if self._pool else None
+        """The pooled browser reshaped for this session, else a cold launch."""
         if pooled is not None:
             try:
                 if _screen(spec) != _screen(self._pool_spec()):
@@ -203,12 +243,14 @@ class SessionService:
             except BaseException:
                 await asyncio.shield(pooled.close())
                 raise
-        self._log_cold_reason(session_id, spec)
+        else:
+            self._log_cold_reason(session_id, spec)
         self._make_room()
         try:
             handle = await self._launcher.launch(spec, self._config.sessions_dir / str(session_id))
-        except BrowserLaunchFailed:
+        except BrowserLaunchFailed as error:
             self._metrics.launch_failed()
+            log.error("launch failed: %s", error, extra={"session_id": str(session_id)})
             raise
         self._metrics.browser_launched()
         return handle, False

@@ -196,7 +196,7 @@ async def test_parallel_creates_never_exceed_the_project_limit(world: World) -> 
     assert len(world.launcher.browsers) == 3
 
 
-async def test_host_capacity_refuses_before_touching_the_store(world: World) -> None:
+async def test_host_capacity_refusal_releases_the_reservation(world: World) -> None:
     await world.projects.update_project("p", concurrent_limit=50)
     for _ in range(5):
         await world.service.create(world.caller, SessionRequest())

@@ -1,0 +1,92 @@
+# browserfleet developer tasks. Every target is idempotent; `make setup` is a no-op when nothing changed.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Lives inside the venv, so deleting the venv also forgets the install.
+STAMP := $(VENV)/.browserfleet-dev.stamp
+APT_PACKAGES := chromium chromium-headless-shell ffmpeg
+CHROMIUM := /usr/lib/chromium/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null || echo sudo)
+
+SERVE_ARGS ?=
+PYTEST_ARGS ?=
+LIFECYCLE_ARGS ?=
+GATEWAY_ARGS ?=
+
+.PHONY: help setup system-deps serve test lint bench clean distclean
+
+help:
+	@echo "make setup      install Debian's chromium, chromium-headless-shell, ffmpeg; create $(VENV); pip install -e '.[dev]'"
+	@echo "make serve      run the server (SERVE_ARGS='--port 8000 --data-dir DIR ...')"
+	@echo "make test       run the whole pytest suite (PYTEST_ARGS='tests/unit -x ...')"
+	@echo "make lint       ruff check, ruff format --check, mypy --strict, lint-imports"
+	@echo "make bench      run the benchmarks (LIFECYCLE_ARGS='-n 50' GATEWAY_ARGS='--shots 60')"
+	@echo "make clean      remove caches and build artifacts (distclean: also $(VENV))"
+
+setup: system-deps $(STAMP)
+
+# System packages come from Debian only; nothing downloads a browser of its own.
+system-deps:
+	@missing=""; \
+	for pkg in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'install ok installed' \
+	    || missing="$$missing $$pkg"; \
+	done; \
+	if [ ! -e "$(VENV)/pyvenv.cfg" ] && ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
+	  missing="$$missing python3-venv"; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> apt-get install$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi; \
+	test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) is missing after install" >&2; exit 1; }
+
+$(VENV)/pyvenv.cfg:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "error: $(PYTHON) is older than 3.11 (set PYTHON=python3.11)" >&2; exit 1; }
+	@echo "==> creating $(VENV) with $$($(PYTHON) --version)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml $(VENV)/pyvenv.cfg
+	@echo "==> pip install -e '.[dev]'"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+serve: setup
+	$(BIN)/browserfleet serve $(SERVE_ARGS)
+
+# pytest exit codes: 1 tests failed, 2 interrupted, 3 internal error, 4 usage error, 5 no tests collected.
+test: setup
+	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5)" >&2; fi; \
+	exit $$rc
+
+# Runs every check even when an earlier one fails, then fails if any did.
+lint: setup
+	@failed=""; \
+	echo "==> ruff check"; $(BIN)/ruff check . || failed="$$failed ruff-check"; \
+	echo "==> ruff format --check"; $(BIN)/ruff format --check . || failed="$$failed ruff-format"; \
+	echo "==> mypy (strict, browserfleet)"; $(BIN)/mypy || failed="$$failed mypy"; \
+	echo "==> mypy (strict, benchmarks)"; $(BIN)/mypy -p benchmarks || failed="$$failed mypy-benchmarks"; \
+	echo "==> lint-imports"; $(BIN)/lint-imports || failed="$$failed lint-imports"; \
+	if [ -n "$$failed" ]; then echo "lint FAILED:$$failed" >&2; exit 1; fi; \
+	echo "lint OK"
+
+bench: setup
+	$(BIN)/python -m benchmarks.session_lifecycle $(LIFECYCLE_ARGS)
+	$(BIN)/python -m benchmarks.cdp_gateway $(GATEWAY_ARGS)
+
+clean:
+	rm -rf build dist .eggs src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache \
+	  htmlcov .coverage .coverage.* benchmarks/results
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

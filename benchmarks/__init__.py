@@ -1,0 +1,1 @@
+"""Reproducible speed measurements of browserfleet, each against a baseline run alongside."""

@@ -1,0 +1,431 @@
+"""What every benchmark needs: a browserfleet server, a bare Chromium, a loopback site, stats.
+
+The benchmarks treat browserfleet as a black box (a client sees only HTTP, CDP and the data dir),
+so this module imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+
+API_KEY_HEADER = "X-Browser-Use-API-Key"
+DEFAULT_CHROMIUM = Path("/usr/lib/chromium/chromium")
+# Nothing but loopback resolves, so no benchmark can reach (or be slowed by) the outside world.
+HOST_RESOLVER_RULES = "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+BROWSER_START_TIMEOUT_S = 30.0
+
+# The bare baseline gets the same switches browserfleet gives its browsers.
+BARE_CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--disable-features=AutofillServerCommunication,NetworkTimeServiceQuerying,OptimizationHints",
+    "--gaia-url=http://127.0.0.1:9",
+    "--google-apis-url=http://127.0.0.1:9",
+    "--component-updater=url-source=http://127.0.0.1:9/",
+    "--window-size=1920,1080",
+    f"--host-resolver-rules={HOST_RESOLVER_RULES}",
+    "--remote-debugging-port=0",
+    "--remote-debugging-address=127.0.0.1",
+)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- stats and tables
+
+
+def percentile(samples: Sequence[float], p: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), p in [0, 100]."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    rank = (len(ordered) - 1) * p / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else math.nan
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        first, *rest = cells
+        return "  ".join(
+            [first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True))]
+        )
+
+    print()
+    if title:
+        print(title)
+    print(line(headers))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(line(row))
+    sys.stdout.flush()
+
+
+def machine_line() -> str:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"host: {os.cpu_count()} cpu(s), load avg {load}, python {sys.version.split()[0]}"
+
+
+# ---------------------------------------------------------------- loopback site
+
+
+def simple_page() -> bytes:
+    return b"<!doctype html><title>bench</title><h1>browserfleet benchmark</h1><p>hello</p>"
+
+
+def busy_page(seed: int = 7) -> bytes:
+    """A page whose 1920x1080 PNG is large: noisy colours, gradients and text compress badly."""
+    rng = random.Random(seed)
+    cells = []
+    for i in range(2400):
+        hue, hue2 = rng.randrange(360), rng.randrange(360)
+        words = " ".join(
+            rng.choice(("lorem", "ipsum", "fleet", "cdp", "42", "zq")) for _ in range(3)
+        )
+        cells.append(
+            f'<div style="background:linear-gradient({rng.randrange(360)}deg,'
+            f"hsl({hue},80%,55%),hsl({hue2},70%,35%));"
+            f'transform:rotate({rng.randrange(-20, 20)}deg)">{i} {words}</div>'
+        )
+    style = (
+        "body{margin:0;font:11px sans-serif;display:flex;flex-wrap:wrap;width:1920px}"
+        "div{width:38px;height:20px;overflow:hidden;color:#fff;border-radius:4px;margin:1px}"
+    )
+    return f"<!doctype html><title>busy</title><style>{style}</style>{''.join(cells)}".encode()
+
+
+class _PageHandler(BaseHTTPRequestHandler):
+    pages: ClassVar[dict[str, bytes]] = {}
+
+    def do_GET(self) -> None:
+        body = self.pages.get(self.path.split("?", 1)[0])
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def loopback_site(pages: dict[str, bytes]) -> Iterator[str]:
+    """Serve `pages` on 127.0.0.1 from a thread; yields the base URL (no trailing slash)."""
+    handler = type("Handler", (_PageHandler,), {"pages": dict(pages)})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="loopback-site", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def chromium_pids_under(directory: Path) -> list[int]:
+    """Pids of live Chromium processes whose command line mentions `directory` (leak check)."""
+    needle = str(directory).encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"chrom" in cmdline and needle in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def kill_pids(pids: Sequence[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def stop_process(proc: asyncio.subprocess.Process, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM, then SIGKILL to the whole process group if it does not exit in time."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout_s)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+
+def read_devtools_port(profile_dir: Path) -> int | None:
+    """Chromium writes '<port>\\n<browser ws path>' to DevToolsActivePort once it listens."""
+    try:
+        lines = (profile_dir / "DevToolsActivePort").read_text().splitlines()
+    except OSError:
+        return None
+    return int(lines[0]) if len(lines) >= 2 and lines[0].isdigit() else None
+
+
+async def _devtools_get(port: int, path: str) -> object:
+    """One GET to Chromium's DevTools HTTP server (raw: an httpx client costs more to build)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+        length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
+        return json.loads(await reader.readexactly(length))
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def _wait_for_first_page(process: asyncio.subprocess.Process, profile_dir: Path) -> int:
+    """Ready as browserfleet defines it: the port is announced and the start page is listed.
+
+    Connecting earlier races Chromium's own about:blank navigation (goto fails ERR_ABORTED).
+    """
+    while True:
+        if process.returncode is not None:
+            raise RuntimeError(f"chromium exited with {process.returncode} while starting")
+        port = read_devtools_port(profile_dir)
+        if port is not None:
+            with contextlib.suppress(OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+                targets = await _devtools_get(port, "/json/list")
+                if isinstance(targets, list) and any(
+                    isinstance(t, dict) and t.get("type") == "page" for t in targets
+                ):
+                    return port
+        await asyncio.sleep(0.005)
+
+
+@dataclass(slots=True)
+class BareChromium:
+    """One Chromium launched by hand, as a user without browserfleet would."""
+
+    process: asyncio.subprocess.Process
+    profile_dir: Path
+    port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    async def launch(cls, chromium: Path) -> BareChromium:
+        profile_dir = Path(tempfile.mkdtemp(prefix="bench-bare-"))
+        process = await asyncio.create_subprocess_exec(
+            str(chromium),
+            *BARE_CHROMIUM_FLAGS,
+            f"--user-data-dir={profile_dir}",
+            "about:blank",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            async with asyncio.timeout(BROWSER_START_TIMEOUT_S):
+                port = await _wait_for_first_page(process, profile_dir)
+        except BaseException:
+            await stop_process(process, 5)
+            shutil.rmtree(profile_dir, ignore_errors=True)
+            raise
+        return cls(process, profile_dir, port)
+
+    async def stop(self) -> None:
+        await stop_process(self.process, 10)
+        # Children (renderers, zygotes) outlive the browser process briefly and may still write
+        # to the profile: end the whole group, then remove the profile.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        shutil.rmtree(self.profile_dir, ignore_errors=True)
+        if self.profile_dir.exists():
+            await asyncio.sleep(0.05)
+            shutil.rmtree(self.profile_dir, ignore_errors=True)
+
+
+@dataclass(slots=True)
+class Fleet:
+    """A running browserfleet server, as its clients see it."""
+
+    base_url: str
+    api_key: str
+    data_dir: Path
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}/api/v3"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {API_KEY_HEADER: self.api_key}
+
+
+def browserfleet_command() -> list[str]:
+    script = Path(sys.executable).parent / "browserfleet"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("browserfleet")
+    if found is None:
+        raise SystemExit("browserfleet is not installed: run `make setup` first")
+    return [found]
+
+
+def read_stripped(path: Path) -> str:
+    """The file's text without surrounding whitespace; '' while it does not exist."""
+    try:
+        return path.read_text(errors="replace").strip()
+    except FileNotFoundError:
+        return ""
+
+
+async def _wait_until_ready(
+    proc: asyncio.subprocess.Process, base_url: str, key_file: Path, log_file: Path
+) -> str:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                break
+            with contextlib.suppress(httpx.HTTPError):
+                ready = (await client.get(f"{base_url}/readyz")).status_code == 200
+                if ready and (api_key := read_stripped(key_file)):
+                    return api_key
+            await asyncio.sleep(0.1)
+    tail = read_stripped(log_file)[-4000:]
+    raise RuntimeError(
+        f"browserfleet not ready after {READY_TIMEOUT_S:.0f}s (exit {proc.returncode}); log tail:\n"
+        f"{tail}"
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_fleet(extra_env: dict[str, str] | None = None) -> AsyncIterator[Fleet]:
+    """Run `browserfleet serve` on a free port and a temporary data dir; stop it, check leaks."""
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    log_file = data_dir.parent / f"{data_dir.name}.log"
+    port = free_port()
+    env = {
+        **os.environ,
+        "BROWSERFLEET_BROWSER__EXTRA_ARGS": json.dumps(
+            [f"--host-resolver-rules={HOST_RESOLVER_RULES}"]
+        ),
+        # The egress guard refuses loopback by default; the test pages live there.
+        "BROWSERFLEET_EGRESS__ALLOW_NETWORKS": json.dumps(["127.0.0.0/8"]),
+        "BROWSERFLEET_LOG_LEVEL": "INFO",
+        **(extra_env or {}),
+    }
+    command = [
+        *browserfleet_command(),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
+    base_url = f"http://127.0.0.1:{port}"
+    with log_file.open("wb") as log_stream:
+        proc = await asyncio.create_subprocess_exec(
+            *command,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log_stream,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    clean = False
+    try:
+        api_key = await _wait_until_ready(proc, base_url, data_dir / "initial-api-key", log_file)
+        log(f"browserfleet ready at {base_url} (data dir {data_dir})")
+        yield Fleet(base_url, api_key, data_dir)
+        clean = True
+    finally:
+        await stop_process(proc)
+        leaked = chromium_pids_under(data_dir)
+        if leaked:
+            log(f"WARNING: browserfleet left {len(leaked)} Chromium process(es) running; killing")
+            kill_pids(leaked)
+        if proc.returncode not in (0, -signal.SIGTERM):
+            log(f"WARNING: browserfleet exited with {proc.returncode}")
+            clean = False
+        if clean:
+            log_file.unlink(missing_ok=True)
+        else:
+            log(f"server log kept at {log_file}; its tail:\n{read_stripped(log_file)[-3000:]}")
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def create_session(
+    client: httpx.AsyncClient, fleet: Fleet, body: dict[str, object]
+) -> dict[str, object]:
+    response = await client.post(f"{fleet.api_url}/browsers", json=body, headers=fleet.headers)
+    if response.status_code != 201:
+        raise RuntimeError(f"create failed: {response.status_code} {response.text[:500]}")
+    view: dict[str, object] = response.json()
+    return view
+
+
+async def stop_session(client: httpx.AsyncClient, fleet: Fleet, session_id: object) -> None:
+    response = await client.patch(
+        f"{fleet.api_url}/browsers/{session_id}", json={"action": "stop"}, headers=fleet.headers
+    )
+    if response.status_code != 200:
+        raise RuntimeError(f"stop failed: {response.status_code} {response.text[:500]}")

@@ -1,0 +1,127 @@
+"""Suite-wide leak check: nothing a test started may outlive the run.
+
+Every server the suite starts gets a data dir under a run-specific temp prefix and registers
+its ports here. When the run ends we fail it if any process still names one of those data dirs
+(Chromium via --user-data-dir, or a stray server), if any session dir is left behind, or if
+any registered port still listens. Then we clean up so one leaky run does not poison the next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+
+LEAK_GRACE_S = 10.0
+
+
+@dataclass
+class SuiteResources:
+    """What the suite owns: the temp prefix of its data dirs and the ports it listened on."""
+
+    prefix: str
+    data_dirs: list[Path] = field(default_factory=list)
+    ports: set[int] = field(default_factory=set)
+
+    def new_data_dir(self) -> Path:
+        path = Path(tempfile.mkdtemp(prefix=self.prefix))
+        self.data_dirs.append(path)
+        return path
+
+
+RESOURCES_KEY = pytest.StashKey[SuiteResources]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[RESOURCES_KEY] = SuiteResources(prefix=f"bf-test-{os.getpid()}-")
+
+
+@pytest.fixture(scope="session")
+def suite_resources(pytestconfig: pytest.Config) -> SuiteResources:
+    return pytestconfig.stash[RESOURCES_KEY]
+
+
+def processes_of_suite(prefix: str) -> list[psutil.Process]:
+    """Every live process whose command line names a data dir of this run (never ourselves)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if any(prefix in part for part in proc.info["cmdline"] or []):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def listening_ports(ports: set[int]) -> set[int]:
+    listening = set()
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in ports:
+            listening.add(conn.laddr.port)
+    return listening
+
+
+def leftover_session_dirs(data_dirs: list[Path]) -> list[Path]:
+    left = []
+    for data_dir in data_dirs:
+        sessions = data_dir / "sessions"
+        if sessions.is_dir():
+            left.extend(p for p in sessions.iterdir() if p.is_dir())
+    return left
+
+
+def find_leaks(resources: SuiteResources) -> list[str]:
+    """Leaks that persist past a grace period (browsers take a moment to exit)."""
+    deadline = time.monotonic() + LEAK_GRACE_S
+    while True:
+        procs = processes_of_suite(resources.prefix)
+        ports = listening_ports(resources.ports)
+        dirs = leftover_session_dirs(resources.data_dirs)
+        if not (procs or ports or dirs) or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    leaks = []
+    for proc in procs:
+        try:
+            cmd = " ".join(proc.cmdline())[:300]
+        except psutil.Error:
+            cmd = "?"
+        leaks.append(f"process {proc.pid} still running: {cmd}")
+    leaks += [f"port {port} still listening" for port in sorted(ports)]
+    leaks += [f"session dir left behind: {path}" for path in dirs]
+    return leaks
+
+
+def clean_up(resources: SuiteResources) -> None:
+    for proc in processes_of_suite(resources.prefix):
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGKILL)
+    for data_dir in resources.data_dirs:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    resources = session.config.stash[RESOURCES_KEY]
+    if not resources.data_dirs and not resources.ports:
+        return
+    leaks = find_leaks(resources)
+    clean_up(resources)
+    if leaks:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.section("LEAK CHECK FAILED", sep="=", red=True, bold=True)
+            for leak in leaks:
+                reporter.line(leak, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
