@@ -1,0 +1,22 @@
+"""Log lines never carry a CDP token, and carry the session id when there is one."""
+
+import logging
+
+from browserfleet.logs import ContextFormatter, redact
+
+
+def test_cdp_tokens_are_redacted() -> None:
+    line = '127.0.0.1:5 - "WebSocket /cdp/3XMGxZRzfQbc4kZ2jqP4dc4Xy7H8eaYa/devtools/browser/x"'
+    assert "3XMGxZRz" not in redact(line)
+    assert "/cdp/<token>/devtools/browser/x" in redact(line)
+    encoded = "live?wss=http%3A%2F%2Fh%2Fcdp%2FAbCdEfGhIjKlMnOp"
+    assert "AbCdEfGh" not in redact(encoded)
+
+
+def test_context_is_appended_and_tokens_scrubbed() -> None:
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "GET /cdp/%s/json", ("s3cretT0kenValue",), None
+    )
+    record.session_id = "abc"
+    line = ContextFormatter("%(message)s").format(record)
+    assert line == "GET /cdp/<token>/json session_id=abc"
