@@ -153,6 +153,7 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             settings.browser.headless_shell_path,
             no_sandbox=settings.browser.no_sandbox,
             launch_timeout_s=settings.browser.launch_timeout_s,
+            parallel_launches=settings.browser.effective_parallel_launches(),
         )
         gateway = CdpGatewayServer()
         config = RuntimeConfig(

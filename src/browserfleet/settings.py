@@ -29,11 +29,16 @@ class BrowserSettings(BaseModel):
     chromium_path: Path = Path("/usr/lib/chromium/chromium")
     headless_shell_path: Path = Path("/usr/lib/chromium/chromium-headless-shell")
     launch_timeout_s: float = Field(20.0, gt=0)
+    # Browsers starting at once; more wait their turn (None: the number of CPUs).
+    parallel_launches: int | None = Field(None, ge=1)
     # Extra Chromium switches, e.g. the tests' --host-resolver-rules.
     extra_args: list[str] = Field(default_factory=list)
     no_sandbox: bool = True
     # Warm pool: browsers launched ahead of demand. None sizes it to the host; 0 disables it.
     pool_size: int | None = Field(None, ge=0)
+
+    def effective_parallel_launches(self) -> int:
+        return self.parallel_launches or max(1, os.cpu_count() or 1)
 
     def effective_pool_size(self) -> int:
         if self.pool_size is not None:
