@@ -110,6 +110,8 @@ class WarmPool(Generic[B]):
         if mine is None:
             raise ValueError("give_back() takes only a browser this pool lent")
         self._ready.appendleft(mine)
+        if self.total > self._size:  # refill replaced it meanwhile: the newest one goes
+            self.evict()
         self._changed()
 
     def evict(self) -> bool:

@@ -142,19 +142,42 @@ class SessionService:
         session_id = (
             SessionId(uuid.UUID(pooled.workdir.name)) if pooled else SessionId(uuid.uuid4())
         )
+        # Reshaping a pooled browser overlaps the reservation's database work.
+        reshaping = self._reshape_soon(pooled, spec)
         try:
             session = await self._reserve(principal, request, session_id)
         except BaseException:
-            if pooled is not None and self._pool is not None:
-                self._pool.give_back(pooled)
+            await asyncio.shield(self._return_unused(pooled, reshaping))
             raise
         # Host admission and taking the slot with no await between: nothing can slip in.
         refusal = None if pooled is not None else self._host_refusal()
         self._launching += 1
         try:
-            return await self._start(session, spec, pooled, began, refusal)
+            return await self._start(session, spec, (pooled, reshaping), began, refusal)
         finally:
             self._launching -= 1
+
+    def _reshape_soon(
+        self, pooled: BrowserHandle | None, spec: LaunchSpec
+    ) -> asyncio.Task[None] | None:
+        if pooled is None or _screen(spec) == _screen(self._pool_spec()):
+            return None
+        return self._tasks.spawn(
+            pooled.reshape(spec.screen_width, spec.screen_height), name=f"reshape-{pooled.pid}"
+        )
+
+    async def _return_unused(
+        self, pooled: BrowserHandle | None, reshaping: asyncio.Task[None] | None
+    ) -> None:
+        """A pooled browser whose session was refused: back to the pool if still pristine."""
+        if pooled is None or self._pool is None:
+            return
+        if reshaping is None:
+            self._pool.give_back(pooled)
+            return
+        reshaping.cancel()
+        await asyncio.gather(reshaping, return_exceptions=True)
+        await pooled.close()  # reshaped for someone else: no longer what the pool holds
 
     async def _reserve(
         self, principal: Principal, request: SessionRequest, session_id: SessionId
@@ -188,7 +211,7 @@ class SessionService:
         self,
         session: Session,
         spec: LaunchSpec,
-        pooled: BrowserHandle | None,
+        taken: tuple[BrowserHandle | None, asyncio.Task[None] | None],
         began: float,
         refusal: str | None,
     ) -> Session:
@@ -196,7 +219,7 @@ class SessionService:
         try:
             if refusal is not None:
                 raise HostAtCapacity(refusal)
-            handle, from_pool = await self._obtain_browser(session.id, spec, pooled)
+            handle, from_pool = await self._obtain_browser(session.id, spec, *taken)
         except BaseException:
             await asyncio.shield(self._store.mark_failed(session.id))
             raise
@@ -224,13 +247,17 @@ class SessionService:
         return self._capacity.session_refusal(self.local_browser_count())
 
     async def _obtain_browser(
-        self, session_id: SessionId, spec: LaunchSpec, pooled: BrowserHandle | None
+        self,
+        session_id: SessionId,
+        spec: LaunchSpec,
+        pooled: BrowserHandle | None,
+        reshaping: asyncio.Task[None] | None,
     ) -> tuple[BrowserHandle, bool]:
         """The pooled browser reshaped for this session, else a cold launch."""
         if pooled is not None:
             try:
-                if _screen(spec) != _screen(self._pool_spec()):
-                    await pooled.reshape(spec.screen_width, spec.screen_height)
+                if reshaping is not None:
+                    await reshaping
                 log.info("browser from the pool", extra={"session_id": str(session_id)})
                 return pooled, True
             except BrowserLaunchFailed as error:
@@ -241,6 +268,8 @@ class SessionService:
                 )
                 await pooled.close()
             except BaseException:
+                if reshaping is not None:
+                    reshaping.cancel()
                 await asyncio.shield(pooled.close())
                 raise
         else:

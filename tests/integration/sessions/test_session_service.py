@@ -362,3 +362,25 @@ async def test_sessions_evict_pooled_browsers_when_the_host_is_full(world: World
             await service.create(world.caller, SessionRequest())
     finally:
         await pool.aclose()
+
+
+async def test_a_refused_session_returns_its_pristine_pooled_browser(world: World) -> None:
+    await world.projects.update_project("p", concurrent_limit=1)
+    service, pool = await _pooled_service(world, size=2)
+    try:
+        await service.create(world.caller, SessionRequest())
+        async with asyncio.timeout(5):
+            while pool.ready < 2:
+                await asyncio.sleep(0.005)
+        launched = len(world.launcher.browsers)
+        with pytest.raises(ConcurrencyLimitReached):
+            await service.create(world.caller, SessionRequest())
+        assert pool.ready == 2  # back in line, unused (a surplus refill is closed)
+        assert sum(b.closed for b in world.launcher.browsers) <= 1
+        with pytest.raises(ConcurrencyLimitReached):
+            await service.create(world.caller, SessionRequest(screen_width=800, screen_height=600))
+        reshaped = [b for b in world.launcher.browsers if b.reshaped == (800, 600)]
+        assert len(reshaped) == 1 and reshaped[0].closed == 1  # reshaped: not pristine, closed
+        assert len(world.launcher.browsers) >= launched
+    finally:
+        await pool.aclose()
