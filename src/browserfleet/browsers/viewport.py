@@ -23,6 +23,7 @@ SETTLE_TRIES = 3
 SETTLE_INTERVAL_S = 0.03
 # After Browser.setWindowBounds the page needs a frame or two to see its new size.
 RESIZE_TRIES = 50
+RESHAPE_INTERVAL_S = 0.005
 
 
 Size = tuple[int, int]
@@ -77,45 +78,71 @@ async def fit_viewport(browser_ws_url: str, target_id: str, spec: LaunchSpec) ->
 async def reshape(browser_ws_url: str, target_id: str, width: int, height: int) -> None:
     """Give a running browser a new screen and its first window a width x height viewport.
 
-    Tabs opened later in that window inherit the size (headless=new); the CDP gateway sizes
-    new targets where Chromium would not (the headless shell).
+    Tabs opened later in that window inherit the size (headless=new); the headless shell is
+    never reshaped (its pool key keeps the screen). Two pipelined batches: look up, then set
+    and measure; the page usually fits at once, else it is looked at every few milliseconds.
     """
     async with CdpConnection.connect(browser_ws_url) as cdp:
-        window = await cdp.call("Browser.getWindowForTarget", {"targetId": target_id})
-        contents: JsonObject = {"windowId": window["windowId"], "width": width, "height": height}
-        await cdp.call("Browser.setContentsSize", contents)
-        screens = (await cdp.call("Emulation.getScreenInfos", {})).get("screenInfos")
-        for screen in screens if isinstance(screens, list) else []:
-            update: JsonObject = {
-                "screenId": screen["id"],
-                "left": 0,
-                "top": 0,
-                "width": width,
-                "height": height,
-            }
-            await cdp.call("Emulation.updateScreen", update)
-        attached = await cdp.call("Target.attachToTarget", {"targetId": target_id, "flatten": True})
-        size = await _settled_size(cdp, str(attached["sessionId"]), (width, height), RESIZE_TRIES)
-        if not size.fits((width, height)) or (size.screen_width, size.screen_height) != (
-            width,
-            height,
-        ):
+        window, screens, attached = await cdp.call_many(
+            [
+                ("Browser.getWindowForTarget", {"targetId": target_id}, None),
+                ("Emulation.getScreenInfos", None, None),
+                ("Target.attachToTarget", {"targetId": target_id, "flatten": True}, None),
+            ]
+        )
+        session_id = str(attached["sessionId"])
+        infos = screens.get("screenInfos")
+        updates = [
+            (
+                "Emulation.updateScreen",
+                {"screenId": info["id"], "left": 0, "top": 0, "width": width, "height": height},
+                None,
+            )
+            for info in (infos if isinstance(infos, list) else [])
+        ]
+        contents = {"windowId": window["windowId"], "width": width, "height": height}
+        answers = await cdp.call_many(
+            [
+                ("Browser.setContentsSize", contents, None),
+                *updates,
+                ("Runtime.evaluate", {"expression": MEASURE, "returnByValue": True}, session_id),
+            ]
+        )
+        size = _page_size(answers[-1])
+        if not _fits_screen(size, width, height):
+            size = await _settled_size(
+                cdp, session_id, (width, height), RESIZE_TRIES, interval_s=RESHAPE_INTERVAL_S
+            )
+        if not _fits_screen(size, width, height):
             raise BrowserLaunchFailed(f"could not reshape the browser to {width}x{height}: {size}")
 
 
-async def _settled_size(cdp: CdpConnection, session_id: str, want: Size, tries: int) -> PageSize:
+def _fits_screen(size: PageSize, width: int, height: int) -> bool:
+    return size.fits((width, height)) and (size.screen_width, size.screen_height) == (width, height)
+
+
+async def _settled_size(
+    cdp: CdpConnection,
+    session_id: str,
+    want: Size,
+    tries: int,
+    interval_s: float = SETTLE_INTERVAL_S,
+) -> PageSize:
     size = await _measure(cdp, session_id)
     for _ in range(tries - 1):
         if size.fits(want):
             break
-        await asyncio.sleep(SETTLE_INTERVAL_S)
+        await asyncio.sleep(interval_s)
         size = await _measure(cdp, session_id)
     return size
 
 
 async def _measure(cdp: CdpConnection, session_id: str) -> PageSize:
     params: JsonObject = {"expression": MEASURE, "returnByValue": True}
-    answer = await cdp.call("Runtime.evaluate", params, session_id=session_id)
+    return _page_size(await cdp.call("Runtime.evaluate", params, session_id=session_id))
+
+
+def _page_size(answer: JsonObject) -> PageSize:
     result = answer.get("result")
     value = result.get("value") if isinstance(result, dict) else None
     if not (isinstance(value, list) and len(value) == 6 and all(isinstance(v, int) for v in value)):

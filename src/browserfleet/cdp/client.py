@@ -1,4 +1,4 @@
-"""A minimal Chrome DevTools Protocol client: one websocket, one call at a time.
+"""A minimal Chrome DevTools Protocol client: one websocket, one call (or batch) at a time.
 
 Enough for the launcher's own checks (viewport, window bounds). Events are read and dropped;
 anything that needs events or concurrent calls belongs elsewhere.
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeAlias
 
 from websockets.asyncio.client import ClientConnection, connect
 
 JsonObject: TypeAlias = dict[str, object]
+Command: TypeAlias = tuple[str, JsonObject | None, str | None]  # method, params, session id
 
 
 class CdpError(Exception):
@@ -56,6 +57,40 @@ class CdpConnection:
             await self._ws.send(json.dumps(message))
             async with asyncio.timeout(self._call_timeout_s):
                 return await self._answer(method, self._next_id)
+
+    async def call_many(self, commands: Sequence[Command]) -> list[JsonObject]:
+        """Send every command at once (Chrome runs them in order), then collect the answers:
+        one round trip instead of one per command."""
+        async with self._lock:
+            ids: dict[int, int] = {}
+            for index, (method, params, session_id) in enumerate(commands):
+                self._next_id += 1
+                ids[self._next_id] = index
+                message: JsonObject = {
+                    "id": self._next_id,
+                    "method": method,
+                    "params": params or {},
+                }
+                if session_id is not None:
+                    message["sessionId"] = session_id
+                await self._ws.send(json.dumps(message))
+            async with asyncio.timeout(self._call_timeout_s):
+                return await self._answers(commands, ids)
+
+    async def _answers(self, commands: Sequence[Command], ids: dict[int, int]) -> list[JsonObject]:
+        results: list[JsonObject] = [{} for _ in commands]
+        async for frame in self._ws:
+            answer = json.loads(frame)
+            index = ids.pop(answer.get("id"), None) if isinstance(answer, dict) else None  # type: ignore[arg-type]
+            if index is None:
+                continue
+            if (error := answer.get("error")) is not None:
+                raise CdpError(commands[index][0], str(error))
+            result = answer.get("result", {})
+            results[index] = result if isinstance(result, dict) else {}
+            if not ids:
+                return results
+        raise CdpError(commands[0][0] if commands else "batch", "connection closed mid-batch")
 
     async def _answer(self, method: str, call_id: int) -> JsonObject:
         async for frame in self._ws:
