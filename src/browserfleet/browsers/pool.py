@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 # Re-check for room at least this often while the pool is short (capacity frees up silently).
 ROOM_POLL_S = 0.5
 FAILURE_BACKOFF_S = 2.0
+# A launch right after a take would compete for the CPU with the session being handed out
+# (its reshape, the client's first commands): refill waits this long after the last take.
+AFTER_TAKE_S = 0.3
 
 
 class PooledBrowser(Protocol):
@@ -68,6 +71,7 @@ class WarmPool(Generic[B]):
         self._on_change = on_change
         self._ready: deque[B] = deque()
         self._lent: dict[int, B] = {}  # taken and still alive: may come back unused
+        self._last_take = 0.0
         self._launching = 0
         self._wake = asyncio.Event()
         self._tasks = TaskSet("pool")
@@ -100,6 +104,7 @@ class WarmPool(Generic[B]):
         if not self.serves(spec) or not self._ready:
             return None
         browser = self._ready.popleft()
+        self._last_take = time.monotonic()
         self._lent[id(browser)] = browser
         self._changed()
         return browser
@@ -134,13 +139,18 @@ class WarmPool(Generic[B]):
             await asyncio.sleep(elapsed)  # rest as long as we worked: ~50% duty at most
 
     async def _wait_for_need(self) -> None:
-        while self.total >= self._size or not self._has_room():
-            self._wake.clear()
-            try:
-                async with asyncio.timeout(ROOM_POLL_S):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+        while True:
+            while self.total >= self._size or not self._has_room():
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(ROOM_POLL_S):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+            quiet_for = time.monotonic() - self._last_take
+            if quiet_for >= AFTER_TAKE_S:
+                return
+            await asyncio.sleep(AFTER_TAKE_S - quiet_for)
 
     async def _launch_one(self) -> float:
         self._launching += 1
