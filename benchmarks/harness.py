@@ -1,7 +1,8 @@
 """What every benchmark needs: a browserfleet server, a bare Chromium, a loopback site, stats.
 
-The benchmarks treat browserfleet as a black box (a client sees only HTTP, CDP and the data dir),
-so this module imports nothing from the package.
+The benchmarks treat browserfleet as a black box (a client sees only HTTP, CDP and the data dir);
+the one import from the package is the pure function that builds Chromium's switches, so the
+bare baseline runs with exactly the switches browserfleet uses.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from typing import ClassVar
 
 import httpx
 
+from browserfleet.browsers.chromium_args import chromium_args
+from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
+
 API_KEY_HEADER = "X-Browser-Use-API-Key"
 DEFAULT_CHROMIUM = Path("/usr/lib/chromium/chromium")
 # Nothing but loopback resolves, so no benchmark can reach (or be slowed by) the outside world.
@@ -35,24 +39,19 @@ READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 BROWSER_START_TIMEOUT_S = 30.0
 
-# The bare baseline gets the same switches browserfleet gives its browsers.
-BARE_CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--disable-features=AutofillServerCommunication,NetworkTimeServiceQuerying,OptimizationHints",
-    "--gaia-url=http://127.0.0.1:9",
-    "--google-apis-url=http://127.0.0.1:9",
-    "--component-updater=url-source=http://127.0.0.1:9/",
-    "--window-size=1920,1080",
-    f"--host-resolver-rules={HOST_RESOLVER_RULES}",
-    "--remote-debugging-port=0",
-    "--remote-debugging-address=127.0.0.1",
+# The bare baseline gets the very switches browserfleet gives its browsers (less the egress
+# proxy): built by the same function, so the two can never drift apart.
+BARE_SPEC = LaunchSpec(
+    mode=HeadlessMode.NEW,
+    screen_width=1920,
+    screen_height=1080,
+    extra_args=(f"--host-resolver-rules={HOST_RESOLVER_RULES}",),
 )
+
+
+def bare_chromium_flags(profile_dir: Path) -> list[str]:
+    """Switches of a bare Chromium, ending with its start page."""
+    return chromium_args(BARE_SPEC, user_data_dir=profile_dir, no_sandbox=True)
 
 
 def log(message: str) -> None:
@@ -271,9 +270,7 @@ class BareChromium:
         profile_dir = Path(tempfile.mkdtemp(prefix="bench-bare-"))
         process = await asyncio.create_subprocess_exec(
             str(chromium),
-            *BARE_CHROMIUM_FLAGS,
-            f"--user-data-dir={profile_dir}",
-            "about:blank",
+            *bare_chromium_flags(profile_dir),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,

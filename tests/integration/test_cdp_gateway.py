@@ -28,6 +28,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from browserfleet.api.routes.cdp import build_cdp_router
+from browserfleet.browsers.chromium_args import chromium_args
+from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.cdp import CdpGatewayServer
 from browserfleet.errors import SessionNotFound
 from browserfleet.tasks import TaskSet
@@ -35,21 +37,13 @@ from browserfleet.tasks import TaskSet
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/lib/chromium/chromium"
-CHROMIUM_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--disable-features=AutofillServerCommunication,NetworkTimeServiceQuerying,OptimizationHints",
-    "--gaia-url=http://127.0.0.1:9",
-    "--google-apis-url=http://127.0.0.1:9",
-    "--component-updater=url-source=http://127.0.0.1:9/",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-    "--remote-debugging-port=0",
-]
+# The switches browserfleet itself launches with (only loopback resolvable).
+SPEC = LaunchSpec(
+    mode=HeadlessMode.NEW,
+    screen_width=1280,
+    screen_height=720,
+    extra_args=("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",),
+)
 TOKEN = "tok-" + "a1" * 16
 PAGE_HTML = b"<html><head><title>fleet</title></head><body><p id=msg>hello from loopback</p></body>"
 TWENTY_MB = 20 * 1024 * 1024
@@ -91,7 +85,7 @@ class Served:
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
     profile = tmp_path_factory.mktemp("chromium")
     process = subprocess.Popen(
-        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        [CHROMIUM, *chromium_args(SPEC, user_data_dir=profile, no_sandbox=True)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
