@@ -2,7 +2,9 @@
 
 The origin is `python -m http.server` in its own process, the client is curl (so neither shares
 the proxy's event loop); plain HTTP goes absolute-form, `--proxytunnel` forces a CONNECT tunnel.
-Run: `.venv/bin/python -m benchmarks.egress_proxy [--mb 50] [--rounds 3] [--uvloop]`.
+Run: `.venv/bin/python -m benchmarks.egress_proxy [--mb 50] [--rounds 3] [--uvloop] [--reference]`.
+`--reference` also measures a minimal splice(2) relay outside browserfleet
+(`benchmarks.splice_reference`): the ratio it reaches is what this machine allows any proxy.
 """
 
 from __future__ import annotations
@@ -78,6 +80,32 @@ async def latency_ms(url: str, requests: int, *options: str) -> float:
     return statistics.median([(await curl(url, *options))[0] * 1000 for _ in range(requests)])
 
 
+@contextlib.contextmanager
+def reference_relay() -> Iterator[int]:
+    """The minimal splice relay in its own process; yields its port."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.splice_reference"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        yield int(process.stdout.readline())
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def reference(base: str, args: argparse.Namespace, direct: float, base_ms: float) -> str:
+    """Throughput and added latency of the reference relay as a CONNECT proxy, as a line."""
+    with reference_relay() as port:
+        tunnel = ("--proxy", f"http://127.0.0.1:{port}", "--proxytunnel")
+        speed = await throughput(f"{base}/big", args.rounds, *tunnel)
+        added_ms = await latency_ms(f"{base}/small", args.requests, *tunnel) - base_ms
+    return (
+        f"reference (a minimal splice(2) relay outside browserfleet), CONNECT: {speed:.1f} MB/s, "
+        f"ratio {speed / direct:.2f}, small request +{added_ms:.2f} ms"
+    )
+
+
 async def run(args: argparse.Namespace) -> None:
     with origin(args.mb) as base:
         async with EgressProxy(LOOPBACK) as proxy:
@@ -90,6 +118,7 @@ async def run(args: argparse.Namespace) -> None:
             plain_ms = await latency_ms(f"{base}/small", args.requests, *via)
             tunnel_ms = await latency_ms(f"{base}/small", args.requests, *tunnel)
             metered_mb = proxy.meter.total / 1e6
+        line = await reference(base, args, direct, base_ms) if args.reference else ""
     print(f"download of {args.mb} MB on loopback, best of {args.rounds} (MB/s, ratio to direct):")
     print(f"  direct            {direct:9.1f}")
     print(f"  proxy, plain HTTP {plain:9.1f}   ratio {plain / direct:.2f}  (target >= 0.90)")
@@ -100,6 +129,8 @@ async def run(args: argparse.Namespace) -> None:
     print(f"  direct {base_ms:.2f}", end="; ")
     print(f"added: plain HTTP +{plain_ms - base_ms:.2f}, CONNECT +{tunnel_ms - base_ms:.2f}")
     print(f"metered by the proxy: {metered_mb:.1f} MB")
+    if line:
+        print(line)
 
 
 def _free_port() -> int:
@@ -127,6 +158,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop, as uvicorn does")
+    parser.add_argument(
+        "--reference", action="store_true", help="also measure a minimal splice relay"
+    )
     args = parser.parse_args()
     if shutil.which("curl") is None:
         raise SystemExit("curl is needed")

@@ -167,6 +167,18 @@ def header_value(headers: Headers, name: str) -> str | None:
     return next((value for key, value in headers if key.lower() == wanted), None)
 
 
+def content_length(head: ResponseHead) -> int | None:
+    """The body's length when one valid Content-Length alone frames it; None when the body is
+    chunked or runs until the connection closes (or the length is ambiguous)."""
+    if header_value(head.headers, "transfer-encoding") is not None:
+        return None
+    lengths = {value for key, value in head.headers if key.lower() == "content-length"}
+    if len(lengths) != 1:
+        return None
+    (value,) = lengths
+    return int(value) if value.isdigit() else None
+
+
 def end_to_end(headers: Headers) -> Headers:
     """Drop hop-by-hop headers, including every header the Connection header names."""
     named = {

@@ -1,11 +1,17 @@
-"""Fixtures for the egress proxy's integration tests: loopback origin, SOCKS5 and HTTP upstreams."""
+"""Fixtures for the egress proxy's integration tests: loopback origin, SOCKS5 and HTTP upstreams.
+
+Every test here runs on both event loops: uvicorn serves the proxy on uvloop, while the rest of
+the suite runs on asyncio's default loop, and the relay drives raw fds differently on each.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+import uvloop
 from loopback_servers import (
     UPSTREAM_PASSWORD,
     UPSTREAM_USER,
@@ -13,6 +19,12 @@ from loopback_servers import (
     Socks5Server,
     proxy_py,
 )
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
 import os
 import signal
@@ -83,7 +84,8 @@ class OriginLog:
 
 
 class OriginServer(LoopbackServer):
-    """HTTP/1.1 origin: `/` a page, `/bytes/N` N bytes, `/echo` the request body's length."""
+    """HTTP/1.1 origin: `/` a page, `/bytes/N` N bytes, `/echo` the request body's length,
+    `/until-close/N` N bytes framed by closing the connection (no Content-Length)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -99,6 +101,9 @@ class OriginServer(LoopbackServer):
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         self.log.requests.append(SeenRequest(lines[0], headers, body))
         path = lines[0].split(" ")[1]
+        if path.startswith("/until-close/"):
+            await self._until_close(writer, int(path.removeprefix("/until-close/")))
+            return
         if path.startswith("/bytes/"):
             payload = b"x" * int(path.removeprefix("/bytes/"))
         elif path == "/echo":
@@ -114,8 +119,97 @@ class OriginServer(LoopbackServer):
             self.log.bytes_sent += len(chunk)
             await writer.drain()
 
+    async def _until_close(self, writer: asyncio.StreamWriter, size: int) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n"
+        writer.write(head)
+        self.log.bytes_sent += len(head)
+        for chunk in pattern_chunks(size):
+            writer.write(chunk)
+            self.log.bytes_sent += len(chunk)
+            await writer.drain()
+        writer.close()  # the body ends with the connection
+        await writer.wait_closed()
+
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+
+PATTERN = bytes(range(256)) * 4096  # 1 MiB that is not all one byte: misordering shows
+
+
+def pattern_chunks(size: int) -> Iterator[bytes]:
+    """`size` bytes of PATTERN repeated, in chunks of at most 1 MiB."""
+    whole, part = divmod(size, len(PATTERN))
+    yield from [PATTERN] * whole
+    if part:
+        yield PATTERN[:part]
+
+
+def pattern_digest(size: int) -> str:
+    digest = hashlib.sha256()
+    for chunk in pattern_chunks(size):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class StreamLog:
+    """What a StreamServer did: bytes it wrote, and bytes it read after its command line."""
+
+    written: int = 0
+    received: int = 0
+    received_digest: str = ""
+    finished: int = 0  # connections handled to the end
+
+
+class StreamServer(LoopbackServer):
+    """A raw TCP peer for tunnels. The client's first line picks what it does:
+
+    `SEND n\n`: send n PATTERN bytes, half-close, then read until EOF (counted);
+    `SINK\n`: read until EOF, then answer `<count> <sha256>` and close;
+    `RECV n\n`: read n bytes, then answer `<count> <sha256>` and close (no half-close needed);
+    `DRIP n seconds\n`: send n single bytes, one every `seconds`, then close.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log = StreamLog()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        command, *args = (await reader.readline()).decode().split()
+        if command == "SEND":
+            await self._send(writer, int(args[0]))
+            await self._sink(reader)
+        elif command in ("SINK", "RECV"):
+            await self._sink(reader, int(args[0]) if args else None)
+            writer.write(f"{self.log.received} {self.log.received_digest}".encode())
+            await writer.drain()
+        elif command == "DRIP":
+            for _ in range(int(args[0])):
+                await asyncio.sleep(float(args[1]))
+                writer.write(b".")
+                await writer.drain()
+        writer.close()  # flushed first: the connection task aborts whatever is left after us
+        await writer.wait_closed()
+        self.log.finished += 1
+
+    async def _send(self, writer: asyncio.StreamWriter, size: int) -> None:
+        for chunk in pattern_chunks(size):
+            writer.write(chunk)
+            await writer.drain()
+            self.log.written += len(chunk)
+        writer.write_eof()
+
+    async def _sink(self, reader: asyncio.StreamReader, size: int | None = None) -> None:
+        """Read until EOF, or until `size` bytes."""
+        digest = hashlib.sha256()
+        while size is None or self.log.received < size:
+            wanted = 1024 * 1024 if size is None else min(1024 * 1024, size - self.log.received)
+            if not (data := await reader.read(wanted)):
+                break
+            digest.update(data)
+            self.log.received += len(data)
+        self.log.received_digest = digest.hexdigest()
 
 
 class Socks5Server(LoopbackServer):

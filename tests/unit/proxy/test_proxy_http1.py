@@ -13,6 +13,7 @@ from browserfleet.proxy.http1 import (
     ProxyProtocolError,
     client_response,
     connect_request,
+    content_length,
     end_to_end,
     error_response,
     origin_request,
@@ -229,3 +230,23 @@ def test_error_response_is_complete_html_with_escaped_detail() -> None:
     assert f"Content-Length: {len(body)}".encode() in head_part
     assert b"Connection: close" in head_part
     assert b"Blocked &lt;script&gt;" in body
+
+
+@pytest.mark.parametrize(
+    ("headers", "length"),
+    [
+        ("Content-Length: 120\n", 120),
+        ("content-length: 0\n", 0),
+        ("Content-Length: 5\nContent-Length: 5\n", 5),  # repeated, but one value
+        ("", None),  # until the connection closes
+        ("Transfer-Encoding: chunked\n", None),
+        ("Transfer-Encoding: chunked\nContent-Length: 7\n", None),  # chunked wins (RFC 9112)
+        ("Content-Length: 5\nContent-Length: 6\n", None),
+        ("Content-Length: -1\n", None),
+    ],
+)
+def test_content_length_tells_only_a_length_that_alone_frames_the_body(
+    headers: str, length: int | None
+) -> None:
+    response = parse_response_head(head(f"HTTP/1.1 200 OK\n{headers}"))
+    assert content_length(response) == length
