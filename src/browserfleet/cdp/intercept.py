@@ -9,6 +9,16 @@ from __future__ import annotations
 
 import json
 
+from browserfleet.cdp.frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_TEXT,
+    Frame,
+    FrameReader,
+    server_frame,
+    single_frame,
+)
+
 BROWSER_CLOSE = "Browser.close"
 RESIZING_METHODS = frozenset(
     {
@@ -20,10 +30,9 @@ RESIZING_METHODS = frozenset(
 )
 
 # Substrings that every watched method contains; a hit only means "parse and look closer".
-_ALWAYS = (BROWSER_CLOSE,)
-_WITHOUT_RESIZING = ("Browser.", "Emulation.")
-_ALWAYS_BYTES = tuple(name.encode() for name in _ALWAYS)
-_WITHOUT_RESIZING_BYTES = tuple(name.encode() for name in _WITHOUT_RESIZING)
+# A \u escape could spell a method name past them, so a message with one is always parsed.
+_ESCAPE = b"\\u"
+_CLOSE_BYTES = BROWSER_CLOSE.encode()
 
 
 def intercept(message: str | bytes, allow_resizing: bool) -> str | None:
@@ -42,12 +51,62 @@ def intercept(message: str | bytes, allow_resizing: bool) -> str | None:
     return _success_reply(command)
 
 
+class CommandFilter:
+    """A client's frame stream in; the bytes to forward to Chrome and the gateway's replies out.
+
+    Frames go on exactly as they came (still masked) unless their message is answered here;
+    a fragmented message is held until its last frame, then forwarded or answered as a whole.
+    """
+
+    __slots__ = ("_allow_resizing", "_held", "_reader", "close_seen")
+
+    def __init__(self, allow_resizing: bool) -> None:
+        self._allow_resizing = allow_resizing
+        self._reader = FrameReader()
+        self._held: list[Frame] = []
+        self.close_seen = False
+
+    def feed(self, data: bytes) -> tuple[bytes, list[bytes]]:
+        """(bytes for Chrome, reply frames for the client) for the frames `data` completes.
+
+        Raises frames.FrameError when the client does not speak WebSocket.
+        """
+        if not self._held and not self._reader.holds_bytes:
+            quick = single_frame(data)
+            if quick is not None and quick[1] and quick[0] in (OP_TEXT, OP_BINARY):
+                reply = intercept(quick[2], self._allow_resizing)  # a whole command: the usual
+                if reply is None:
+                    return data, []
+                return b"", [server_frame(OP_TEXT, reply.encode())]
+        forward: list[bytes] = []
+        replies: list[bytes] = []
+        for frame in self._reader.feed(data):
+            if frame.header.is_control:
+                if frame.header.opcode == OP_CLOSE:
+                    self.close_seen = True
+                    self._held.clear()  # nothing of an unfinished message may follow a Close
+                forward.append(frame.raw)
+                continue
+            self._held.append(frame)
+            if not frame.header.fin:
+                continue
+            message = b"".join(held.payload for held in self._held)
+            reply = intercept(message, self._allow_resizing)
+            if reply is None:
+                forward.extend(f.raw for f in self._held)
+            else:
+                replies.append(server_frame(OP_TEXT, reply.encode()))
+            self._held.clear()
+        return b"".join(forward), replies
+
+
 def _mentions_watched_method(message: str | bytes, allow_resizing: bool) -> bool:
-    if isinstance(message, str):
-        names: tuple[str, ...] = _ALWAYS if allow_resizing else _WITHOUT_RESIZING
-        return any(name in message for name in names)
-    raw: tuple[bytes, ...] = _ALWAYS_BYTES if allow_resizing else _WITHOUT_RESIZING_BYTES
-    return any(name in message for name in raw)
+    raw = message.encode() if isinstance(message, str) else message
+    if _ESCAPE in raw:
+        return True
+    if allow_resizing:
+        return _CLOSE_BYTES in raw
+    return b"Browser." in raw or b"Emulation." in raw
 
 
 def _success_reply(command: dict[str, object]) -> str | None:
