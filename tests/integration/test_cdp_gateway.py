@@ -275,7 +275,8 @@ async def test_a_malformed_upgrade_gets_400_with_a_reason(served: Served) -> Non
     try:
         writer.write(
             f"GET /cdp/{TOKEN}/devtools/browser/x HTTP/1.1\r\nHost: x\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
         )
         answer = await asyncio.wait_for(reader.read(), 5)  # the server hangs up after it
     finally:

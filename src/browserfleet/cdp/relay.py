@@ -66,8 +66,8 @@ class Relay:
             self.end(PROTOCOL_ERROR, "not a WebSocket frame")
             return
         if self._close_timer is not None:  # closing: only the client's Close is awaited now
-            if self._commands.close_seen:
-                self._client.close()
+            if self._commands.close_seen and not self._client.is_closing():
+                self._hang_up_client()
             return
         if forward:
             self._counters.bytes_to_browser += len(forward)
@@ -145,15 +145,23 @@ class Relay:
             return
         if not self._boundaries.close_seen:
             if not self._boundaries.at_boundary:
-                self._client.close()  # mid-message: no frame can be sent, just hang up
+                self._hang_up_client()  # mid-message: no frame can be sent, just hang up
                 return
             self._flush_pending()
             self._client.write(close_frame(code, reason))
             self._our_close_sent = True
         if self._commands.close_seen:
-            self._client.close()  # the client's own Close already came: the handshake is done
+            self._hang_up_client()  # the client's own Close already came: the handshake is done
         else:
-            self._close_timer = self._loop.call_later(self._close_wait_s, self._client.close)
+            self._close_timer = self._loop.call_later(self._close_wait_s, self._hang_up_client)
+
+    def _hang_up_client(self) -> None:
+        """Close the client's socket once what is queued for it is sent; a client that reads
+        nothing for CLOSE_WAIT_S more is cut off, so a stop never waits on a stuck client."""
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        self._client.close()
+        self._close_timer = self._loop.call_later(self._close_wait_s, self._client.abort)
 
     def _settle(self) -> None:
         if self._client_open or self._browser_open:

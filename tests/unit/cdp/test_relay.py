@@ -147,11 +147,26 @@ async def test_a_session_stop_sends_1001_then_waits_for_the_clients_close() -> N
     assert sides.client.closed
 
 
-async def test_a_silent_client_is_closed_after_the_wait() -> None:
+async def test_a_silent_client_is_closed_after_the_wait_and_cut_off_if_still_stuck() -> None:
     sides = Sides()
     sides.relay.end(SESSION_CLOSED, "session closed")
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.08)
     assert sides.client.closed
+    assert not sides.client.aborted
+    await asyncio.sleep(0.08)  # its socket never finished closing (it reads nothing)
+    assert sides.client.aborted
+
+
+async def test_a_client_that_closes_in_time_is_not_cut_off() -> None:
+    sides = Sides()
+    sides.relay.end(SESSION_CLOSED, "session closed")
+    sides.relay.browser_lost()  # what aborting Chrome's transport leads to
+    sides.relay.from_client(client_frame(OP_CLOSE, struct.pack("!H", 1001)))
+    sides.relay.client_lost()  # its socket closed
+    await asyncio.sleep(0.15)
+    assert sides.client.closed
+    assert not sides.client.aborted
+    assert sides.relay.done.done()
 
 
 async def test_a_stop_in_the_middle_of_a_message_hangs_up_without_a_frame() -> None:
