@@ -160,22 +160,6 @@ class MessageBoundaries:
             self._fragmented = not fin
 
 
-def single_frame(data: bytes) -> tuple[int, bool, bytes] | None:
-    """(opcode, fin, unmasked payload) when `data` is exactly one complete, masked frame with a
-    7- or 16-bit length (a client's command, nearly always); None for anything else."""
-    if len(data) < 6:
-        return None
-    first, second = data[0], data[1]
-    code = second & 0x7F
-    if not second & _MASKED or first & 0x70 or code == _LENGTH_64:
-        return None
-    offset, length = (4, (data[2] << 8) | data[3]) if code == _LENGTH_16 else (2, code)
-    if len(data) != offset + 4 + length:
-        return None
-    payload = apply_mask(data[offset + 4 :], data[offset : offset + 4])
-    return first & 0x0F, bool(first & _FIN), payload
-
-
 @dataclass(frozen=True, slots=True)
 class Frame:
     """A complete frame: its bytes as received and its payload unmasked."""

@@ -9,15 +9,9 @@ from __future__ import annotations
 
 import json
 
-from browserfleet.cdp.frames import (
-    OP_BINARY,
-    OP_CLOSE,
-    OP_TEXT,
-    Frame,
-    FrameReader,
-    server_frame,
-    single_frame,
-)
+from websockets.speedups import apply_mask
+
+from browserfleet.cdp.frames import OP_BINARY, OP_CLOSE, OP_TEXT, Frame, FrameReader, server_frame
 
 BROWSER_CLOSE = "Browser.close"
 RESIZING_METHODS = frozenset(
@@ -33,6 +27,9 @@ RESIZING_METHODS = frozenset(
 # A \u escape could spell a method name past them, so a message with one is always parsed.
 _ESCAPE = b"\\u"
 _CLOSE_BYTES = BROWSER_CLOSE.encode()
+_ANY_WATCHED = (b"Browser.", b"Emulation.")
+# First byte of an unfragmented text / binary frame; the mask bit of the second byte.
+_FINAL_DATA, _MASKED = (0x80 | OP_TEXT, 0x80 | OP_BINARY), 0x80
 
 
 def intercept(message: str | bytes, allow_resizing: bool) -> str | None:
@@ -58,26 +55,41 @@ class CommandFilter:
     a fragmented message is held until its last frame, then forwarded or answered as a whole.
     """
 
-    __slots__ = ("_allow_resizing", "_held", "_reader", "close_seen")
+    __slots__ = ("_allow_resizing", "_held", "_reader", "_watched", "close_seen")
 
     def __init__(self, allow_resizing: bool) -> None:
         self._allow_resizing = allow_resizing
         self._reader = FrameReader()
         self._held: list[Frame] = []
         self.close_seen = False
+        self._watched = (_CLOSE_BYTES, _CLOSE_BYTES) if allow_resizing else _ANY_WATCHED
+
+    def passes(self, data: bytes) -> bool:
+        """True when `data` is exactly one whole text or binary frame whose command Chrome may
+        have as it is (no watched method name, no escape): the relay's hot path, checked with
+        no frame objects. False means "ask feed()", not "intercept"."""
+        if self._held or self._reader.holds_bytes or len(data) < 6:
+            return False
+        first, length = data[0], data[1] ^ _MASKED
+        if first not in _FINAL_DATA:
+            return False
+        if length < 126:
+            start = 2
+        elif length == 126:
+            start, length = 4, (data[2] << 8) | data[3]
+        else:  # unmasked (not a client frame) or a 64-bit length: not the hot path
+            return False
+        if len(data) != start + 4 + length:
+            return False
+        payload = apply_mask(data[start + 4 :], data[start : start + 4])
+        first_name, second_name = self._watched
+        return not (_ESCAPE in payload or first_name in payload or second_name in payload)
 
     def feed(self, data: bytes) -> tuple[bytes, list[bytes]]:
         """(bytes for Chrome, reply frames for the client) for the frames `data` completes.
 
         Raises frames.FrameError when the client does not speak WebSocket.
         """
-        if not self._held and not self._reader.holds_bytes:
-            quick = single_frame(data)
-            if quick is not None and quick[1] and quick[0] in (OP_TEXT, OP_BINARY):
-                reply = intercept(quick[2], self._allow_resizing)  # a whole command: the usual
-                if reply is None:
-                    return data, []
-                return b"", [server_frame(OP_TEXT, reply.encode())]
         forward: list[bytes] = []
         replies: list[bytes] = []
         for frame in self._reader.feed(data):
@@ -106,7 +118,7 @@ def _mentions_watched_method(message: str | bytes, allow_resizing: bool) -> bool
         return True
     if allow_resizing:
         return _CLOSE_BYTES in raw
-    return b"Browser." in raw or b"Emulation." in raw
+    return _ANY_WATCHED[0] in raw or _ANY_WATCHED[1] in raw
 
 
 def _success_reply(command: dict[str, object]) -> str | None:

@@ -60,6 +60,10 @@ class Relay:
     # --- client -> Chrome ----------------------------------------------------------------------
 
     def from_client(self, data: bytes) -> None:
+        if self._close_timer is None and self._commands.passes(data):
+            self._browser.write(data)  # the hot path: one ordinary command, as it came
+            self._counters.bytes_to_browser += len(data)
+            return
         try:
             forward, replies = self._commands.feed(data)
         except FrameError:
@@ -78,19 +82,34 @@ class Relay:
     # --- Chrome -> client ----------------------------------------------------------------------
 
     def from_browser(self, data: bytes) -> None:
+        if self._pending or self._our_close_sent:
+            self._from_browser_with_replies(data)
+            return
+        self._client.write(data)  # first: following the frames is not the client's wait
+        self._counters.bytes_to_client += len(data)
+        try:
+            self._boundaries.advance(data)
+        except FrameError:
+            self.end(BROWSER_LOST, "the browser sent an invalid frame")
+
+    def _from_browser_with_replies(self, data: bytes) -> None:
+        """Chrome's bytes while replies of ours wait: each goes out where a message ends."""
         if self._our_close_sent:
             return
         self._counters.bytes_to_client += len(data)
         boundaries, pos = self._boundaries, 0
-        while self._pending and pos < len(data):
-            cut = boundaries.advance(data, pos, stop_at_boundary=True)
-            self._client.write(data[pos:cut])
-            pos = cut
-            if boundaries.at_boundary:
-                self._flush_pending()
-        if pos < len(data):
-            boundaries.advance(data, pos)
-            self._client.write(data[pos:] if pos else data)
+        try:
+            while self._pending and pos < len(data):
+                cut = boundaries.advance(data, pos, stop_at_boundary=True)
+                self._client.write(data[pos:cut])
+                pos = cut
+                if boundaries.at_boundary:
+                    self._flush_pending()
+            if pos < len(data):
+                self._client.write(data[pos:])
+                boundaries.advance(data, pos)
+        except FrameError:
+            self.end(BROWSER_LOST, "the browser sent an invalid frame")
 
     def _to_client_between_messages(self, frame: bytes) -> None:
         if self._boundaries.close_seen:

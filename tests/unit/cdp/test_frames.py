@@ -19,7 +19,6 @@ from browserfleet.cdp.frames import (
     close_frame,
     parse_header,
     server_frame,
-    single_frame,
 )
 
 
@@ -122,25 +121,6 @@ def test_garbage_from_the_browser_is_a_frame_error() -> None:
 
 
 # --- client frames ----------------------------------------------------------------------------
-
-
-def test_single_frame_unmasks_one_whole_client_frame() -> None:
-    assert single_frame(client_frame(OP_TEXT, b'{"id":1}')) == (OP_TEXT, True, b'{"id":1}')
-    big = b"z" * 1000
-    assert single_frame(client_frame(OP_BINARY, big, fin=False)) == (OP_BINARY, False, big)
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        client_frame(OP_TEXT, b"abc")[:-1],  # incomplete
-        client_frame(OP_TEXT, b"abc") + b"\x81",  # more than one frame
-        server_frame(OP_TEXT, b"unmasked"),
-        client_frame(OP_TEXT, b"q" * 70_000),  # 64-bit length: the general path handles it
-    ],
-)
-def test_single_frame_declines_anything_else(data: bytes) -> None:
-    assert single_frame(data) is None
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 13, 1000, 1 << 20])
