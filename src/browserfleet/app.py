@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -14,6 +15,7 @@ from browserfleet.api.errors import install_error_handlers
 from browserfleet.api.routes import billing, browsers, health, live
 from browserfleet.api.routes.cdp import build_cdp_router
 from browserfleet.api.routes.metrics import build_metrics_router
+from browserfleet.api.websocket_protocol import GATEWAY_STATE_KEY
 from browserfleet.bootstrap import build_runtime, utc_now
 from browserfleet.settings import Settings
 
@@ -37,7 +39,7 @@ def _operation_ids(version: str) -> Callable[[APIRoute], str]:
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with build_runtime(settings) as runtime:
             app.state.gateway = runtime.gateway
             app.state.metrics = runtime.metrics
@@ -49,7 +51,8 @@ def create_app(settings: Settings) -> FastAPI:
                 public_url=settings.public_url,
                 readiness=runtime.readiness,
             )
-            yield
+            # The lifespan state reaches uvicorn's websocket protocol (CDP upgrades skip ASGI).
+            yield {GATEWAY_STATE_KEY: runtime.gateway}
 
     app = FastAPI(
         title="browserfleet", version=__version__, description=DESCRIPTION, lifespan=lifespan

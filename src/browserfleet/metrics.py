@@ -191,7 +191,7 @@ def _cdp(traffic: CdpTraffic) -> Iterator[Metric]:
     )
     relayed = CounterMetricFamily(
         f"{PREFIX}_cdp_bytes_relayed",
-        "CDP frame payload relayed by the gateway (characters of text frames).",
+        "WebSocket bytes (frames with their headers) relayed by the CDP gateway.",
         labels=["direction"],
     )
     relayed.add_metric(["to_browser"], traffic.bytes_to_browser)

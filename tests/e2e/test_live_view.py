@@ -1,8 +1,7 @@
 """The live view page, driven by Playwright, showing and steering a real Chromium over CDP.
 
 A target Chromium shows a loopback page with a button and an input; a uvicorn in a thread serves
-the live router and, in front of the target, the CDP gateway (or, while the gateway does not
-import, a same-origin passthrough of Chrome's /json/list). A second Chromium opens the page.
+the live router and, in front of the target, the CDP gateway. A second Chromium opens the page.
 """
 
 from __future__ import annotations
@@ -28,10 +27,13 @@ from urllib.parse import quote
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from websockets.sync.client import connect
 
 from browserfleet.api.routes import live
+from browserfleet.api.routes.cdp import build_cdp_router
+from browserfleet.api.websocket_protocol import GATEWAY_STATE_KEY, GatewayWebSocketProtocol
+from browserfleet.cdp import CdpGatewayServer
 from browserfleet.liveview import input_events as ie
 
 pytestmark = pytest.mark.e2e
@@ -140,9 +142,9 @@ class Target:
         self.process.wait(timeout=10)
 
 
-def launch_target(profile: Path, extra: list[str]) -> Target:
+def launch_target(profile: Path) -> Target:
     process = subprocess.Popen(
-        [CHROMIUM, *TARGET_FLAGS, *extra, f"--user-data-dir={profile}", "about:blank"],
+        [CHROMIUM, *TARGET_FLAGS, f"--user-data-dir={profile}", "about:blank"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
@@ -194,21 +196,16 @@ def request_base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def gateway_app(routes: list[Route]) -> FastAPI | None:
-    """The live router and the real CDP gateway, or None while the gateway does not import."""
-    try:
-        from browserfleet.api.routes.cdp import build_cdp_router
-        from browserfleet.cdp import CdpGatewayServer
-    except ImportError:
-        return None
+def gateway_app(routes: list[Route]) -> FastAPI:
+    """The live router and the real CDP gateway (its websockets through the gateway's protocol)."""
     gateway = CdpGatewayServer()
     for route in routes:
         gateway.open(route)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with gateway:
-            yield
+            yield {GATEWAY_STATE_KEY: gateway}
 
     app = FastAPI(lifespan=lifespan)
     app.include_router(live.router)
@@ -216,34 +213,13 @@ def gateway_app(routes: list[Route]) -> FastAPI | None:
     return app
 
 
-def passthrough_app(routes: list[Route]) -> FastAPI:
-    """The live router and Chrome's own /json/list under /cdp/{token} (same origin, no CORS).
-
-    Chrome's websocket URLs are left pointing at Chrome, which must allow any Origin.
-    """
-    ports = {route.token: route.cdp_port for route in routes}
-    app = FastAPI()
-    app.include_router(live.router)
-
-    @app.get("/cdp/{token}/json/list")
-    async def json_list(token: str) -> Response:
-        if token not in ports:
-            return Response(status_code=404)
-        async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
-            try:
-                answer = await client.get(f"http://127.0.0.1:{ports[token]}/json/list")
-            except httpx.HTTPError:
-                return Response(status_code=502)
-        return Response(answer.content, media_type="application/json")
-
-    return app
-
-
 class ThreadedUvicorn:
     """uvicorn on a loopback socket, served from its own thread and event loop."""
 
     def __init__(self, app: FastAPI) -> None:
-        config = uvicorn.Config(app, log_level="warning", ws_per_message_deflate=False)
+        config = uvicorn.Config(
+            app, log_level="warning", ws=GatewayWebSocketProtocol, ws_per_message_deflate=False
+        )
         self._server = uvicorn.Server(config)
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
@@ -271,7 +247,6 @@ class Harness:
     target: Target
     doomed: Target
     page_base: str
-    via_gateway: bool
 
     def live_url(self, token: str = TOKEN, **query: str) -> str:
         cdp_url = f"{self.base}/cdp/{token}"
@@ -281,19 +256,16 @@ class Harness:
 
 @pytest.fixture(scope="module")
 def harness(page_base: str, suite_resources: Any) -> Iterator[Harness]:
-    probe = gateway_app([])
-    extra = [] if probe is not None else ["--remote-allow-origins=*"]
     with contextlib.ExitStack() as stack:
-        target = launch_target(suite_resources.new_data_dir(), extra)
+        target = launch_target(suite_resources.new_data_dir())
         stack.callback(target.kill)
-        doomed = launch_target(suite_resources.new_data_dir(), extra)
+        doomed = launch_target(suite_resources.new_data_dir())
         stack.callback(doomed.kill)
         routes = [Route(TOKEN, target.port, False), Route(DOOMED_TOKEN, doomed.port, False)]
-        app = gateway_app(routes) or passthrough_app(routes)
-        server = ThreadedUvicorn(app)
+        server = ThreadedUvicorn(gateway_app(routes))
         suite_resources.ports.add(server.port)
         base = stack.enter_context(server)
-        yield Harness(base, target, doomed, page_base, via_gateway=probe is not None)
+        yield Harness(base, target, doomed, page_base)
 
 
 @pytest.fixture(scope="module")
@@ -422,10 +394,9 @@ def test_canvas_draws_the_target_page(
     centre = (box["width"] / 2, box["height"] / 2)
     wait_for(lambda: near(live_page.pixel(*centre), PAGE_BACKGROUND), what="the page's colour")
     assert live_page.errors == []
-    if harness.via_gateway:
-        gateway = f"{harness.base.replace('http', 'ws', 1)}/cdp/{TOKEN}/devtools/page/"
-        assert live_page.sockets
-        assert all(url.startswith(gateway) for url in live_page.sockets), live_page.sockets
+    gateway = f"{harness.base.replace('http', 'ws', 1)}/cdp/{TOKEN}/devtools/page/"
+    assert live_page.sockets
+    assert all(url.startswith(gateway) for url in live_page.sockets), live_page.sockets
 
 
 def test_click_on_canvas_clicks_the_button_in_the_target(

@@ -22,15 +22,16 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from playwright.async_api import async_playwright
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from browserfleet.api.routes.cdp import build_cdp_router
+from browserfleet.api.websocket_protocol import with_gateway
 from browserfleet.browsers.chromium_args import chromium_args
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
-from browserfleet.cdp import CdpGatewayServer
+from browserfleet.cdp import CdpGatewayServer, ClientPeer
 from browserfleet.errors import SessionNotFound
 from browserfleet.tasks import TaskSet
 
@@ -147,17 +148,25 @@ async def served(chromium: Chromium) -> AsyncIterator[Served]:
         gateway.open(Route(TOKEN, chromium.port, allow_resizing=False))
         app = FastAPI()
         app.include_router(build_cdp_router(gateway))
+        app.add_api_websocket_route("/echo", _echo)
         app.state.services = SimpleNamespace(public_url=None)  # as app.py's ApiServices
-        async with LocalUvicorn(app) as base:
+        async with LocalUvicorn(app, gateway) as base:
             yield Served(gateway, base, http, chromium)
+
+
+async def _echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text(f"echo: {await websocket.receive_text()}")
+    await websocket.close()
 
 
 class LocalUvicorn:
     """A real uvicorn server on a free loopback port, run in the test's event loop."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, gateway: CdpGatewayServer) -> None:
         config = uvicorn.Config(
             app,
+            ws=with_gateway(gateway),
             lifespan="off",
             log_level="warning",
             ws_max_size=2**30,
@@ -250,6 +259,37 @@ async def test_unknown_token_is_not_found(served: Served) -> None:
     with pytest.raises(InvalidStatus) as refused:
         await connect(f"{served.base.replace('http', 'ws')}/cdp/nope/devtools/browser/x")
     assert refused.value.response.status_code == 404
+    assert json.loads(refused.value.response.body or b"") == {"detail": "Session not found"}
+
+
+async def test_unknown_target_is_not_found(served: Served) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(f"{served.ws_prefix}/devtools/page/NOSUCHTARGET")
+    assert refused.value.response.status_code == 404
+    assert json.loads(refused.value.response.body or b"") == {"detail": "Target not found"}
+
+
+async def test_a_malformed_upgrade_gets_400_with_a_reason(served: Served) -> None:
+    port = int(served.base.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"GET /cdp/{TOKEN}/devtools/browser/x HTTP/1.1\r\nHost: x\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        answer = await asyncio.wait_for(reader.read(), 5)  # the server hangs up after it
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert "Sec-WebSocket-Key" in json.loads(body)["detail"]
+
+
+async def test_other_websockets_still_go_to_the_app(served: Served) -> None:
+    async with connect(f"{served.base.replace('http', 'ws')}/echo") as ws:
+        await ws.send("ping?")
+        assert await asyncio.wait_for(ws.recv(), 5) == "echo: ping?"
 
 
 # --- relay ------------------------------------------------------------------------------------
@@ -281,6 +321,34 @@ async def test_browser_close_from_a_client_keeps_the_browser_running(served: Ser
     assert served.chromium.process.poll() is None
     async with connect(version["webSocketDebuggerUrl"], max_size=None) as ws:
         assert "product" in (await cdp(ws, "Browser.getVersion"))["result"]
+
+
+async def test_a_fragmented_browser_close_is_answered_too(served: Served) -> None:
+    version = (await served.http.get(f"{served.cdp_url}/json/version")).json()
+    command = json.dumps({"id": 77, "method": "Browser.close", "params": {}})
+    async with connect(version["webSocketDebuggerUrl"], max_size=None) as ws:
+        await ws.send([command[:9], command[9:20], command[20:]])  # three frames
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert answer == {"id": 77, "result": {}}
+        assert "product" in (await cdp(ws, "Browser.getVersion"))["result"]
+    assert served.chromium.process.poll() is None
+
+
+async def test_a_server_shutdown_closes_cdp_sockets_with_1001(served: Served) -> None:
+    app = FastAPI()
+    async with LocalUvicorn(app, served.gateway) as base:
+        version_path = f"/cdp/{TOKEN}/devtools/browser/"
+        browser_id = (
+            (await served.http.get(f"{served.cdp_url}/json/version"))
+            .json()["webSocketDebuggerUrl"]
+            .rsplit("/", 1)[1]
+        )
+        ws = await connect(f"{base.replace('http', 'ws')}{version_path}{browser_id}")
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1001
+    assert served.chromium.process.poll() is None
 
 
 @pytest.mark.parametrize("allow_resizing", [False, True])
@@ -369,79 +437,24 @@ async def test_close_ends_every_socket_and_the_token_then_answers_404(served: Se
     assert served.chromium.process.poll() is None
 
 
-class _SilentClient:
-    """A ClientSocket that must never be accepted."""
-
-    async def accept(self) -> None:
-        raise AssertionError("accepted after close")
-
-    async def receive(self) -> str | bytes | None:
-        return None
-
-    async def send(self, message: str | bytes) -> None:
-        return None
-
-    async def close(self, code: int, reason: str) -> None:
-        return None
-
-
 async def test_a_connection_finishing_its_upgrade_after_close_is_refused(served: Served) -> None:
     version = (await served.http.get(f"{served.cdp_url}/json/version")).json()
     browser_id = version["webSocketDebuggerUrl"].rsplit("/", 1)[1]
+    ours, theirs = socket.socketpair()
+    transport, _ = await asyncio.get_running_loop().create_connection(asyncio.Protocol, sock=ours)
     tasks = TaskSet("test-race")
-    serving = tasks.spawn(
-        served.gateway.serve(TOKEN, "browser", browser_id, _SilentClient()), name="serve"
-    )
-    await asyncio.sleep(0)  # serve() is now connecting to Chrome
-    await served.gateway.close(TOKEN)
-    with pytest.raises(SessionNotFound):
-        await serving
-    await tasks.close()
-
-
-async def test_unknown_target_is_refused(served: Served) -> None:
-    with pytest.raises(InvalidStatus) as refused:
-        await connect(f"{served.ws_prefix}/devtools/page/0123456789ABCDEF")
-    assert refused.value.response.status_code == 404
-
-
-async def test_a_closed_target_closes_its_clients(served: Served) -> None:
-    version = (await served.http.get(f"{served.cdp_url}/json/version")).json()
-    async with connect(version["webSocketDebuggerUrl"]) as browser:
-        created = await cdp(browser, "Target.createTarget", {"url": "about:blank"})
-        target_id = created["result"]["targetId"]
-        async with connect(f"{served.ws_prefix}/devtools/page/{target_id}") as page:
-            assert await evaluate(page, "40 + 2") == 42
-            await cdp(browser, "Target.closeTarget", {"targetId": target_id})
-            with pytest.raises(ConnectionClosed) as closed:
-                async with asyncio.timeout(5):
-                    while True:  # Inspector.detached and the like come first
-                        await page.recv()
-            assert closed.value.rcvd is not None
-
-
-# --- the public base --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("public_url", "host", "expected"),
-    [
-        ("https://fleet.example/prefix/", "ignored.example", "wss://fleet.example/prefix"),
-        (None, "proxy.example:9000", "ws://proxy.example:9000"),
-    ],
-)
-async def test_discovery_urls_use_the_configured_or_requested_base(
-    chromium: Chromium, public_url: str | None, host: str, expected: str
-) -> None:
-    """As app.py wires it: gateway and public_url on app.state, built in the lifespan."""
-    app = FastAPI()
-    app.include_router(build_cdp_router())
-    async with CdpGatewayServer() as gateway:
-        gateway.open(Route(TOKEN, chromium.port, allow_resizing=True))
-        app.state.gateway = gateway
-        app.state.services = SimpleNamespace(public_url=public_url)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            response = await http.get(f"/cdp/{TOKEN}/json/version", headers={"Host": host})
-    url = response.json()["webSocketDebuggerUrl"]
-    assert url.startswith(f"{expected}/cdp/{TOKEN}/devtools/browser/")
+    try:
+        peer = ClientPeer(transport)  # type: ignore[arg-type]  # a socket transport
+        serving = tasks.spawn(
+            served.gateway.relay(TOKEN, "browser", browser_id, "dGhlIHNhbXBsZSBub25jZQ==", peer),
+            name="relay",
+        )
+        await asyncio.sleep(0)  # relay() is now connecting to Chrome
+        await served.gateway.close(TOKEN)
+        with pytest.raises(SessionNotFound):
+            await serving
+        assert peer.relay is None  # never upgraded
+    finally:
+        await tasks.close()
+        transport.close()
+        theirs.close()

@@ -1,13 +1,12 @@
 """The CDP gateway: per-session /cdp/{token} discovery and DevTools websocket relay."""
 
 from browserfleet.cdp.gateway import BrowserUnreachable, CdpGatewayServer, RouteSpec, TargetNotFound
-from browserfleet.cdp.relay import ClientGone, ClientSocket, Counters
+from browserfleet.cdp.relay import ClientPeer, Counters
 
 __all__ = [
     "BrowserUnreachable",
     "CdpGatewayServer",
-    "ClientGone",
-    "ClientSocket",
+    "ClientPeer",
     "Counters",
     "RouteSpec",
     "TargetNotFound",

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from browserfleet.cdp.discovery import (
     DISCOVERY_PATHS,
@@ -24,8 +23,15 @@ from browserfleet.cdp.discovery import (
     gateway_prefix,
     rewrite_body,
 )
-from browserfleet.cdp.relay import BROWSER_LOST, ClientGone, ClientSocket, Counters, relay
+from browserfleet.cdp.handshake import (
+    HandshakeError,
+    browser_request,
+    browser_status,
+    switching_protocols,
+)
+from browserfleet.cdp.relay import SESSION_CLOSED, BrowserPeer, ClientPeer, Counters, Relay
 from browserfleet.errors import SessionNotFound
+from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -58,24 +64,22 @@ class _Route:
     cdp_port: int
     allow_resizing: bool
     counters: Counters = field(default_factory=Counters)
-    stops: set[asyncio.Event] = field(default_factory=set)
+    relays: set[Relay] = field(default_factory=set)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
 
     def __post_init__(self) -> None:
         self.idle.set()
 
-    def attach(self) -> asyncio.Event:
-        stop = asyncio.Event()
-        self.stops.add(stop)
+    def attach(self, relay: Relay) -> None:
+        self.relays.add(relay)
         self.counters.open_connections += 1
         self.idle.clear()
-        return stop
 
-    def detach(self, stop: asyncio.Event) -> None:
-        self.stops.discard(stop)
+    def detach(self, relay: Relay) -> None:
+        self.relays.discard(relay)
         self.counters.open_connections -= 1
-        if not self.stops:
+        if not self.relays:
             self.idle.set()
 
 
@@ -95,6 +99,7 @@ class CdpGatewayServer:
         self._http = httpx.AsyncClient(timeout=http_timeout_s, trust_env=False)
         self._connect_timeout_s = connect_timeout_s
         self._close_timeout_s = close_timeout_s
+        self._tasks = TaskSet("cdp-gateway")
 
     async def __aenter__(self) -> Self:
         return self
@@ -111,8 +116,13 @@ class CdpGatewayServer:
         """Close every token, then the shared HTTP client."""
         try:
             await asyncio.gather(*(self.close(token) for token in list(self._routes)))
+            await self._tasks.close(grace_s=self._close_timeout_s)
         finally:
             await self._http.aclose()
+
+    def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Run `work` (a client connection's handling) as a task the gateway owns and ends."""
+        self._tasks.spawn(work, name=name)
 
     def open(self, route: RouteSpec) -> None:
         """Start serving /cdp/{token}/... for the browser on 127.0.0.1:{cdp_port}."""
@@ -128,8 +138,8 @@ class CdpGatewayServer:
         self._retired.bytes_to_browser += route.counters.bytes_to_browser
         self._retired.bytes_to_client += route.counters.bytes_to_client
         route.closed = True
-        for stop in route.stops:
-            stop.set()
+        for relay in list(route.relays):
+            relay.end(SESSION_CLOSED, "session closed")
         try:
             await asyncio.wait_for(route.idle.wait(), self._close_timeout_s)
         except TimeoutError:
@@ -166,34 +176,36 @@ class CdpGatewayServer:
             return response.content
         return rewrite_body(response.content, gateway_prefix(public_base, token))
 
-    async def serve(self, token: str, kind: str, target_id: str, client: ClientSocket) -> None:
+    async def relay(
+        self, token: str, kind: str, target_id: str, key: str, client: ClientPeer
+    ) -> None:
         """Relay one client to /devtools/{kind}/{target_id} until either side closes.
 
-        Raises SessionNotFound, TargetNotFound or BrowserUnreachable before accepting the client
-        (the caller then refuses the upgrade); otherwise returns once both sockets are closed.
+        Raises SessionNotFound, TargetNotFound or BrowserUnreachable before the upgrade is
+        answered (the caller refuses it); otherwise returns once both sockets are closed.
         """
         route = self._route(token)
-        upstream = await self._connect(route, kind, target_id)
-        if route.closed:  # close() ran while we were connecting
-            await upstream.close()
-            raise SessionNotFound
-        stop = route.attach()
-        code, reason = BROWSER_LOST, "gateway error"
+        browser, early = await self._connect(route, kind, target_id)
+        if route.closed or client.gone:  # close() ran, or the client left, while we connected
+            browser.connected.abort()
+            if route.closed:
+                raise SessionNotFound
+            return
+        relay = Relay(
+            client.transport,
+            browser.connected,
+            allow_resizing=route.allow_resizing,
+            counters=route.counters,
+        )
+        route.attach(relay)
         try:
-            await client.accept()
-            code, reason = await relay(
-                client,
-                upstream,
-                allow_resizing=route.allow_resizing,
-                counters=route.counters,
-                stop=stop,
-            )
-        except ClientGone:
-            log.debug("cdp client left during the upgrade")
+            client.start(relay, switching_protocols(key))
+            browser.start(relay, early)
+            await relay.done
         finally:
-            route.detach(stop)
-            await client.close(code, reason)
-            await upstream.close()
+            if not relay.done.done():  # cancelled: the gateway is closing
+                relay.end(SESSION_CLOSED, "gateway closed")
+            route.detach(relay)
 
     def _route(self, token: str) -> _Route:
         route = self._routes.get(token)
@@ -201,21 +213,28 @@ class CdpGatewayServer:
             raise SessionNotFound
         return route
 
-    async def _connect(self, route: _Route, kind: str, target_id: str) -> ClientConnection:
+    async def _connect(self, route: _Route, kind: str, target_id: str) -> tuple[BrowserPeer, bytes]:
+        """An upgraded connection to Chrome's socket, and any bytes that came after its 101."""
         if not (_TARGET_PART.fullmatch(kind) and _TARGET_PART.fullmatch(target_id)):
             raise TargetNotFound
-        url = f"ws://127.0.0.1:{route.cdp_port}/devtools/{kind}/{target_id}"
+        loop = asyncio.get_running_loop()
+        request, accept = browser_request(route.cdp_port, f"/devtools/{kind}/{target_id}")
+        peer: BrowserPeer | None = None
         try:
-            return await connect(
-                url,
-                max_size=None,
-                compression=None,
-                ping_interval=None,  # Chrome on loopback needs no keepalive
-                open_timeout=self._connect_timeout_s,
-                close_timeout=2,
-                user_agent_header=None,
-            )
-        except InvalidStatus as exc:
-            raise TargetNotFound from exc
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            async with asyncio.timeout(self._connect_timeout_s):
+                _, peer = await loop.create_connection(BrowserPeer, "127.0.0.1", route.cdp_port)
+                peer.connected.write(request)
+                head, early = await peer.answer
+            status = browser_status(head, accept)
+        except (OSError, TimeoutError, HandshakeError) as exc:
+            _abort(peer)
             raise BrowserUnreachable from exc
+        if status != 101:
+            _abort(peer)
+            raise TargetNotFound
+        return peer, early
+
+
+def _abort(peer: BrowserPeer | None) -> None:
+    if peer is not None and peer.transport is not None:
+        peer.transport.abort()

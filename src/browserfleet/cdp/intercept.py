@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 
+from websockets.speedups import apply_mask
+
+from browserfleet.cdp.frames import OP_BINARY, OP_CLOSE, OP_TEXT, Frame, FrameReader, server_frame
+
 BROWSER_CLOSE = "Browser.close"
 RESIZING_METHODS = frozenset(
     {
@@ -20,10 +24,12 @@ RESIZING_METHODS = frozenset(
 )
 
 # Substrings that every watched method contains; a hit only means "parse and look closer".
-_ALWAYS = (BROWSER_CLOSE,)
-_WITHOUT_RESIZING = ("Browser.", "Emulation.")
-_ALWAYS_BYTES = tuple(name.encode() for name in _ALWAYS)
-_WITHOUT_RESIZING_BYTES = tuple(name.encode() for name in _WITHOUT_RESIZING)
+# A \u escape could spell a method name past them, so a message with one is always parsed.
+_ESCAPE = b"\\u"
+_CLOSE_BYTES = BROWSER_CLOSE.encode()
+_ANY_WATCHED = (b"Browser.", b"Emulation.")
+# First byte of an unfragmented text / binary frame; the mask bit of the second byte.
+_FINAL_DATA, _MASKED = (0x80 | OP_TEXT, 0x80 | OP_BINARY), 0x80
 
 
 def intercept(message: str | bytes, allow_resizing: bool) -> str | None:
@@ -42,12 +48,77 @@ def intercept(message: str | bytes, allow_resizing: bool) -> str | None:
     return _success_reply(command)
 
 
+class CommandFilter:
+    """A client's frame stream in; the bytes to forward to Chrome and the gateway's replies out.
+
+    Frames go on exactly as they came (still masked) unless their message is answered here;
+    a fragmented message is held until its last frame, then forwarded or answered as a whole.
+    """
+
+    __slots__ = ("_allow_resizing", "_held", "_reader", "_watched", "close_seen")
+
+    def __init__(self, allow_resizing: bool) -> None:
+        self._allow_resizing = allow_resizing
+        self._reader = FrameReader()
+        self._held: list[Frame] = []
+        self.close_seen = False
+        self._watched = (_CLOSE_BYTES, _CLOSE_BYTES) if allow_resizing else _ANY_WATCHED
+
+    def passes(self, data: bytes) -> bool:
+        """True when `data` is exactly one whole text or binary frame whose command Chrome may
+        have as it is (no watched method name, no escape): the relay's hot path, checked with
+        no frame objects. False means "ask feed()", not "intercept"."""
+        if self._held or self._reader.holds_bytes or len(data) < 6:
+            return False
+        first, length = data[0], data[1] ^ _MASKED
+        if first not in _FINAL_DATA:
+            return False
+        if length < 126:
+            start = 2
+        elif length == 126:
+            start, length = 4, (data[2] << 8) | data[3]
+        else:  # unmasked (not a client frame) or a 64-bit length: not the hot path
+            return False
+        if len(data) != start + 4 + length:
+            return False
+        payload = apply_mask(data[start + 4 :], data[start : start + 4])
+        first_name, second_name = self._watched
+        return not (_ESCAPE in payload or first_name in payload or second_name in payload)
+
+    def feed(self, data: bytes) -> tuple[bytes, list[bytes]]:
+        """(bytes for Chrome, reply frames for the client) for the frames `data` completes.
+
+        Raises frames.FrameError when the client does not speak WebSocket.
+        """
+        forward: list[bytes] = []
+        replies: list[bytes] = []
+        for frame in self._reader.feed(data):
+            if frame.header.is_control:
+                if frame.header.opcode == OP_CLOSE:
+                    self.close_seen = True
+                    self._held.clear()  # nothing of an unfinished message may follow a Close
+                forward.append(frame.raw)
+                continue
+            self._held.append(frame)
+            if not frame.header.fin:
+                continue
+            message = b"".join(held.payload for held in self._held)
+            reply = intercept(message, self._allow_resizing)
+            if reply is None:
+                forward.extend(f.raw for f in self._held)
+            else:
+                replies.append(server_frame(OP_TEXT, reply.encode()))
+            self._held.clear()
+        return b"".join(forward), replies
+
+
 def _mentions_watched_method(message: str | bytes, allow_resizing: bool) -> bool:
-    if isinstance(message, str):
-        names: tuple[str, ...] = _ALWAYS if allow_resizing else _WITHOUT_RESIZING
-        return any(name in message for name in names)
-    raw: tuple[bytes, ...] = _ALWAYS_BYTES if allow_resizing else _WITHOUT_RESIZING_BYTES
-    return any(name in message for name in raw)
+    raw = message.encode() if isinstance(message, str) else message
+    if _ESCAPE in raw:
+        return True
+    if allow_resizing:
+        return _CLOSE_BYTES in raw
+    return _ANY_WATCHED[0] in raw or _ANY_WATCHED[1] in raw
 
 
 def _success_reply(command: dict[str, object]) -> str | None:

@@ -6,6 +6,7 @@ import argparse
 
 import uvicorn
 
+from browserfleet.api.websocket_protocol import GatewayWebSocketProtocol
 from browserfleet.app import create_app
 from browserfleet.logs import configure_logging
 from browserfleet.settings import Settings
@@ -20,6 +21,7 @@ def run(settings: Settings, _args: argparse.Namespace) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        ws=GatewayWebSocketProtocol,  # CDP websockets: the gateway's raw relay, not ASGI
         ws_max_size=WS_MAX_SIZE,
         ws_per_message_deflate=False,
         log_config=None,

@@ -1,0 +1,156 @@
+"""uvicorn's WebSocket protocol for browserfleet: CDP upgrades go straight to the gateway's relay.
+
+uvicorn hands every websocket upgrade (the request head and the raw transport) to the `ws`
+protocol class of its config. Upgrades of /cdp/{token}/devtools/* are given to the CDP gateway,
+which joins the client's transport to Chrome's with no ASGI, task or frame decoding per message
+in between; any other websocket goes to uvicorn's own implementation, unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from uvicorn.config import Config
+from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
+from uvicorn.server import ServerState
+
+from browserfleet.api.routes.cdp import GATEWAY_ERRORS, refusal_of
+from browserfleet.cdp import CdpGatewayServer, ClientPeer
+from browserfleet.cdp.handshake import (
+    HEAD_END,
+    MAX_HEAD,
+    DevtoolsPath,
+    HandshakeError,
+    devtools_path,
+    parse_head,
+    parse_upgrade,
+    refusal,
+)
+
+# Where the app's lifespan publishes the gateway (uvicorn passes the lifespan state along).
+GATEWAY_STATE_KEY = "browserfleet.cdp_gateway"
+
+
+class GatewayWebSocketProtocol(asyncio.Protocol):
+    """uvicorn's `ws` protocol class (`uvicorn.Config(ws=GatewayWebSocketProtocol)`)."""
+
+    gateway: ClassVar[CdpGatewayServer | None] = None  # else the lifespan state's
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self._config, self._server_state, self._app_state = config, server_state, app_state
+        self._transport: asyncio.Transport | None = None
+        self._head = b""
+        self._peer: ClientPeer | None = None
+        self._delegate: asyncio.Protocol | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # a TCP transport reads and writes
+        self._server_state.connections.add(self)  # type: ignore[arg-type]  # has shutdown()
+
+    def data_received(self, data: bytes) -> None:
+        if self._peer is not None:
+            self._peer.data_received(data)
+        elif self._delegate is not None:
+            self._delegate.data_received(data)
+        else:
+            self._head += data
+            head, found, rest = self._head.partition(HEAD_END)
+            if found:
+                self._upgrade(head + HEAD_END, rest)
+            elif len(self._head) > MAX_HEAD:
+                self._refuse(431, "Request header fields too large")
+
+    def eof_received(self) -> bool | None:
+        if self._delegate is not None:
+            return self._delegate.eof_received()
+        return None  # close the transport; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server_state.connections.discard(self)
+        if self._peer is not None:
+            self._peer.connection_lost()
+        elif self._delegate is not None:
+            self._delegate.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._peer is not None:
+            self._peer.pause_writing()
+        elif self._delegate is not None:
+            self._delegate.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._peer is not None:
+            self._peer.resume_writing()
+        elif self._delegate is not None:
+            self._delegate.resume_writing()
+
+    def shutdown(self) -> None:
+        """uvicorn is going down (a delegate gets its own call: it registered itself)."""
+        if self._peer is not None:
+            self._peer.shutdown()
+        elif self._delegate is None and self._transport is not None:
+            self._transport.close()
+
+    def _upgrade(self, head: bytes, rest: bytes) -> None:
+        try:
+            target, _ = parse_head(head)
+            route = devtools_path(target.split("?", 1)[0])
+            if route is None:
+                self._hand_to_uvicorn(head + rest)
+                return
+            request = parse_upgrade(head)
+        except HandshakeError as exc:
+            self._refuse(400, str(exc))
+            return
+        assert self._transport is not None
+        peer = self._peer = ClientPeer(self._transport)
+        if rest:
+            peer.data_received(rest)
+        gateway = self.gateway or self._app_state.get(GATEWAY_STATE_KEY)
+        if not isinstance(gateway, CdpGatewayServer):
+            peer.refuse(503, "The CDP gateway is not running")
+            return
+        try:
+            gateway.spawn(_serve(gateway, route, request.key, peer), name="cdp-client")
+        except RuntimeError:  # the gateway is closing and takes no more work
+            peer.refuse(503, "The server is shutting down")
+
+    def _hand_to_uvicorn(self, data: bytes) -> None:
+        if AutoWebSocketsProtocol is None:  # pragma: no cover - websockets is a dependency
+            self._refuse(501, "WebSockets are not supported here")
+            return
+        delegate = AutoWebSocketsProtocol(
+            config=self._config, server_state=self._server_state, app_state=self._app_state
+        )
+        self._delegate = delegate
+        delegate.connection_made(self._transport)  # type: ignore[arg-type]
+        delegate.data_received(data)
+
+    def _refuse(self, status: int, detail: str) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(refusal(status, detail))
+            self._transport.close()
+
+
+def with_gateway(gateway: CdpGatewayServer) -> type[GatewayWebSocketProtocol]:
+    """The protocol class bound to one gateway (an app run without the browserfleet lifespan)."""
+    return type("BoundGatewayWebSocketProtocol", (GatewayWebSocketProtocol,), {"gateway": gateway})
+
+
+async def _serve(
+    gateway: CdpGatewayServer, route: DevtoolsPath, key: str, peer: ClientPeer
+) -> None:
+    try:
+        await gateway.relay(route.token, route.kind, route.target_id, key, peer)
+    except GATEWAY_ERRORS as exc:
+        peer.refuse(*refusal_of(exc))
+    finally:
+        if peer.relay is None:  # refused, cancelled or failed before the upgrade completed
+            peer.transport.close()

@@ -1,0 +1,136 @@
+"""WebSocket framing as the relay follows it: headers, message boundaries, client frames."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+from ws_frames import client_frame, fragment
+
+from browserfleet.cdp.frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_TEXT,
+    FrameError,
+    FrameReader,
+    MessageBoundaries,
+    close_frame,
+    parse_header,
+    server_frame,
+)
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 200_000])
+def test_server_frames_use_the_shortest_length_and_parse_back(size: int) -> None:
+    frame = server_frame(OP_BINARY, b"x" * size)
+    header = parse_header(frame)
+    assert header is not None
+    assert (header.fin, header.opcode, header.mask, header.length) == (True, OP_BINARY, None, size)
+    assert len(frame) == header.payload_start + size
+    assert header.payload_start == (2 if size < 126 else 4 if size < 65536 else 10)
+
+
+def test_a_header_is_incomplete_until_every_byte_of_it_came() -> None:
+    frame = client_frame(OP_TEXT, b"y" * 70_000)  # 2 + 8 + 4 header bytes
+    for cut in range(14):
+        assert parse_header(frame[:cut]) is None
+    header = parse_header(frame[:14])
+    assert header is not None
+    assert header.mask == b"abcd"
+    assert header.length == 70_000
+
+
+@pytest.mark.parametrize(
+    ("frame", "why"),
+    [
+        (bytes([0x80 | 0x40 | OP_TEXT, 0]), "reserved"),  # RSV1: compression never negotiated
+        (bytes([0x80 | 0x3, 0]), "opcode"),
+        (bytes([OP_PING, 0]), "control"),  # a fragmented ping
+        (bytes([0x80 | OP_PING, 126, 0, 200]), "control"),  # a 200-byte ping
+    ],
+)
+def test_malformed_headers_are_rejected(frame: bytes, why: str) -> None:
+    with pytest.raises(FrameError, match=why):
+        parse_header(frame)
+
+
+def test_close_frames_carry_code_and_a_reason_cut_to_fit() -> None:
+    frame = close_frame(1001, "x" * 500)
+    header = parse_header(frame)
+    assert header is not None
+    assert header.opcode == OP_CLOSE
+    assert header.length == 125
+    assert struct.unpack("!H", frame[2:4]) == (1001,)
+
+
+# --- MessageBoundaries ------------------------------------------------------------------------
+
+
+def test_boundaries_are_found_after_each_whole_message() -> None:
+    first, second = server_frame(OP_TEXT, b"a" * 10), server_frame(OP_TEXT, b"b" * 300)
+    stream = first + second
+    tracker = MessageBoundaries()
+    assert tracker.advance(stream, stop_at_boundary=True) == len(first)
+    assert tracker.at_boundary
+    assert tracker.advance(stream, len(first), stop_at_boundary=True) == len(stream)
+    assert tracker.at_boundary
+
+
+def test_no_boundary_inside_a_fragmented_message_even_around_a_ping() -> None:
+    message = fragment(OP_TEXT, b"part one ", b"part two")
+    first_frame_end = 2 + len(b"part one ")
+    ping = server_frame(OP_PING, b"")
+    stream = message[:first_frame_end] + ping + message[first_frame_end:]
+    tracker = MessageBoundaries()
+    assert tracker.advance(stream, stop_at_boundary=True) == len(stream)
+    assert tracker.at_boundary
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 100, 4096])
+def test_boundaries_survive_any_split_of_the_stream(chunk: int) -> None:
+    messages = [server_frame(OP_TEXT, os.urandom(n)) for n in (0, 5, 125, 126, 4000, 70_000)]
+    messages.append(fragment(OP_BINARY, b"x" * 200, b"y" * 10, b"z"))
+    stream = b"".join(messages)
+    ends = {sum(len(m) for m in messages[: i + 1]) for i in range(len(messages))}
+    tracker = MessageBoundaries()
+    found, offset = set(), 0
+    for start in range(0, len(stream), chunk):
+        data = stream[start : start + chunk]
+        pos = 0
+        while pos < len(data):
+            pos = tracker.advance(data, pos, stop_at_boundary=True)
+            if tracker.at_boundary:
+                found.add(offset + pos)
+        offset += len(data)
+    assert found == ends
+
+
+def test_a_close_frame_is_noticed() -> None:
+    tracker = MessageBoundaries()
+    tracker.advance(server_frame(OP_TEXT, b"hi"))
+    assert not tracker.close_seen
+    tracker.advance(close_frame(1000, ""))
+    assert tracker.close_seen
+
+
+def test_garbage_from_the_browser_is_a_frame_error() -> None:
+    with pytest.raises(FrameError):
+        MessageBoundaries().advance(b"HTTP/1.1 200 OK\r\n")
+
+
+# --- client frames ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 13, 1000, 1 << 20])
+def test_frame_reader_returns_whole_frames_whatever_the_reads(chunk: int) -> None:
+    payloads = [b"", b"a", b"b" * 126, os.urandom(70_000), b"c" * 3]
+    stream = b"".join(client_frame(OP_BINARY, p, mask=os.urandom(4)) for p in payloads)
+    reader = FrameReader()
+    frames = []
+    for start in range(0, len(stream), chunk):
+        frames += reader.feed(stream[start : start + chunk])
+    assert [f.payload for f in frames] == payloads
+    assert b"".join(f.raw for f in frames) == stream
+    assert not reader.holds_bytes
