@@ -55,6 +55,7 @@ class GatewayWebSocketProtocol(asyncio.Protocol):
         self._server_state.connections.add(self)  # type: ignore[arg-type]  # has shutdown()
 
     def data_received(self, data: bytes) -> None:
+        # Once a CDP relay starts, the peer is the transport's protocol and this is bypassed.
         if self._peer is not None:
             self._peer.data_received(data)
         elif self._delegate is not None:
@@ -73,11 +74,14 @@ class GatewayWebSocketProtocol(asyncio.Protocol):
         return None  # close the transport; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._server_state.connections.discard(self)
+        self._forget()
         if self._peer is not None:
-            self._peer.connection_lost()
+            self._peer.connection_lost(exc)
         elif self._delegate is not None:
             self._delegate.connection_lost(exc)
+
+    def _forget(self) -> None:
+        self._server_state.connections.discard(self)
 
     def pause_writing(self) -> None:
         if self._peer is not None:
@@ -110,7 +114,7 @@ class GatewayWebSocketProtocol(asyncio.Protocol):
             self._refuse(400, str(exc))
             return
         assert self._transport is not None
-        peer = self._peer = ClientPeer(self._transport)
+        peer = self._peer = ClientPeer(self._transport, on_lost=self._forget)
         if rest:
             peer.data_received(rest)
         gateway = self.gateway or self._app_state.get(GATEWAY_STATE_KEY)

@@ -8,6 +8,7 @@ commands are no-ops for sessions that do not allow resizing.
 from __future__ import annotations
 
 import json
+import re
 
 from websockets.speedups import apply_mask
 
@@ -25,9 +26,8 @@ RESIZING_METHODS = frozenset(
 
 # Substrings that every watched method contains; a hit only means "parse and look closer".
 # A \u escape could spell a method name past them, so a message with one is always parsed.
-_ESCAPE = b"\\u"
-_CLOSE_BYTES = BROWSER_CLOSE.encode()
-_ANY_WATCHED = (b"Browser.", b"Emulation.")
+_WATCHED_WITH_RESIZING = re.compile(rb"\\u|Browser\.close")
+_WATCHED_WITHOUT_RESIZING = re.compile(rb"\\u|Browser\.|Emulation\.")
 # First byte of an unfragmented text / binary frame; the mask bit of the second byte.
 _FINAL_DATA, _MASKED = (0x80 | OP_TEXT, 0x80 | OP_BINARY), 0x80
 
@@ -55,20 +55,21 @@ class CommandFilter:
     a fragmented message is held until its last frame, then forwarded or answered as a whole.
     """
 
-    __slots__ = ("_allow_resizing", "_held", "_reader", "_watched", "close_seen")
+    __slots__ = ("_allow_resizing", "_held", "_quiet", "_reader", "_watched", "close_seen")
 
     def __init__(self, allow_resizing: bool) -> None:
         self._allow_resizing = allow_resizing
         self._reader = FrameReader()
         self._held: list[Frame] = []
         self.close_seen = False
-        self._watched = (_CLOSE_BYTES, _CLOSE_BYTES) if allow_resizing else _ANY_WATCHED
+        self._quiet = True  # nothing held, nothing buffered: passes() may look
+        self._watched = _watched(allow_resizing).search
 
     def passes(self, data: bytes) -> bool:
         """True when `data` is exactly one whole text or binary frame whose command Chrome may
         have as it is (no watched method name, no escape): the relay's hot path, checked with
         no frame objects. False means "ask feed()", not "intercept"."""
-        if self._held or self._reader.holds_bytes or len(data) < 6:
+        if not self._quiet or len(data) < 6:
             return False
         first, length = data[0], data[1] ^ _MASKED
         if first not in _FINAL_DATA:
@@ -81,9 +82,7 @@ class CommandFilter:
             return False
         if len(data) != start + 4 + length:
             return False
-        payload = apply_mask(data[start + 4 :], data[start : start + 4])
-        first_name, second_name = self._watched
-        return not (_ESCAPE in payload or first_name in payload or second_name in payload)
+        return self._watched(apply_mask(data[start + 4 :], data[start : start + 4])) is None
 
     def feed(self, data: bytes) -> tuple[bytes, list[bytes]]:
         """(bytes for Chrome, reply frames for the client) for the frames `data` completes.
@@ -109,16 +108,17 @@ class CommandFilter:
             else:
                 replies.append(server_frame(OP_TEXT, reply.encode()))
             self._held.clear()
+        self._quiet = not self._held and not self._reader.holds_bytes
         return b"".join(forward), replies
 
 
 def _mentions_watched_method(message: str | bytes, allow_resizing: bool) -> bool:
     raw = message.encode() if isinstance(message, str) else message
-    if _ESCAPE in raw:
-        return True
-    if allow_resizing:
-        return _CLOSE_BYTES in raw
-    return _ANY_WATCHED[0] in raw or _ANY_WATCHED[1] in raw
+    return _watched(allow_resizing).search(raw) is not None
+
+
+def _watched(allow_resizing: bool) -> re.Pattern[bytes]:
+    return _WATCHED_WITH_RESIZING if allow_resizing else _WATCHED_WITHOUT_RESIZING
 
 
 def _success_reply(command: dict[str, object]) -> str | None:

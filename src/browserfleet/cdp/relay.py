@@ -9,6 +9,7 @@ frame re-encoding sits on the path, which keeps a round trip close to a direct c
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from browserfleet.cdp.frames import FrameError, MessageBoundaries, close_frame
@@ -255,18 +256,26 @@ class BrowserPeer(asyncio.Protocol):
         self.connected.resume_reading()
 
 
-class ClientPeer:
-    """The client's side, fed by the web server's protocol object for this connection.
+def _nothing() -> None:
+    pass
+
+
+class ClientPeer(asyncio.Protocol):
+    """The client's side. Until the upgrade completes, the web server's protocol object feeds
+    it; from then on it is the transport's protocol itself, so a client's bytes reach the relay
+    with no layer in between.
 
     Reading stays paused from the upgrade request until the relay starts (or the upgrade is
-    refused), so nothing the client sends early is lost or reordered.
+    refused), so nothing the client sends early is lost or reordered. `on_lost` runs once the
+    connection is gone (the web server's bookkeeping of open connections).
     """
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, on_lost: Callable[[], None] = _nothing):
         self.transport = transport
         self.relay: Relay | None = None
         self.gone = False
         self._early = b""
+        self._on_lost = on_lost
         transport.pause_reading()
 
     def data_received(self, data: bytes) -> None:
@@ -275,10 +284,11 @@ class ClientPeer:
         else:
             self._early += data
 
-    def connection_lost(self) -> None:
+    def connection_lost(self, exc: Exception | None = None) -> None:
         self.gone = True
         if self.relay is not None:
             self.relay.client_lost()
+        self._on_lost()
 
     def pause_writing(self) -> None:
         if self.relay is not None:
@@ -292,6 +302,7 @@ class ClientPeer:
         """Complete the upgrade with `answer` (the 101) and relay from now on."""
         self.transport.write(answer)
         self.relay = relay
+        self.transport.set_protocol(self)
         if self._early:
             early, self._early = self._early, b""
             relay.from_client(early)
