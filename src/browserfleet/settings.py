@@ -81,7 +81,9 @@ class Settings(BaseSettings):
     public_url: str | None = None
     database_url: str | None = None
     log_level: str = "INFO"
-    reaper_interval_s: float = Field(0.25, gt=0)
+    # Sweeps wake at each session's timeout; this bounds how late a stop asked on another
+    # instance (or a session created since the last sweep) is noticed.
+    reaper_interval_s: float = Field(1.0, gt=0)
     heartbeat_interval_s: float = Field(2.0, gt=0)
     browser: BrowserSettings = Field(default_factory=BrowserSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)

@@ -70,9 +70,6 @@ class SessionStore(Protocol):
     async def live_owned_by(self, owner: InstanceId) -> Sequence[Session]:
         """STARTING, ACTIVE and STOPPING sessions whose browser runs in that instance."""
 
-    async def expired(self, owner: InstanceId, now: datetime) -> Sequence[Session]:
-        """ACTIVE sessions of that owner with timeout_at <= now."""
-
     async def heartbeat(self, owner: InstanceId, host: str, pid: int, at: datetime) -> None: ...
 
     async def forget_instance(self, owner: InstanceId) -> None: ...

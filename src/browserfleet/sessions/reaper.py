@@ -1,7 +1,9 @@
 """The supervisor loop: timeouts, stops requested elsewhere, heartbeats and orphan recovery.
 
 Everything it acts on is read from the store each sweep, so a restarted or second instance
-reaches the same decisions; nothing depends on in-process state alone.
+reaches the same decisions; nothing depends on in-process state alone. A sweep is one query; the
+next one comes at the earliest timeout it saw, or after the sweep interval (which bounds how
+late a stop asked on another instance, or a session created since, is noticed).
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from browserfleet.ids import SessionId
-from browserfleet.sessions.model import SessionStatus, StopReason
+from browserfleet.sessions.model import Session, SessionStatus, StopReason
 from browserfleet.sessions.ports import BrowserLauncher, SessionStore
 from browserfleet.sessions.service import Clock, SessionService
 from browserfleet.tasks import TaskSet
@@ -25,6 +28,29 @@ log = logging.getLogger(__name__)
 
 # An instance whose heartbeat is older than this many intervals is presumed dead.
 STALE_HEARTBEATS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPlan:
+    """What one sweep does: sessions to stop (and why, and as of when), and when to look again."""
+
+    stops: tuple[tuple[Session, StopReason, datetime], ...]
+    next_timeout: datetime | None  # the earliest timeout still to come; None: no active session
+
+
+def plan_sweep(live: Sequence[Session], now: datetime) -> SweepPlan:
+    """Pure: from this instance's live sessions, the stops due at `now` and the next deadline."""
+    stops: list[tuple[Session, StopReason, datetime]] = []
+    upcoming: list[datetime] = []
+    for session in live:
+        if session.status is SessionStatus.STOPPING:
+            stops.append((session, session.stop_reason or StopReason.USER, now))
+        elif session.status is SessionStatus.ACTIVE:
+            if session.timeout_at <= now:
+                stops.append((session, StopReason.TIMEOUT, session.timeout_at))
+            else:
+                upcoming.append(session.timeout_at)
+    return SweepPlan(tuple(stops), min(upcoming, default=None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +126,25 @@ class Reaper:
 
     async def _sweep_loop(self) -> None:
         while True:
+            delay = self._config.sweep_interval_s
             try:
-                await self.sweep()
+                next_timeout = await self.sweep()
             except Exception:
                 log.exception("sweep failed")
-            await asyncio.sleep(self._config.sweep_interval_s)
+            else:
+                if next_timeout is not None:
+                    until = (next_timeout - self._clock()).total_seconds()
+                    delay = min(delay, max(until, 0.0))
+            await asyncio.sleep(delay)
 
-    async def sweep(self) -> None:
-        """Stop expired sessions and finish stops other instances asked of us."""
+    async def sweep(self) -> datetime | None:
+        """Stop expired sessions and finish stops other instances asked of us; return the
+        earliest timeout still to come."""
         now = self._clock()
-        for session in await self._store.expired(self._service.instance, now):
-            self._stop_soon(session.id, StopReason.TIMEOUT, session.timeout_at)
-        for session in await self._store.live_owned_by(self._service.instance):
-            if session.status is SessionStatus.STOPPING:
-                self._stop_soon(session.id, session.stop_reason or StopReason.USER, now)
+        plan = plan_sweep(await self._store.live_owned_by(self._service.instance), now)
+        for session, reason, at in plan.stops:
+            self._stop_soon(session.id, reason, at)
+        return plan.next_timeout
 
     def _stop_soon(self, session_id: SessionId, reason: StopReason, at: datetime) -> None:
         if self._service.is_tearing_down(session_id):

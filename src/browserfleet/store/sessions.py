@@ -188,13 +188,6 @@ class SqlSessionStore:
     async def live_owned_by(self, owner: InstanceId) -> Sequence[Session]:
         return await self._select(sessions.c.owner == owner, sessions.c.status.in_(values_of(LIVE)))
 
-    async def expired(self, owner: InstanceId, now: datetime) -> Sequence[Session]:
-        return await self._select(
-            sessions.c.owner == owner,
-            sessions.c.status == SessionStatus.ACTIVE.value,
-            sessions.c.timeout_at <= now,
-        )
-
     async def heartbeat(self, owner: InstanceId, host: str, pid: int, at: datetime) -> None:
         """Upsert this instance's row (portable: UPDATE, then INSERT if there was none)."""
         values = {"host": host, "pid": pid, "heartbeat_at": at}

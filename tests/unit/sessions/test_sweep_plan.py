@@ -1,0 +1,71 @@
+"""The reaper's sweep decisions: which sessions stop, why, as of when, when to look again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from browserfleet.ids import ProjectId, SessionId
+from browserfleet.sessions.model import Session, SessionRequest, SessionStatus, StopReason
+from browserfleet.sessions.reaper import plan_sweep
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def session(
+    name: str,
+    status: SessionStatus,
+    timeout_in: timedelta,
+    stop_reason: StopReason | None = None,
+) -> Session:
+    return Session(
+        id=SessionId(name),
+        project_id=ProjectId("p"),
+        status=status,
+        token="t",
+        request=SessionRequest(),
+        created_at=NOW - timedelta(minutes=1),
+        started_at=NOW - timedelta(minutes=1),
+        timeout_at=NOW + timeout_in,
+        upfront_micros=0,
+        stop_reason=stop_reason,
+    )
+
+
+def test_expired_sessions_stop_as_of_their_timeout_not_of_the_sweep() -> None:
+    late = session("late", SessionStatus.ACTIVE, -timedelta(seconds=3))
+    plan = plan_sweep([late], NOW)
+    assert plan.stops == ((late, StopReason.TIMEOUT, late.timeout_at),)
+    assert plan.next_timeout is None
+
+
+def test_a_timeout_exactly_now_is_due() -> None:
+    due = session("due", SessionStatus.ACTIVE, timedelta(0))
+    assert [s.id for s, _, _ in plan_sweep([due], NOW).stops] == [due.id]
+
+
+def test_stops_asked_elsewhere_keep_their_reason() -> None:
+    asked = session("asked", SessionStatus.STOPPING, timedelta(minutes=5), StopReason.USER)
+    unknown = session("unknown", SessionStatus.STOPPING, timedelta(minutes=5))
+    plan = plan_sweep([asked, unknown], NOW)
+    assert plan.stops == (
+        (asked, StopReason.USER, NOW),
+        (unknown, StopReason.USER, NOW),
+    )
+
+
+def test_the_next_sweep_comes_at_the_earliest_timeout_to_come() -> None:
+    sessions = [
+        session("soon", SessionStatus.ACTIVE, timedelta(seconds=40)),
+        session("later", SessionStatus.ACTIVE, timedelta(minutes=9)),
+        session("starting", SessionStatus.STARTING, timedelta(seconds=5)),  # not running yet
+        session("stopping", SessionStatus.STOPPING, timedelta(seconds=1)),
+    ]
+    plan = plan_sweep(sessions, NOW)
+    assert plan.next_timeout == NOW + timedelta(seconds=40)
+    assert [s.id for s, _, _ in plan.stops] == [SessionId("stopping")]
+
+
+def test_nothing_live_means_nothing_to_do() -> None:
+    assert plan_sweep([], NOW) == plan_sweep([], NOW + timedelta(hours=1))
+    assert plan_sweep([], NOW).stops == ()
+    assert plan_sweep([], NOW).next_timeout is None
