@@ -4,13 +4,7 @@ metering and cost through the SDK, and the guard protecting the host."""
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +13,7 @@ from typing import Any
 
 import pytest
 from pages import PageServer
+from upstream_proxy import proxy_py
 
 from conftest import Janitor, Server, money, wait_for
 
@@ -74,31 +69,9 @@ def origin() -> Iterator[_Origin]:
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
-    """A real authenticated HTTP proxy (proxy.py): (port, its log)."""
-    workdir = tmp_path_factory.mktemp("upstream")
-    port_file, log_path = workdir / "port", workdir / "proxy.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", "0"),
-                *("--port-file", str(port_file), "--basic-auth", f"{USER}:{PASSWORD}"),
-                *("--num-workers", "1", "--num-acceptors", "1"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 20
-        while not (port_file.exists() and port_file.read_text().strip().isdigit()):
-            assert process.poll() is None and time.monotonic() < deadline, "proxy.py failed"
-            time.sleep(0.05)
-        time.sleep(0.3)
-        yield int(port_file.read_text()), log_path
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    """proxy.py with Basic auth: (port, its log, where it records each request)."""
+    with proxy_py(USER, PASSWORD, tmp_path_factory.mktemp("upstream")) as found:
+        yield found
 
 
 def test_custom_proxy_with_credentials_carries_the_traffic_and_is_billed(

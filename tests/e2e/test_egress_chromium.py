@@ -15,7 +15,6 @@ import shutil
 import signal
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +24,7 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Error, async_playwright
+from upstream_proxy import proxy_py
 
 from browserfleet.proxy import (
     DirectRoute,
@@ -148,31 +148,9 @@ def tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
-    """proxy.py with Basic auth: (port, access log)."""
-    workdir = tmp_path_factory.mktemp("proxy-py")
-    port_file, log_path = workdir / "port", workdir / "proxy.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", "0"),
-                *("--port-file", str(port_file), "--basic-auth", f"{USER}:{PASSWORD}"),
-                *("--num-workers", "1", "--num-acceptors", "1"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while not (port_file.exists() and port_file.read_text().strip().isdigit()):
-                assert process.poll() is None and time.monotonic() < deadline, "proxy.py failed"
-                time.sleep(0.05)
-            time.sleep(0.3)  # written just before listen(): give it a moment
-            yield int(port_file.read_text()), log_path
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+    """proxy.py with Basic auth: (port, its log, where it records each request)."""
+    with proxy_py(USER, PASSWORD, tmp_path_factory.mktemp("upstream")) as found:
+        yield found
 
 
 @contextlib.asynccontextmanager

@@ -17,8 +17,8 @@ from loopback_servers import (
     UPSTREAM_USER,
     OriginServer,
     Socks5Server,
-    proxy_py,
 )
+from upstream_proxy import proxy_py
 
 
 def pytest_asyncio_loop_factories(
@@ -43,5 +43,5 @@ async def socks5_upstream() -> AsyncIterator[Socks5Server]:
 def http_upstream_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real authenticated HTTP proxy (proxy.py) shared by the session's tests."""
     workdir: Path = tmp_path_factory.mktemp("proxy-py")
-    with proxy_py(UPSTREAM_USER, UPSTREAM_PASSWORD, workdir) as port:
+    with proxy_py(UPSTREAM_USER, UPSTREAM_PASSWORD, workdir, log_level="WARNING") as (port, _):
         yield port

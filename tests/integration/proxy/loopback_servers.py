@@ -10,16 +10,10 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
-import os
-import signal
 import socket
 import struct
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from browserfleet.proxy import DirectRoute, EgressGuard
 
@@ -281,40 +275,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def proxy_py(username: str, password: str, workdir: Path) -> Iterator[int]:
-    """proxy.py (PyPI) with --basic-auth as a real authenticated upstream; yields its port."""
-    port_file = workdir / "proxy.port"
-    log = (workdir / "proxy.log").open("wb")
-    args = [
-        *(sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", "0"),
-        *("--port-file", str(port_file), "--basic-auth", f"{username}:{password}"),
-        *("--num-workers", "1", "--num-acceptors", "1", "--log-level", "WARNING"),
-    ]
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield _wait_for_port(port_file, process)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-        log.close()
-
-
-def _wait_for_port(port_file: Path, process: subprocess.Popen[bytes]) -> int:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"proxy.py exited with {process.returncode}")
-        text = port_file.read_text().strip() if port_file.exists() else ""
-        if text.isdigit():
-            port = int(text)
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-                return port
-        time.sleep(0.05)
-    raise RuntimeError("proxy.py did not start listening")
 
 
 async def proxy_exchange(port: int, request: bytes) -> bytes:
