@@ -23,9 +23,9 @@ from browserfleet.cdp.handshake import (
     DevtoolsPath,
     HandshakeError,
     devtools_path,
-    parse_head,
     parse_upgrade,
     refusal,
+    websocket_key,
 )
 
 # Where the app's lifespan publishes the gateway (uvicorn passes the lifespan state along).
@@ -104,12 +104,12 @@ class GatewayWebSocketProtocol(asyncio.Protocol):
 
     def _upgrade(self, head: bytes, rest: bytes) -> None:
         try:
-            target, _ = parse_head(head)
-            route = devtools_path(target.split("?", 1)[0])
+            request = parse_upgrade(head)
+            route = devtools_path(request.path)
             if route is None:
                 self._hand_to_uvicorn(head + rest)
                 return
-            request = parse_upgrade(head)
+            key = websocket_key(request)
         except HandshakeError as exc:
             self._refuse(400, str(exc))
             return
@@ -122,7 +122,7 @@ class GatewayWebSocketProtocol(asyncio.Protocol):
             peer.refuse(503, "The CDP gateway is not running")
             return
         try:
-            gateway.spawn(_serve(gateway, route, request.key, peer), name="cdp-client")
+            gateway.spawn(_serve(gateway, route, key, peer), name="cdp-client")
         except RuntimeError:  # the gateway is closing and takes no more work
             peer.refuse(503, "The server is shutting down")
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import unquote
@@ -29,10 +30,10 @@ class HandshakeError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class UpgradeRequest:
-    """What the gateway needs of a client's upgrade request."""
+    """A client's upgrade request, parsed once."""
 
     path: str  # percent-decoded, without the query
-    key: str
+    headers: Mapping[str, str]  # names lower-cased
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +63,16 @@ def parse_head(head: bytes) -> tuple[str, dict[str, str]]:
 
 
 def parse_upgrade(head: bytes) -> UpgradeRequest:
-    """Check a client's upgrade request (RFC 6455 §4.2.1); raise HandshakeError if it is not one."""
+    """The path and headers of a GET request head; HandshakeError if it is not one."""
     if not head.startswith(b"GET "):
         raise HandshakeError("a WebSocket upgrade must be a GET")
     target, headers = parse_head(head)
+    return UpgradeRequest(unquote(target.split("?", 1)[0]), headers)
+
+
+def websocket_key(request: UpgradeRequest) -> str:
+    """The client's key, once the request is checked as an upgrade (RFC 6455 §4.2.1)."""
+    headers = request.headers
     if "websocket" not in headers.get("upgrade", "").lower():
         raise HandshakeError("missing Upgrade: websocket")
     if headers.get("sec-websocket-version") != "13":
@@ -76,7 +83,7 @@ def parse_upgrade(head: bytes) -> UpgradeRequest:
             raise HandshakeError("Sec-WebSocket-Key must be 16 bytes in base64")
     except binascii.Error as exc:
         raise HandshakeError("Sec-WebSocket-Key is not base64") from exc
-    return UpgradeRequest(unquote(target.split("?", 1)[0]), key)
+    return key
 
 
 def devtools_path(path: str) -> DevtoolsPath | None:
