@@ -69,7 +69,9 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def wait_for(check: Callable[[], T], timeout: float, interval: float = 0.2, what: str = "") -> T:
+def wait_for(
+    check: Callable[[], T], timeout: float = 20.0, interval: float = 0.2, what: str = ""
+) -> T:
     """Poll until check() is truthy; return its value or fail with what we waited for."""
     deadline = time.monotonic() + timeout
     while True:

@@ -35,6 +35,7 @@ from browserfleet.api.routes.cdp import build_cdp_router
 from browserfleet.api.websocket_protocol import GATEWAY_STATE_KEY, GatewayWebSocketProtocol
 from browserfleet.cdp import CdpGatewayServer
 from browserfleet.liveview import input_events as ie
+from conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -171,17 +172,6 @@ def _devtools_port(path: Path, process: subprocess.Popen[bytes]) -> int:
     raise TimeoutError("target chromium wrote no DevToolsActivePort")
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
 # --- the server side: the live router plus the CDP gateway (or a passthrough) --------------------
 
 
@@ -232,7 +222,7 @@ class ThreadedUvicorn:
 
     def __enter__(self) -> str:
         self._thread.start()
-        wait_for(lambda: self._server.started, 20, "uvicorn to start")
+        wait_for(lambda: self._server.started, 20, what="uvicorn to start")
         return f"http://127.0.0.1:{self.port}"
 
     def __exit__(self, *exc_info: object) -> None:
