@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from pathlib import Path
 
+from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.errors import BrowserLaunchFailed
 from browserfleet.sessions.ports import GatewayRoute
@@ -35,6 +36,10 @@ class FakeBrowser:
     @property
     def workdir(self) -> Path:
         return self._workdir
+
+    @property
+    def files(self) -> BrowserFiles:
+        return BrowserFiles.unsandboxed(self._workdir)
 
     def route_egress(self, route: object) -> None:
         self.route = route

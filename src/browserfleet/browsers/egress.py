@@ -11,6 +11,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
 from browserfleet.proxy import DirectRoute, EgressGuard, EgressProxy, HttpUpstream, Socks5Upstream
@@ -37,6 +38,10 @@ class EgressedBrowser:
     @property
     def workdir(self) -> Path:
         return self._browser.workdir
+
+    @property
+    def files(self) -> BrowserFiles:
+        return self._browser.files
 
     @property
     def egress_bytes(self) -> int:

@@ -24,6 +24,7 @@ from types import TracebackType
 
 from browserfleet.browsers.chromium_args import UiInsets, chromium_args, initial_preferences
 from browserfleet.browsers.devtools_endpoint import DevtoolsEndpoint, wait_for_endpoint
+from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.strays import kill_group_members, kill_naming, kill_strays
 from browserfleet.browsers.viewport import fit_viewport, reshape
@@ -55,6 +56,7 @@ class ChromiumProcess:
         self._endpoint = endpoint
         self._cdp_port = endpoint.port
         self._workdir = workdir
+        self._files = BrowserFiles.unsandboxed(workdir)
         self._exit_code: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._tasks = TaskSet(f"chromium-{proc.pid}")
         # One waiter reaps the process; any number of callers await its future.
@@ -73,6 +75,10 @@ class ChromiumProcess:
     @property
     def workdir(self) -> Path:
         return self._workdir
+
+    @property
+    def files(self) -> BrowserFiles:
+        return self._files
 
     async def reshape(self, width: int, height: int) -> None:
         """Change the screen and the first window's viewport of this running browser."""
@@ -259,6 +265,7 @@ def _write_profile(workdir: Path, spec: LaunchSpec) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(mode=0o700)
     (workdir / CONFIG_DIR).mkdir()
+    BrowserFiles.unsandboxed(workdir).create()
     default = workdir / PROFILE_DIR / "Default"
     default.mkdir(parents=True)
     if prefs := initial_preferences(spec):

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.ids import InstanceId, ProjectId, SessionId
 from browserfleet.sessions.model import (
@@ -97,6 +98,11 @@ class BrowserHandle(Protocol):
 
     @property
     def workdir(self) -> Path: ...
+
+    @property
+    def files(self) -> BrowserFiles:
+        """The session's downloads and uploads directories, on the host and as the browser
+        sees them."""
 
     async def reshape(self, width: int, height: int) -> None:
         """Give the running browser a width x height screen and first-window viewport."""
