@@ -29,9 +29,12 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
+from browserfleet.storage.s3 import AddressingStyle, S3Config
+
 REGION = "us-east-1"
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = timedelta(minutes=15)
+TEST_PART = 5 * 1024 * 1024
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[Environ, StartResponse], Iterable[bytes]]
@@ -193,6 +196,22 @@ class S3TestServer(ThreadedMotoServer):
             aws_secret_access_key=self.secret_access_key,
             config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
         )
+
+    def store_config(self, bucket: str, **overrides: Any) -> S3Config:
+        """Settings of a browserfleet S3 store on this server (path style, small parts)."""
+        values: dict[str, Any] = {
+            "bucket": bucket,
+            "endpoint_url": self.url,
+            "access_key_id": self.access_key_id,
+            "secret_access_key": self.secret_access_key,
+            "addressing_style": AddressingStyle.PATH,
+            # A 12 MiB object takes boto3's multipart path (S3's smallest part is 5 MiB).
+            "multipart_threshold": TEST_PART,
+            "multipart_chunksize": TEST_PART,
+            "connect_timeout_s": 5.0,
+            "read_timeout_s": 30.0,
+        }
+        return S3Config(**(values | overrides))
 
     def create_bucket(self, name: str) -> None:
         self.client.create_bucket(Bucket=name)

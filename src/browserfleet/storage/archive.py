@@ -224,6 +224,10 @@ def _extract(
                     if files > limits.max_files or content > limits.max_bytes:
                         raise ArchiveTooLarge(f"over the limits {limits} at {member.name!r}")
                     _write_member(tar, member, dest, parts)
+            # tarfile stops at the end-of-archive blocks; reading on to the end of the
+            # compressed stream is what checks its CRC (gzip) or checksum (zstd).
+            while counted.read(CHUNK):
+                pass
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as error:
         raise ArchiveError(f"corrupt or truncated archive: {error}") from error
     return files, content

@@ -32,7 +32,7 @@ def profile_prefix(project: Ident, profile: Ident) -> str:
 def profile_version_key(
     project: Ident, profile: Ident, version: str, archive_format: ArchiveFormat
 ) -> str:
-    return check_key(profile_prefix(project, profile) + version + archive_format.suffix)
+    return check_key(profile_prefix(project, profile) + _segment(version) + archive_format.suffix)
 
 
 def recording_key(project: Ident, session: Ident) -> str:

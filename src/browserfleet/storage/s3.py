@@ -97,17 +97,15 @@ def quiet_sdk_loggers() -> None:
 class S3BlobStore:
     """Blobs as objects of one bucket, optionally below a key prefix."""
 
-    def __init__(self, config: S3Config) -> None:
+    def __init__(self, config: S3Config, *, session: boto3.session.Session | None = None) -> None:
+        """`session` may be shared between stores: it caches boto3's service models, which
+        take a noticeable part of a second to load (the credentials are per store)."""
         if config.key_prefix:
             check_folder(config.key_prefix)
         self._config = config
         self._bucket = config.bucket
         self._prefix = config.key_prefix
-        session = boto3.session.Session(
-            aws_access_key_id=config.access_key_id,
-            aws_secret_access_key=config.secret_access_key,
-            region_name=config.region,
-        )
+        session = session or boto3.session.Session()
         self._client = _client(session, config, config.endpoint_url)
         self._signer = (
             _client(session, config, config.public_endpoint_url)
@@ -328,7 +326,14 @@ def _client(session: boto3.session.Session, config: S3Config, url: str | None) -
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return session.client("s3", endpoint_url=url, config=botocore_config)
+    return session.client(
+        "s3",
+        endpoint_url=url,
+        region_name=config.region,
+        aws_access_key_id=config.access_key_id,
+        aws_secret_access_key=config.secret_access_key,
+        config=botocore_config,
+    )
 
 
 def _translate(error: Exception, key: str | None, bucket: str) -> StorageError:

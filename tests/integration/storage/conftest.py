@@ -6,18 +6,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+import boto3
 import pytest
 from s3_server import S3TestServer
 
 from browserfleet.storage.local import LocalBlobStore
 from browserfleet.storage.port import BlobStore
-from browserfleet.storage.s3 import AddressingStyle, S3BlobStore, S3Config
-
-MIB = 1024 * 1024
-# Low enough that a 12 MiB object takes boto3's multipart path (S3's smallest part is 5 MiB).
-TEST_PART = 5 * MIB
+from browserfleet.storage.s3 import S3BlobStore
 
 
 class SuiteResources(Protocol):
@@ -35,6 +32,12 @@ def s3_server(suite_resources: SuiteResources) -> Iterator[S3TestServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def boto_session() -> boto3.session.Session:
+    """One boto3 session for the run's stores: its service models load once, not per test."""
+    return boto3.session.Session()
+
+
 @pytest.fixture
 def bucket(s3_server: S3TestServer) -> str:
     name = f"bf-{uuid.uuid4().hex[:16]}"
@@ -42,24 +45,11 @@ def bucket(s3_server: S3TestServer) -> str:
     return name
 
 
-def s3_config(server: S3TestServer, bucket: str, **overrides: Any) -> S3Config:
-    values: dict[str, Any] = {
-        "bucket": bucket,
-        "endpoint_url": server.url,
-        "access_key_id": server.access_key_id,
-        "secret_access_key": server.secret_access_key,
-        "addressing_style": AddressingStyle.PATH,
-        "multipart_threshold": TEST_PART,
-        "multipart_chunksize": TEST_PART,
-        "connect_timeout_s": 5.0,
-        "read_timeout_s": 30.0,
-    }
-    return S3Config(**(values | overrides))
-
-
 @pytest.fixture
-async def s3_store(s3_server: S3TestServer, bucket: str) -> AsyncIterator[S3BlobStore]:
-    store = S3BlobStore(s3_config(s3_server, bucket))
+async def s3_store(
+    s3_server: S3TestServer, bucket: str, boto_session: boto3.session.Session
+) -> AsyncIterator[S3BlobStore]:
+    store = S3BlobStore(s3_server.store_config(bucket), session=boto_session)
     try:
         yield store
     finally:
