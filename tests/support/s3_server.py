@@ -216,6 +216,11 @@ class S3TestServer(ThreadedMotoServer):
     def create_bucket(self, name: str) -> None:
         self.client.create_bucket(Bucket=name)
 
+    def remove_bucket(self, name: str) -> None:
+        for key in self.raw_keys(name):
+            self.client.delete_object(Bucket=name, Key=key)
+        self.client.delete_bucket(Bucket=name)
+
     def raw_keys(self, bucket: str) -> list[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
         return [item["Key"] for page in pages for item in page.get("Contents", [])]

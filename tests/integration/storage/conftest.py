@@ -39,10 +39,12 @@ def boto_session() -> boto3.session.Session:
 
 
 @pytest.fixture
-def bucket(s3_server: S3TestServer) -> str:
+def bucket(s3_server: S3TestServer) -> Iterator[str]:
+    """A fresh bucket, emptied and removed afterwards (moto keeps objects in memory)."""
     name = f"bf-{uuid.uuid4().hex[:16]}"
     s3_server.create_bucket(name)
-    return name
+    yield name
+    s3_server.remove_bucket(name)
 
 
 @pytest.fixture

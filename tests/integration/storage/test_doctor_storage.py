@@ -12,10 +12,10 @@ from browserfleet.cli.findings import Status
 from browserfleet.settings import Settings
 
 
-def s3_settings(server: S3TestServer, tmp_path: Path, **overrides: object) -> Settings:
+def s3_settings(server: S3TestServer, tmp_path: Path, bucket: str, **overrides: object) -> Settings:
     storage: dict[str, object] = {
         "backend": "s3",
-        "bucket": "bf-doctor",
+        "bucket": bucket,
         "endpoint_url": server.url,
         "access_key_id": server.access_key_id,
         "secret_access_key": server.secret_access_key,
@@ -57,23 +57,22 @@ async def test_an_unusable_local_directory_fails(tmp_path: Path) -> None:
     assert finding.fix.startswith("fix the directory's owner or mode")
 
 
-async def test_a_reachable_bucket_passes(s3_server: S3TestServer, tmp_path: Path) -> None:
-    s3_server.create_bucket("bf-doctor")
-
-    finding = await check_storage(s3_settings(s3_server, tmp_path))
+async def test_a_reachable_bucket_passes(
+    s3_server: S3TestServer, tmp_path: Path, bucket: str
+) -> None:
+    finding = await check_storage(s3_settings(s3_server, tmp_path, bucket))
 
     assert finding.status is Status.OK, finding.line()
-    assert finding.detail.startswith(f"S3 bucket 'bf-doctor' at {s3_server.url}: write, read")
-    assert s3_server.raw_keys("bf-doctor") == []
+    assert finding.detail.startswith(f"S3 bucket '{bucket}' at {s3_server.url}: write, read")
+    assert s3_server.raw_keys(bucket) == []
 
 
 async def test_wrong_credentials_fail_without_showing_them(
-    s3_server: S3TestServer, tmp_path: Path
+    s3_server: S3TestServer, tmp_path: Path, bucket: str
 ) -> None:
-    s3_server.create_bucket("bf-doctor")
     wrong = "wrong-secret-value-1234567890"
 
-    finding = await check_storage(s3_settings(s3_server, tmp_path, secret_access_key=wrong))
+    finding = await check_storage(s3_settings(s3_server, tmp_path, bucket, secret_access_key=wrong))
 
     assert finding.status is Status.FAIL
     assert "SignatureDoesNotMatch" in finding.detail
@@ -84,7 +83,7 @@ async def test_wrong_credentials_fail_without_showing_them(
 async def test_a_missing_bucket_fails_with_what_to_do(
     s3_server: S3TestServer, tmp_path: Path
 ) -> None:
-    finding = await check_storage(s3_settings(s3_server, tmp_path, bucket="bf-not-created"))
+    finding = await check_storage(s3_settings(s3_server, tmp_path, "bf-not-created"))
     assert finding.status is Status.FAIL
     assert "'bf-not-created' does not exist" in finding.detail
     assert finding.fix == "create the bucket, or fix BROWSERFLEET_STORAGE__BUCKET"
@@ -108,13 +107,14 @@ async def test_an_unreachable_endpoint_fails(tmp_path: Path, unused_tcp_port: in
 
 
 async def test_presigned_urls_clients_cannot_fetch_are_a_warning(
-    s3_server: S3TestServer, tmp_path: Path, unused_tcp_port: int
+    s3_server: S3TestServer, tmp_path: Path, bucket: str, unused_tcp_port: int
 ) -> None:
-    s3_server.create_bucket("bf-doctor")
     nowhere = f"http://127.0.0.1:{unused_tcp_port}"
 
-    finding = await check_storage(s3_settings(s3_server, tmp_path, public_endpoint_url=nowhere))
+    finding = await check_storage(
+        s3_settings(s3_server, tmp_path, bucket, public_endpoint_url=nowhere)
+    )
 
     assert finding.status is Status.WARN, finding.line()
     assert "presigned URL could not be fetched" in finding.detail
-    assert s3_server.raw_keys("bf-doctor") == []
+    assert s3_server.raw_keys(bucket) == []

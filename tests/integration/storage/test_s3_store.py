@@ -170,6 +170,18 @@ async def test_the_key_prefix_is_applied_below_the_bucket(
 
     assert s3_server.raw_keys(bucket) == ["bf/prod/recordings/p/s.mp4"]
     assert [item.key for item in listed.items] == ["recordings/p/s.mp4"]
+    head = s3_server.client.head_object(Bucket=bucket, Key="bf/prod/recordings/p/s.mp4")
+    assert head["ContentType"] == "video/mp4"  # stored with the object, not only in links
+
+
+async def test_a_large_object_is_uploaded_in_parts(s3_store: S3BlobStore, files: Path) -> None:
+    data = os.urandom(11 * MIB)  # 5 MiB parts in the test stores: 5 + 5 + 1
+    await put(s3_store, "profiles/p/prof/v2.tar.zst", data, files)
+
+    info = await s3_store.get_file("profiles/p/prof/v2.tar.zst", files / "back")
+
+    assert info.etag.endswith("-3")  # S3's ETag of a three-part multipart upload
+    assert (files / "back").read_bytes() == data
 
 
 async def test_wrong_credentials_are_refused_without_revealing_them(
