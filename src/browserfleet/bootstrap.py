@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pydantic import SecretStr
+
 from browserfleet.auth.keys import mint_key
 from browserfleet.auth.model import DEFAULT_PROJECT_NAME
 from browserfleet.auth.service import Authenticator
@@ -28,7 +30,9 @@ from browserfleet.proxy import EgressGuard, PoolConfig, load_pool_config, parse_
 from browserfleet.sessions.model import DEFAULT_SCREEN_HEIGHT, DEFAULT_SCREEN_WIDTH
 from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService
-from browserfleet.settings import BrowserMode, Settings
+from browserfleet.settings import BrowserMode, Settings, StorageBackend
+from browserfleet.storage.local import LocalBlobStore
+from browserfleet.storage.port import BlobStore
 from browserfleet.store.engine import create_engine
 from browserfleet.store.migrate import is_current, upgrade
 from browserfleet.store.projects import SqlProjectStore
@@ -102,6 +106,36 @@ async def readiness_problems(settings: Settings) -> list[str]:
     if not os.access(binary, os.X_OK):
         problems.append(f"browser binary {binary} is missing or not executable")
     return problems
+
+
+def build_blob_store(settings: Settings) -> BlobStore:
+    """The configured blob store (profiles, recordings, downloads); the caller aclose()s it."""
+    storage = settings.storage
+    if storage.backend is StorageBackend.LOCAL:
+        return LocalBlobStore(storage.effective_local_dir(settings.data_dir))
+    from browserfleet.storage.s3 import AddressingStyle, S3BlobStore, S3Config, quiet_sdk_loggers
+
+    assert storage.bucket is not None  # the settings insist on it for this backend
+    quiet_sdk_loggers()
+    return S3BlobStore(
+        S3Config(
+            bucket=storage.bucket,
+            endpoint_url=storage.endpoint_url,
+            public_endpoint_url=storage.public_endpoint_url,
+            region=storage.region,
+            access_key_id=_secret(storage.access_key_id),
+            secret_access_key=_secret(storage.secret_access_key),
+            key_prefix=storage.key_prefix,
+            addressing_style=AddressingStyle(storage.addressing_style.value),
+            connect_timeout_s=storage.connect_timeout_s,
+            read_timeout_s=storage.read_timeout_s,
+            max_attempts=storage.max_attempts,
+        )
+    )
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def _pool_config(settings: Settings) -> PoolConfig:

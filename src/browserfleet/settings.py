@@ -9,7 +9,7 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -69,6 +69,67 @@ class LimitSettings(BaseModel):
     retry_after_s: int = Field(5, ge=1, le=10)
 
 
+class StorageBackend(StrEnum):
+    LOCAL = "local"
+    S3 = "s3"
+
+
+class S3AddressingStyle(StrEnum):
+    AUTO = "auto"
+    PATH = "path"
+    VIRTUAL = "virtual"
+
+
+class StorageSettings(BaseModel):
+    """Where profiles, recordings and downloads are kept: a local directory or an S3 bucket."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
+
+    backend: StorageBackend = StorageBackend.LOCAL
+    # The local store's directory (default: DATA_DIR/blobs).
+    local_dir: Path | None = None
+    bucket: str | None = Field(None, min_length=3, max_length=63)
+    # None: AWS itself. MinIO, Ceph, R2...: their URL, e.g. http://127.0.0.1:9000.
+    endpoint_url: str | None = None
+    # The endpoint as clients reach it, when it differs (presigned URLs are signed for it).
+    public_endpoint_url: str | None = None
+    region: str = "us-east-1"
+    # Both or neither; neither: boto3's own chain (AWS_* variables, ~/.aws, instance role).
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    # Every key is stored below it, e.g. "browserfleet/" to share a bucket with other data.
+    key_prefix: str = ""
+    addressing_style: S3AddressingStyle = S3AddressingStyle.AUTO
+    connect_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(5, ge=1, le=20)
+
+    @field_validator("endpoint_url", "public_endpoint_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return url.rstrip("/") if url is not None else None
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _folder_prefix(cls, prefix: str) -> str:
+        if prefix and (not prefix.endswith("/") or prefix.startswith("/") or "//" in prefix):
+            raise ValueError("must be empty or end with '/' (like 'browserfleet/')")
+        return prefix
+
+    @model_validator(mode="after")
+    def _complete(self) -> StorageSettings:
+        if self.backend is StorageBackend.S3 and not self.bucket:
+            raise ValueError("the s3 backend needs a bucket (BROWSERFLEET_STORAGE__BUCKET)")
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("set both access_key_id and secret_access_key, or neither")
+        return self
+
+    def effective_local_dir(self, data_dir: Path) -> Path:
+        return self.local_dir if self.local_dir is not None else data_dir / "blobs"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BROWSERFLEET_", env_nested_delimiter="__", extra="ignore"
@@ -88,6 +149,7 @@ class Settings(BaseSettings):
     browser: BrowserSettings = Field(default_factory=BrowserSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     def effective_public_url(self, bound_port: int | None = None) -> str:
         if self.public_url:

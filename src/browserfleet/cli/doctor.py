@@ -1,5 +1,6 @@
-"""`browserfleet doctor`: check what a server needs (Chromium, ffmpeg, database, data dir, port,
-host capacity) and print one line per finding with what to fix. Never prints secrets.
+"""`browserfleet doctor`: check what a server needs (Chromium, ffmpeg, data dir, blob storage,
+database, port, host capacity) and print one line per finding with what to fix. Never prints
+secrets.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import httpx
@@ -26,6 +25,8 @@ from browserfleet.bootstrap import headless_mode
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.browsers.process import LocalChromiumLauncher
 from browserfleet.capacity import MIB, CapacityPolicy, HostProbe, admit, headroom
+from browserfleet.cli.doctor_storage import check_storage
+from browserfleet.cli.findings import Finding, Status
 from browserfleet.errors import BrowserLaunchFailed
 from browserfleet.settings import BrowserMode, Settings
 from browserfleet.store.migrate import is_current
@@ -36,26 +37,6 @@ VERSION_TIMEOUT_S = 10.0
 DATABASE_TIMEOUT_S = 10.0
 PROBE_TIMEOUT_S = 1.0
 DOCTOR_SCREEN = (1280, 720)
-
-
-class Status(StrEnum):
-    OK = "OK"
-    WARN = "WARN"
-    FAIL = "FAIL"
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One checked fact: its status, what was found, and what to do about it."""
-
-    status: Status
-    check: str
-    detail: str
-    fix: str = ""
-
-    def line(self) -> str:
-        text = f"{self.status.value:<4} {self.check}: {self.detail}"
-        return f"{text} -> {self.fix}" if self.fix else text
 
 
 def run(settings: Settings, _args: argparse.Namespace) -> int:
@@ -79,6 +60,7 @@ async def diagnose(settings: Settings) -> list[Finding]:
     findings.append(await check_binary(*other, required=False))
     findings.append(await check_ffmpeg())
     findings.append(check_data_dir(settings.data_dir))
+    findings.append(await check_storage(settings))
     findings.append(await check_database(settings.effective_database_url()))
     findings.append(await check_port(settings.host, settings.port))
     findings.append(check_capacity(settings))
