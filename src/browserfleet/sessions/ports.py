@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from browserfleet.browsers.files import BrowserFiles
@@ -206,9 +206,14 @@ class NoMetrics:
 
 @dataclass(frozen=True, slots=True)
 class GatewayRoute:
+    """What the CDP gateway needs of a session: its token, browser, and its directories as the
+    browser sees them (downloads are confined there, uploads must come from there)."""
+
     token: str
     cdp_port: int
     allow_resizing: bool
+    downloads: PurePosixPath
+    uploads: PurePosixPath
 
 
 class CdpGateway(Protocol):

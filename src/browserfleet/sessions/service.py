@@ -226,8 +226,15 @@ class SessionService:
         try:
             if plan is not None:
                 handle.route_egress(plan.route)
+            files = handle.files
             self._gateway.open(
-                GatewayRoute(session.token, handle.cdp_port, session.request.allow_resizing)
+                GatewayRoute(
+                    session.token,
+                    handle.cdp_port,
+                    session.request.allow_resizing,
+                    downloads=files.downloads,
+                    uploads=files.uploads,
+                )
             )
             self._running[session.id] = _Running(handle, session.token)
             active = await self._store.mark_active(
