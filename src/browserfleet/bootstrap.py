@@ -20,7 +20,8 @@ from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.pool import WarmPool
 from browserfleet.browsers.process import LocalChromiumLauncher
 from browserfleet.capacity import CapacityPolicy, HostAdmission, HostProbe
-from browserfleet.cdp.gateway import CdpGatewayServer
+from browserfleet.cdp.gateway import CdpGatewayServer, GatewayLimits
+from browserfleet.cdp.relay import RelayLimits
 from browserfleet.egress import PoolPlanner
 from browserfleet.ids import InstanceId
 from browserfleet.metrics import CapacityInUse, Metrics
@@ -128,6 +129,16 @@ def _watch_runtime(
     metrics.watch_capacity(capacity_in_use)
 
 
+def gateway_limits(settings: Settings) -> GatewayLimits:
+    cdp = settings.cdp
+    return GatewayLimits(
+        max_websockets=cdp.max_websockets,
+        max_browser_contexts=cdp.max_browser_contexts,
+        max_targets=cdp.max_targets,
+        relay=RelayLimits(max_message_bytes=cdp.max_message_bytes, max_fragments=cdp.max_fragments),
+    )
+
+
 def headless_mode(settings: Settings) -> HeadlessMode:
     return (
         HeadlessMode.SHELL
@@ -155,7 +166,7 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             launch_timeout_s=settings.browser.launch_timeout_s,
             parallel_launches=settings.browser.effective_parallel_launches(),
         )
-        gateway = CdpGatewayServer()
+        gateway = CdpGatewayServer(limits=gateway_limits(settings))
         config = RuntimeConfig(
             instance=InstanceId(f"{uuid.uuid4()}"),
             sessions_dir=settings.sessions_dir,

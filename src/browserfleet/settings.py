@@ -69,6 +69,32 @@ class LimitSettings(BaseModel):
     retry_after_s: int = Field(5, ge=1, le=10)
 
 
+class HttpSettings(BaseModel):
+    """Limits at the HTTP edge, applied before routing, authentication and parsing."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
+
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)  # larger bodies: 413
+    max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1024)  # POST .../uploads: 413
+    max_head_bytes: int = Field(64 * 1024, ge=4096)  # request line and headers: 431
+    max_header_count: int = Field(100, ge=16)
+    head_timeout_s: float = Field(10.0, gt=0)  # the whole head, from its first byte: 408
+    body_timeout_s: float = Field(60.0, gt=0)  # the whole body, from the end of the head: 408
+
+
+class CdpSettings(BaseModel):
+    """Caps of the CDP gateway, per session and per message."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
+
+    max_websockets: int = Field(32, ge=1)  # open at once per session; the next gets 429
+    max_browser_contexts: int = Field(16, ge=1)
+    max_targets: int = Field(50, ge=1)  # page targets (tabs) at once
+    # One client message, all its fragments together: past it the socket closes with 1009.
+    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    max_fragments: int = Field(1024, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BROWSERFLEET_", env_nested_delimiter="__", extra="ignore"
@@ -88,6 +114,8 @@ class Settings(BaseSettings):
     browser: BrowserSettings = Field(default_factory=BrowserSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    cdp: CdpSettings = Field(default_factory=CdpSettings)
 
     def effective_public_url(self, bound_port: int | None = None) -> str:
         if self.public_url:

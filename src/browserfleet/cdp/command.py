@@ -8,7 +8,7 @@ forms) can make it read a command other than the one the policy decided on.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # JSON-RPC error codes, as Chrome itself uses them for malformed messages.
@@ -48,21 +48,29 @@ class CommandError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """One client command: an integer id, a method, an object of params, maybe a session."""
+    """One client command: an integer id, a method, an object of params, maybe a session.
+
+    Building one serializes it (`wire`), so a value that cannot be sent (a lone surrogate)
+    fails here, and a rewritten copy (`dataclasses.replace`) is serialized anew.
+    """
 
     id: int
     method: str
     params: JsonObject
     session_id: str | None = None
+    wire: bytes = field(init=False, repr=False, compare=False)
 
-    def encode(self) -> bytes:
-        """The canonical text Chrome receives (keys in a fixed order, no insignificant bytes)."""
+    def __post_init__(self) -> None:
         message: JsonObject = {"id": self.id, "method": self.method}
         if self.params:
             message["params"] = self.params
         if self.session_id is not None:
             message["sessionId"] = self.session_id
-        return _dump(message)
+        object.__setattr__(self, "wire", _dump(message))
+
+    def encode(self) -> bytes:
+        """The canonical text Chrome receives (keys in a fixed order, no insignificant bytes)."""
+        return self.wire
 
     def result(self, result: JsonObject | None = None) -> bytes:
         """A success answer to this command, sent by the gateway instead of Chrome."""
@@ -85,7 +93,7 @@ def parse_command(payload: bytes) -> Command:
     """
     try:
         text = payload.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        value = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CommandError(PARSE_ERROR, f"Message is not strict JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -117,14 +125,12 @@ def parse_command(payload: bytes) -> Command:
             command_id=command_id,
             session_id=session_id,
         )
-    command = Command(command_id, method, params, session_id)
     try:
-        command.encode()  # a lone surrogate anywhere cannot be encoded: refuse it here
-    except UnicodeEncodeError:
+        return Command(command_id, method, params, session_id)
+    except UnicodeEncodeError:  # a lone surrogate anywhere cannot be sent: refuse it here
         raise CommandError(
             PARSE_ERROR, "Message holds a lone surrogate", command_id=command_id
         ) from None
-    return command
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> JsonObject:
@@ -138,5 +144,9 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _dump(value: JsonObject) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODER.encode(value).encode()
