@@ -9,7 +9,7 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     # Base of every URL handed to clients; defaults to http://{host}:{port}.
     public_url: str | None = None
     database_url: str | None = None
+    # Derives the CDP tokens (hex or base64, 32+ bytes). None: DATA_DIR/server-secret, created
+    # at the first start. Servers sharing a database must share it.
+    server_secret: SecretStr | None = None
+    # Label /metrics series with project ids (off: one project's activity is no one else's).
+    metrics_project_ids: bool = False
     log_level: str = "INFO"
     # Sweeps wake at each session's timeout; this bounds how late a stop asked on another
     # instance (or a session created since the last sweep) is noticed.
