@@ -31,6 +31,7 @@ from browserfleet.egress import PoolPlanner
 from browserfleet.ids import InstanceId
 from browserfleet.metrics import CapacityInUse, Metrics
 from browserfleet.proxy import EgressGuard, PoolConfig, load_pool_config, parse_networks
+from browserfleet.proxy.guard import host_addresses
 from browserfleet.sessions.model import DEFAULT_SCREEN_HEIGHT, DEFAULT_SCREEN_WIDTH
 from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService
@@ -224,7 +225,10 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 retry_after_s=settings.limits.retry_after_s,
             ),
         )
-        guard = EgressGuard(allow_networks=parse_networks(settings.egress.allow_networks))
+        guard = EgressGuard(
+            allow_networks=parse_networks(settings.egress.allow_networks),
+            local_addresses=host_addresses(),
+        )
         egressed = EgressedLauncher(
             launcher, guard, connect_timeout_s=settings.egress.connect_timeout_s
         )
