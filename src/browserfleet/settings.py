@@ -91,7 +91,10 @@ class CdpSettings(BaseModel):
     max_browser_contexts: int = Field(16, ge=1)
     max_targets: int = Field(50, ge=1)  # page targets (tabs) at once
     # One client message, all its fragments together: past it the socket closes with 1009.
-    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    # 100 MiB: Playwright sends a file for set_input_files inside one message, base64, up to
+    # its own 50 MB limit (~70 MB); browser-use's 200 MB is what it accepts from Chrome, which
+    # is not capped. Memory is bounded: a message is parsed once it is whole, then dropped.
+    max_message_bytes: int = Field(100 * 1024 * 1024, ge=1024 * 1024)
     max_fragments: int = Field(1024, ge=1)
 
 

@@ -67,7 +67,7 @@ class Counters:
 class RelayLimits:
     """Caps on what one client may send: bytes and frames of one message."""
 
-    max_message_bytes: int = 64 * 1024 * 1024
+    max_message_bytes: int = 100 * 1024 * 1024
     max_fragments: int = 1024
 
 

@@ -18,12 +18,14 @@ from pathlib import Path
 from browserfleet.auth.model import Principal
 from browserfleet.auth.signing import ServerSecret
 from browserfleet.billing import pricing
+from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.errors import (
     BrowserLaunchFailed,
     HostAtCapacity,
     ProfileNotFound,
     SessionNotFound,
+    SessionNotRunningHere,
     TimeoutLimitExceeded,
 )
 from browserfleet.ids import InstanceId, SessionId
@@ -351,6 +353,14 @@ class SessionService:
         if running is None or session.status is SessionStatus.STOPPED:
             return session
         return replace(session, proxy_bytes=running.handle.egress_bytes)
+
+    async def upload_area(self, principal: Principal, session_id: SessionId) -> BrowserFiles:
+        """Where files for this session's browser go: only while it is active, on this server."""
+        session = await self._store.get(principal.project_id, session_id)
+        running = self._running.get(session_id)
+        if session.status is not SessionStatus.ACTIVE or running is None:
+            raise SessionNotRunningHere(str(session_id))
+        return running.handle.files
 
     # -- stop -----------------------------------------------------------------------------
     async def stop(self, principal: Principal, session_id: SessionId) -> Session:
