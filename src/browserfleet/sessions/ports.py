@@ -7,7 +7,7 @@ tests may pass hand-written fakes through bootstrap.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -209,7 +209,7 @@ class GatewayRoute:
     """What the CDP gateway needs of a session: its token, browser, and its directories as the
     browser sees them (downloads are confined there, uploads must come from there)."""
 
-    token: str
+    token: str = field(repr=False)  # a credential: never in a log line
     cdp_port: int
     allow_resizing: bool
     downloads: PurePosixPath
