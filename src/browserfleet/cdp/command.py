@@ -8,8 +8,11 @@ forms) can make it read a command other than the one the policy decided on.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 # JSON-RPC error codes, as Chrome itself uses them for malformed messages.
 PARSE_ERROR = -32700
@@ -92,8 +95,7 @@ def parse_command(payload: bytes) -> Command:
     sessionId.
     """
     try:
-        text = payload.decode("utf-8")
-        value = _DECODER.decode(text)
+        value = _loads(payload)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CommandError(PARSE_ERROR, f"Message is not strict JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -133,6 +135,22 @@ def parse_command(payload: bytes) -> Command:
         ) from None
 
 
+# A key token in JSON text without backslashes: a string followed by a colon.
+_KEY = re.compile(rb'"([^"]*)"[ \t\r\n]*:')
+
+
+def _loads(payload: bytes) -> Any:
+    """Strict JSON. Text with no backslash has no escapes, so its keys are literal and a
+    repeated key shows as a repeated key token: without one, orjson (strict UTF-8, no NaN, no
+    lone surrogate, bounded depth) decides alone. Anything else takes the standard library's
+    reader with a duplicate check in every object."""
+    if b"\\" not in payload:
+        keys = _KEY.findall(payload)
+        if len(keys) == len(set(keys)):
+            return orjson.loads(payload)
+    return _DECODER.decode(payload.decode("utf-8"))
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> JsonObject:
     result = dict(pairs)
     if len(result) != len(pairs):
@@ -149,4 +167,9 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 
 
 def _dump(value: JsonObject) -> bytes:
-    return _ENCODER.encode(value).encode()
+    """Compact JSON; integers past 64 bits (and lone surrogates, which then fail to encode)
+    take the standard library's way."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return _ENCODER.encode(value).encode()

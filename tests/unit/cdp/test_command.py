@@ -70,3 +70,30 @@ def test_an_error_reply_names_the_id_when_it_was_valid() -> None:
 
 def test_the_largest_id_is_accepted() -> None:
     assert parse_command(b'{"id": 2147483647, "method": "A.b"}').id == 2**31 - 1
+
+
+def test_numbers_past_64_bits_and_escapes_survive_the_round_trip() -> None:
+    big = b'{"id": 1, "method": "A.b", "params": {"n": 123456789012345678901234567890}}'
+    sent = json.loads(parse_command(big).encode())["params"]["n"]
+    assert float(sent) == float(123456789012345678901234567890)  # the double Chrome reads
+    escaped = b'{"id": 1, "method": "A.\\u0062", "params": {"s": "\\ud83d\\ude00"}}'
+    command = parse_command(escaped)
+    assert (command.method, command.params["s"]) == ("A.b", "\U0001f600")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b'{"id": 1, "method": "A.b", "params": {"a": 1, "a": 2}}',  # plain text: fast path
+        b'{"id": 1, "method": "A.b", "params": {"a": 1, "\\u0061": 2}}',  # escaped: slow path
+        b'{"id": 1, "method": "A.b", "params": {"x": {"k": 1}, "y": {"k": 1, "k": 1}}}',
+    ],
+)
+def test_duplicates_are_found_whichever_reader_runs(message: bytes) -> None:
+    with pytest.raises(CommandError):
+        parse_command(message)
+
+
+def test_the_same_key_in_different_objects_is_no_duplicate() -> None:
+    message = b'{"id": 1, "method": "A.b", "params": {"x": {"k": 1}, "y": {"k": 2}}}'
+    assert parse_command(message).params == {"x": {"k": 1}, "y": {"k": 2}}
