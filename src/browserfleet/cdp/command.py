@@ -53,27 +53,30 @@ class CommandError(Exception):
 class Command:
     """One client command: an integer id, a method, an object of params, maybe a session.
 
-    Building one serializes it (`wire`), so a value that cannot be sent (a lone surrogate)
-    fails here, and a rewritten copy (`dataclasses.replace`) is serialized anew.
+    `plain`: it was read from text with no escape and no repeated key, which any JSON reader
+    reads alike, so the client's own bytes may go to Chrome unchanged. A rewritten copy
+    (`dataclasses.replace`) is a new object: only the very command parsed may use them.
     """
 
     id: int
     method: str
     params: JsonObject
     session_id: str | None = None
-    wire: bytes = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        message: JsonObject = {"id": self.id, "method": self.method}
-        if self.params:
-            message["params"] = self.params
-        if self.session_id is not None:
-            message["sessionId"] = self.session_id
-        object.__setattr__(self, "wire", _dump(message))
+    plain: bool = field(default=False, repr=False, compare=False)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def encode(self) -> bytes:
-        """The canonical text Chrome receives (keys in a fixed order, no insignificant bytes)."""
-        return self.wire
+        """The canonical text Chrome receives (keys in a fixed order, no insignificant bytes);
+        UnicodeEncodeError for a lone surrogate. Computed once."""
+        if self._wire is None:
+            message: JsonObject = {"id": self.id, "method": self.method}
+            if self.params:
+                message["params"] = self.params
+            if self.session_id is not None:
+                message["sessionId"] = self.session_id
+            object.__setattr__(self, "_wire", _dump(message))  # a cache, not a change of value
+        assert self._wire is not None
+        return self._wire
 
     def result(self, result: JsonObject | None = None) -> bytes:
         """A success answer to this command, sent by the gateway instead of Chrome."""
@@ -92,10 +95,35 @@ def parse_command(payload: bytes) -> Command:
     Refused: invalid UTF-8, invalid JSON (NaN and Infinity included), a duplicate key at any
     depth, lone surrogates, anything but an object, an id that is not an integer token in
     0..2^31-1, a missing or non-string method, params that are not an object, a non-string
-    sessionId.
+    sessionId, any other field.
     """
+    if b"\\" not in payload:  # the hot path: a plain, valid command, checked in one go
+        keys = _KEY.findall(payload)
+        if len(keys) == len(set(keys)):
+            try:
+                value = orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                raise CommandError(PARSE_ERROR, f"Message is not strict JSON: {exc}") from None
+            if type(value) is dict and len(value) <= len(_KNOWN_KEYS):
+                command_id, method = value.get("id"), value.get("method")
+                params, session_id = value.get("params", {}), value.get("sessionId")
+                if (
+                    type(command_id) is int
+                    and 0 <= command_id <= MAX_ID
+                    and type(method) is str
+                    and method
+                    and type(params) is dict
+                    and (session_id is None or type(session_id) is str)
+                    and value.keys() <= _KNOWN_KEYS
+                ):
+                    return Command(command_id, method, params, session_id, plain=True)
+    return _parse_strictly(payload)
+
+
+def _parse_strictly(payload: bytes) -> Command:
+    """parse_command's general way, which names exactly what is wrong."""
     try:
-        value = _loads(payload)
+        value, plain = _loads(payload)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CommandError(PARSE_ERROR, f"Message is not strict JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -127,19 +155,22 @@ def parse_command(payload: bytes) -> Command:
             command_id=command_id,
             session_id=session_id,
         )
-    try:
-        return Command(command_id, method, params, session_id)
-    except UnicodeEncodeError:  # a lone surrogate anywhere cannot be sent: refuse it here
-        raise CommandError(
-            PARSE_ERROR, "Message holds a lone surrogate", command_id=command_id
-        ) from None
+    command = Command(command_id, method, params, session_id, plain)
+    if not plain:  # escapes may spell a lone surrogate, which cannot be sent: refuse it here
+        try:
+            command.encode()
+        except UnicodeEncodeError:
+            raise CommandError(
+                PARSE_ERROR, "Message holds a lone surrogate", command_id=command_id
+            ) from None
+    return command
 
 
 # A key token in JSON text without backslashes: a string followed by a colon.
 _KEY = re.compile(rb'"([^"]*)"[ \t\r\n]*:')
 
 
-def _loads(payload: bytes) -> Any:
+def _loads(payload: bytes) -> tuple[Any, bool]:
     """Strict JSON. Text with no backslash has no escapes, so its keys are literal and a
     repeated key shows as a repeated key token: without one, orjson (strict UTF-8, no NaN, no
     lone surrogate, bounded depth) decides alone. Anything else takes the standard library's
@@ -147,8 +178,8 @@ def _loads(payload: bytes) -> Any:
     if b"\\" not in payload:
         keys = _KEY.findall(payload)
         if len(keys) == len(set(keys)):
-            return orjson.loads(payload)
-    return _DECODER.decode(payload.decode("utf-8"))
+            return orjson.loads(payload), True
+    return _DECODER.decode(payload.decode("utf-8")), False
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> JsonObject:

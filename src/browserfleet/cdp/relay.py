@@ -2,8 +2,10 @@
 
 The two transports hand bytes straight to each other from their protocol callbacks. Chrome's
 frames reach the client as they are (only their headers are followed, to know where messages
-end). Every client message is parsed strictly and judged by cdp.policy; what reaches Chrome is
-the canonical re-serialization of the command that was judged, never the client's own bytes.
+end). Every client message is parsed strictly and judged by cdp.policy. What reaches Chrome is
+what was judged: the gateway's canonical serialization of it, or, for a plain command (one
+whole frame of text with no escape and no repeated key, which every JSON reader reads alike)
+forwarded unchanged, the client's own frame.
 A capped command (a new target or browser context) holds the client's later messages until the
 gateway has counted, so their order is kept.
 """
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Protocol
 
+from websockets.speedups import apply_mask
+
 from browserfleet.cdp.command import CommandError, parse_command
 from browserfleet.cdp.frames import (
     OP_CLOSE,
@@ -29,6 +33,7 @@ from browserfleet.cdp.frames import (
     MessageTooBig,
     client_frame,
     close_frame,
+    parse_header,
     server_frame,
 )
 from browserfleet.cdp.handshake import HEAD_END, MAX_HEAD, HandshakeError, refusal
@@ -102,6 +107,7 @@ class Relay:
         self._policy = policy
         limits = limits or RelayLimits()
         self._reader = MessageReader(limits.max_message_bytes, limits.max_fragments)
+        self._max_message = limits.max_message_bytes
         self._count = count
         self._boundaries = MessageBoundaries()
         self._pending: list[bytes] = []  # our replies, waiting for the end of Chrome's message
@@ -125,6 +131,8 @@ class Relay:
         if self._waiting is not None:
             self._backlog.append(data)
             return
+        if self._reader.idle and self._state is Closing.OPEN and self._one_command(data):
+            return
         try:
             items = self._reader.feed(data)
         except MessageTooBig as exc:
@@ -147,20 +155,50 @@ class Relay:
                 if item.opcode == OP_CLOSE:
                     self._client_close_seen = True
                 self._to_browser(item.raw)
-            elif (held := self._judge(item)) is not None and self._count is not None:
+            elif (held := self._judge(item.payload)) is not None and self._count is not None:
                 self._waiting = items[index + 1 :]
                 _pause(self._client)
                 self._count(held, functools.partial(self._counted, held))
                 return
 
-    def _judge(self, message: Message) -> Count | None:
-        """Forward or answer one message; a Count is returned for the caller to have counted."""
+    def _one_command(self, data: bytes) -> bool:
+        """The hot path: `data` is exactly one whole, masked text frame within the cap. Judged
+        like any message; a plain command forwarded unchanged goes on as the client's bytes."""
         try:
-            command = parse_command(message.payload)
+            header = parse_header(data)
+        except FrameError:
+            return False  # the general path ends the relay with the right code
+        if (
+            header is None
+            or not header.fin
+            or header.opcode != OP_TEXT
+            or header.mask is None
+            or header.payload_start + header.length != len(data)
+            or header.length > self._max_message
+        ):
+            return False
+        payload = apply_mask(data[header.payload_start :], header.mask)
+        held = self._judge(payload, raw=data)
+        if held is not None and self._count is not None:
+            self._waiting = []
+            _pause(self._client)
+            self._count(held, functools.partial(self._counted, held))
+        return True
+
+    def _judge(self, payload: bytes, raw: bytes | None = None) -> Count | None:
+        """Forward or answer one message; a Count is returned for the caller to have counted.
+        `raw`: the message's own frame, forwarded as it came when the command is plain and
+        unchanged (both JSON readers read it alike)."""
+        try:
+            command = parse_command(payload)
         except CommandError as error:
             self._to_client_between_messages(server_frame(OP_TEXT, error.reply()))
             return None
         decision = decide(command, self._policy)
+        forward_as_is = raw is not None and command.plain
+        if forward_as_is and isinstance(decision, Forward) and decision.command is command:
+            self._to_browser(raw)  # type: ignore[arg-type]  # raw is not None here
+            return None
         if isinstance(decision, Reply):
             self._to_client_between_messages(server_frame(OP_TEXT, decision.payload))
         elif isinstance(decision, Forward) or self._count is None:

@@ -138,15 +138,40 @@ def close_code(data: bytes) -> int:
     return int(struct.unpack("!H", data[2:4])[0])
 
 
-async def test_commands_reach_chrome_re_serialized_and_answers_come_back_as_they_are() -> None:
+async def test_a_plain_command_goes_on_as_it_came_and_answers_come_back_as_they_are() -> None:
     sides = Sides()
-    sides.relay.from_client(client_frame(OP_TEXT, b' { "method" : "Runtime.evaluate", "id" : 1 } '))
+    frame = client_frame(OP_TEXT, b' { "method" : "Runtime.evaluate", "id" : 1 } ')
+    sides.relay.from_client(frame)
+    assert bytes(sides.browser.written) == frame  # no escape, no repeated key: read alike
     assert sides.to_chrome() == [{"id": 1, "method": "Runtime.evaluate"}]
     answer = server_frame(OP_TEXT, b'{"id":1,"result":{}}')
     sides.relay.from_browser(answer)
     assert bytes(sides.client.written) == answer
     assert sides.counters.bytes_to_client == len(answer)
     assert sides.counters.bytes_to_browser == len(sides.browser.written)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"id": 1, "method": "Runtime.\\u0065valuate"}',  # an escape
+        b'{"id": 1, "method": "Runtime.evaluate", "params": {"a": {"b": 1}, "c": {"b": 2}}}',
+    ],
+)
+async def test_other_commands_reach_chrome_as_the_gateways_own_serialization(text: bytes) -> None:
+    sides = Sides()
+    sides.relay.from_client(client_frame(OP_TEXT, text))
+    [payload] = [m.payload for m in MessageReader(1 << 20).feed(bytes(sides.browser.written))]  # type: ignore[union-attr]
+    assert json.loads(payload)["method"] == "Runtime.evaluate"
+    assert payload != text and b" " not in payload  # re-serialized compactly, not as it came
+
+
+async def test_a_rewritten_command_is_never_forwarded_as_it_came() -> None:
+    sides = Sides()
+    text = command("Browser.setDownloadBehavior", 1, behavior="allow", downloadPath="/etc")
+    sides.relay.from_client(client_frame(OP_TEXT, text))
+    [sent] = sides.to_chrome()
+    assert isinstance(sent, dict) and sent["params"]["downloadPath"] == "/s/downloads"
 
 
 async def test_browser_close_is_answered_by_the_gateway_and_never_reaches_chrome() -> None:
