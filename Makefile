@@ -9,6 +9,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Lives inside the venv, so deleting the venv also forgets the install.
 STAMP := $(VENV)/.browserfleet-dev.stamp
+# Puppeteer (puppeteer-core: a client only, no browser download) for the e2e upload tests.
+PUPPETEER_DIR := tests/e2e/puppeteer
+PUPPETEER_STAMP := $(PUPPETEER_DIR)/node_modules/.browserfleet.stamp
 APT_PACKAGES := chromium chromium-headless-shell ffmpeg
 CHROMIUM := /usr/lib/chromium/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null || echo sudo)
@@ -28,7 +31,7 @@ help:
 	@echo "make bench      run the benchmarks (LIFECYCLE_ARGS='-n 50' GATEWAY_ARGS='--shots 60')"
 	@echo "make clean      remove caches and build artifacts (distclean: also $(VENV))"
 
-setup: system-deps $(STAMP)
+setup: system-deps $(STAMP) $(PUPPETEER_STAMP)
 
 # System packages come from Debian only; nothing downloads a browser of its own.
 system-deps:
@@ -45,7 +48,12 @@ system-deps:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi; \
-	test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) is missing after install" >&2; exit 1; }
+	test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) is missing after install" >&2; exit 1; }; \
+	if ! command -v npm >/dev/null; then \
+	  echo "==> apt-get install nodejs npm"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm; \
+	fi
 
 $(VENV)/pyvenv.cfg:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -57,6 +65,11 @@ $(VENV)/pyvenv.cfg:
 $(STAMP): pyproject.toml $(VENV)/pyvenv.cfg
 	@echo "==> pip install -e '.[dev]'"
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+$(PUPPETEER_STAMP): $(PUPPETEER_DIR)/package-lock.json
+	@echo "==> npm ci ($(PUPPETEER_DIR))"
+	npm ci --prefix $(PUPPETEER_DIR) --no-audit --no-fund --loglevel=error
 	@touch $@
 
 serve: setup
@@ -93,4 +106,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(PUPPETEER_DIR)/node_modules

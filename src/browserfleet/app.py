@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from browserfleet import __version__
 from browserfleet.api.deps import ApiServices
 from browserfleet.api.errors import install_error_handlers
-from browserfleet.api.routes import billing, browsers, health, live
+from browserfleet.api.routes import billing, browsers, health, live, uploads
 from browserfleet.api.routes.cdp import build_cdp_router
 from browserfleet.api.routes.metrics import build_metrics_router
 from browserfleet.api.websocket_protocol import GATEWAY_STATE_KEY
@@ -60,7 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app, settings.limits.retry_after_s)
     for prefix in API_PREFIXES:
         version = prefix.rsplit("/", 1)[-1]
-        for router in (browsers.router, billing.router):
+        for router in (browsers.router, uploads.router, billing.router):
             app.include_router(
                 router,
                 prefix=prefix,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -10,23 +11,28 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
 from browserfleet.auth.keys import mint_key
 from browserfleet.auth.model import DEFAULT_PROJECT_NAME
 from browserfleet.auth.service import Authenticator
+from browserfleet.auth.signing import ServerSecret, load_or_create_secret, parse_secret
 from browserfleet.billing.account import AccountReader
 from browserfleet.browsers.egress import EgressedBrowser, EgressedLauncher
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.pool import WarmPool
 from browserfleet.browsers.process import LocalChromiumLauncher
 from browserfleet.capacity import CapacityPolicy, HostAdmission, HostProbe
-from browserfleet.cdp.gateway import CdpGatewayServer
+from browserfleet.cdp.gateway import CdpGatewayServer, GatewayLimits
+from browserfleet.cdp.relay import RelayLimits
 from browserfleet.egress import PoolPlanner
 from browserfleet.ids import InstanceId
 from browserfleet.metrics import CapacityInUse, Metrics
 from browserfleet.proxy import EgressGuard, PoolConfig, load_pool_config, parse_networks
+from browserfleet.proxy.guard import host_addresses
 from browserfleet.sessions.model import DEFAULT_SCREEN_HEIGHT, DEFAULT_SCREEN_WIDTH
 from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService
@@ -64,6 +70,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[tuple[SqlProjectStore
     """Migrated stores over one engine (the CLI uses this too)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     url = settings.effective_database_url()
+    private_database_files(url)
     await upgrade(url)
     engine = create_engine(url)
     try:
@@ -71,6 +78,28 @@ async def open_stores(settings: Settings) -> AsyncIterator[tuple[SqlProjectStore
         yield SqlProjectStore(engine), SqlSessionStore(engine, orphan_after=orphan_after)
     finally:
         await engine.dispose()
+
+
+def server_secret(settings: Settings) -> ServerSecret:
+    """The configured secret, else DATA_DIR/server-secret (created 0600 at the first start)."""
+    if settings.server_secret is not None:
+        return parse_secret(settings.server_secret.get_secret_value())
+    return load_or_create_secret(settings.data_dir)
+
+
+def private_database_files(url: str) -> None:
+    """SQLite's database file (and with it -wal and -shm, which SQLite creates with the same
+    mode) readable by this user only; an existing database is tightened too."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    path = Path(parsed.database)
+    if str(path) == ":memory:":
+        return
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{suffix}", 0o600)
 
 
 async def ensure_initial_key(settings: Settings, projects: SqlProjectStore) -> str | None:
@@ -88,6 +117,17 @@ async def ensure_initial_key(settings: Settings, projects: SqlProjectStore) -> s
     with os.fdopen(fd, "w") as f:
         f.write(minted.secret + "\n")
     return minted.secret
+
+
+def announce_initial_key(settings: Settings, key: str) -> None:
+    """Where the first key is: shown on a terminal only; stdout that is a pipe or a file
+    (journald, docker logs) gets the path, never the key."""
+    path = settings.data_dir / INITIAL_KEY_FILE
+    if sys.stdout.isatty():
+        sys.stdout.write(f"Initial API key (also in {path}):\n{key}\n")
+    else:
+        sys.stdout.write(f"Initial API key written to {path} (mode 0600)\n")
+    sys.stdout.flush()
 
 
 async def readiness_problems(settings: Settings) -> list[str]:
@@ -162,6 +202,16 @@ def _watch_runtime(
     metrics.watch_capacity(capacity_in_use)
 
 
+def gateway_limits(settings: Settings) -> GatewayLimits:
+    cdp = settings.cdp
+    return GatewayLimits(
+        max_websockets=cdp.max_websockets,
+        max_browser_contexts=cdp.max_browser_contexts,
+        max_targets=cdp.max_targets,
+        relay=RelayLimits(max_message_bytes=cdp.max_message_bytes, max_fragments=cdp.max_fragments),
+    )
+
+
 def headless_mode(settings: Settings) -> HeadlessMode:
     return (
         HeadlessMode.SHELL
@@ -176,11 +226,7 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     async with open_stores(settings) as (projects, store):
         key = await ensure_initial_key(settings, projects)
         if key is not None:
-            # Shown once on the operator's terminal; it is never logged.
-            sys.stdout.write(
-                f"Initial API key (also in {settings.data_dir / INITIAL_KEY_FILE}):\n{key}\n"
-            )
-            sys.stdout.flush()
+            announce_initial_key(settings, key)
         settings.sessions_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         launcher = LocalChromiumLauncher(
             settings.browser.chromium_path,
@@ -189,7 +235,7 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             launch_timeout_s=settings.browser.launch_timeout_s,
             parallel_launches=settings.browser.effective_parallel_launches(),
         )
-        gateway = CdpGatewayServer()
+        gateway = CdpGatewayServer(limits=gateway_limits(settings))
         config = RuntimeConfig(
             instance=InstanceId(f"{uuid.uuid4()}"),
             sessions_dir=settings.sessions_dir,
@@ -204,7 +250,7 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             screen_height=DEFAULT_SCREEN_HEIGHT,
             extra_args=config.extra_args,
         )
-        metrics = Metrics()
+        metrics = Metrics(project_ids=settings.metrics_project_ids)
         capacity = HostAdmission(
             HostProbe(),
             CapacityPolicy(
@@ -212,7 +258,10 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 retry_after_s=settings.limits.retry_after_s,
             ),
         )
-        guard = EgressGuard(allow_networks=parse_networks(settings.egress.allow_networks))
+        guard = EgressGuard(
+            allow_networks=parse_networks(settings.egress.allow_networks),
+            local_addresses=host_addresses(),
+        )
         egressed = EgressedLauncher(
             launcher, guard, connect_timeout_s=settings.egress.connect_timeout_s
         )
@@ -235,6 +284,7 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             capacity=capacity,
             metrics=metrics,
             planner=PoolPlanner(_pool_config(settings), guard),
+            secret=server_secret(settings),
         )
         _watch_runtime(metrics, gateway, service, capacity)
         reaper = Reaper(

@@ -28,22 +28,25 @@ _SOCKS_SCHEMES = ("socks5://", "socks5h://")
 _HTTP_SCHEMES = ("http://",)
 
 
-def upstream_for(proxy: CustomProxy) -> HttpUpstream | Socks5Upstream:
-    """A caller's own proxy. The SDK has no scheme field: `socks5://host` selects SOCKS5,
-    a bare host (or `http://host`) is an HTTP proxy."""
+def upstream_for(proxy: CustomProxy, guard: EgressGuard) -> HttpUpstream | Socks5Upstream:
+    """A caller's own proxy, checked by the egress guard like any direct destination. The SDK
+    has no scheme field: `socks5://host` selects SOCKS5, a bare host (or `http://host`) HTTP."""
     host = proxy.host
     for scheme in _SOCKS_SCHEMES:
         if host.startswith(scheme):
-            return Socks5Upstream(host[len(scheme) :], proxy.port, proxy.username, proxy.password)
+            return Socks5Upstream(
+                host[len(scheme) :], proxy.port, proxy.username, proxy.password, guard
+            )
     for scheme in _HTTP_SCHEMES:
         if host.startswith(scheme):
             host = host[len(scheme) :]
-    return HttpUpstream(host, proxy.port, proxy.username, proxy.password)
+    return HttpUpstream(host, proxy.port, proxy.username, proxy.password, guard)
 
 
 class PoolPlanner:
     def __init__(self, config: PoolConfig, guard: EgressGuard) -> None:
         self._config = config
+        self._guard = guard
         self._direct = DirectRoute(guard)
         rates = config.rates
         self._managed = usd_to_micros(rates.managed)
@@ -52,7 +55,7 @@ class PoolPlanner:
 
     def plan(self, request: SessionRequest, session_key: str) -> EgressPlan:
         if request.custom_proxy is not None:
-            route = upstream_for(request.custom_proxy)
+            route = upstream_for(request.custom_proxy, self._guard)
             return EgressPlan(route=route, kind="custom", micros_per_gb=self._custom)
         country = request.proxy_country_code
         if country is None:

@@ -53,6 +53,14 @@ class BrowserLaunchFailed(DomainError):
     """Chromium did not start or its CDP endpoint never answered."""
 
 
+class SessionNotRunningHere(DomainError):
+    """The session is stopped, or its browser runs on another server (uploads need it here)."""
+
+
+class InvalidUpload(DomainError):
+    """An upload body that is not multipart/form-data with at least one whole file part."""
+
+
 class ProjectNotFound(DomainError):
     """No project of that name (CLI)."""
 

@@ -6,12 +6,17 @@ import logging
 import re
 
 _CONTEXT_KEYS = ("session_id", "project_id", "pid")
-# CDP tokens are credentials; uvicorn logs websocket paths, so every line is scrubbed.
-_CDP_TOKEN = re.compile(r"(/cdp/|%2Fcdp%2F)[A-Za-z0-9_-]{8,}")
+# Every line is scrubbed of credentials, however a URL encoded them: CDP tokens (in /cdp/ paths,
+# percent-encoded in live-view URLs in either case), API keys, and passwords in proxy URLs.
+_CDP_TOKEN = re.compile(r"(/cdp/|%2fcdp%2f)[A-Za-z0-9_-]{8,}", re.IGNORECASE)
+_API_KEY = re.compile(r"\bbu_[A-Za-z0-9_-]{8,}")
+_URL_PASSWORD = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/@:\s]*:)[^/@\s]+@")
 
 
 def redact(line: str) -> str:
-    return _CDP_TOKEN.sub(r"\1<token>", line)
+    line = _CDP_TOKEN.sub(r"\1<token>", line)
+    line = _API_KEY.sub("bu_<key>", line)
+    return _URL_PASSWORD.sub(r"\1<password>@", line)
 
 
 class ContextFormatter(logging.Formatter):

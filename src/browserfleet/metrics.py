@@ -62,13 +62,18 @@ class CapacityInUse:
 class Metrics:
     """The metrics of one server. Push methods are cheap and never raise on the hot path."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, project_ids: bool = False
+    ) -> None:
+        """`project_ids`: label sessions_active by project (off by default: /metrics needs no
+        key, and one project's activity is no other's business)."""
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._project_ids = project_ids
         self._active_counts: dict[str, int] = {}
         self._active = Gauge(
             f"{PREFIX}_sessions_active",
-            "Sessions running now, per project.",
-            ["project_id"],
+            "Sessions running now" + (", per project." if project_ids else "."),
+            ["project_id"] if project_ids else [],
             registry=self.registry,
         )
         self._pool_size = Gauge(
@@ -109,7 +114,7 @@ class Metrics:
         """A session is running: `seconds` from its create request to CDP ready."""
         key = str(project_id)
         self._active_counts[key] = self._active_counts.get(key, 0) + 1
-        self._active.labels(project_id=key).set(self._active_counts[key])
+        self._show_active(key)
         self._create_seconds.labels(source="pool" if from_pool else "cold").observe(seconds)
 
     def session_stopped(self, project_id: ProjectId, reason: StopReason) -> None:
@@ -117,8 +122,14 @@ class Metrics:
         key = str(project_id)
         # Clamped: an orphan adopted from a dead instance was never started here.
         self._active_counts[key] = max(0, self._active_counts.get(key, 0) - 1)
-        self._active.labels(project_id=key).set(self._active_counts[key])
+        self._show_active(key)
         self._stops.labels(reason=reason.value).inc()
+
+    def _show_active(self, key: str) -> None:
+        if self._project_ids:
+            self._active.labels(project_id=key).set(self._active_counts[key])
+        else:
+            self._active.set(sum(self._active_counts.values()))
 
     def browser_launched(self) -> None:
         """A Chromium process started (cold or for the pool)."""

@@ -130,6 +130,35 @@ class StorageSettings(BaseModel):
         return self.local_dir if self.local_dir is not None else data_dir / "blobs"
 
 
+class HttpSettings(BaseModel):
+    """Limits at the HTTP edge, applied before routing, authentication and parsing."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
+
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)  # larger bodies: 413
+    max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1024)  # POST .../uploads: 413
+    max_head_bytes: int = Field(64 * 1024, ge=4096)  # request line and headers: 431
+    max_header_count: int = Field(100, ge=16)
+    head_timeout_s: float = Field(10.0, gt=0)  # the whole head, from its first byte: 408
+    body_timeout_s: float = Field(60.0, gt=0)  # the whole body, from the end of the head: 408
+
+
+class CdpSettings(BaseModel):
+    """Caps of the CDP gateway, per session and per message."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
+
+    max_websockets: int = Field(32, ge=1)  # open at once per session; the next gets 429
+    max_browser_contexts: int = Field(16, ge=1)
+    max_targets: int = Field(50, ge=1)  # page targets (tabs) at once
+    # One client message, all its fragments together: past it the socket closes with 1009.
+    # 100 MiB: Playwright sends a file for set_input_files inside one message, base64, up to
+    # its own 50 MB limit (~70 MB); browser-use's 200 MB is what it accepts from Chrome, which
+    # is not capped. Memory is bounded: a message is parsed once it is whole, then dropped.
+    max_message_bytes: int = Field(100 * 1024 * 1024, ge=1024 * 1024)
+    max_fragments: int = Field(1024, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BROWSERFLEET_", env_nested_delimiter="__", extra="ignore"
@@ -141,6 +170,11 @@ class Settings(BaseSettings):
     # Base of every URL handed to clients; defaults to http://{host}:{port}.
     public_url: str | None = None
     database_url: str | None = None
+    # Derives the CDP tokens (hex or base64, 32+ bytes). None: DATA_DIR/server-secret, created
+    # at the first start. Servers sharing a database must share it.
+    server_secret: SecretStr | None = None
+    # Label /metrics series with project ids (off: one project's activity is no one else's).
+    metrics_project_ids: bool = False
     log_level: str = "INFO"
     # Sweeps wake at each session's timeout; this bounds how late a stop asked on another
     # instance (or a session created since the last sweep) is noticed.
@@ -150,6 +184,8 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    cdp: CdpSettings = Field(default_factory=CdpSettings)
 
     def effective_public_url(self, bound_port: int | None = None) -> str:
         if self.public_url:

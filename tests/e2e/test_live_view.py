@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -175,11 +175,16 @@ def _devtools_port(path: Path, process: subprocess.Popen[bytes]) -> int:
 # --- the server side: the live router plus the CDP gateway (or a passthrough) --------------------
 
 
+NOWHERE = PurePosixPath("/nonexistent")
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     token: str
     cdp_port: int
     allow_resizing: bool
+    downloads: PurePosixPath = NOWHERE / "downloads"
+    uploads: PurePosixPath = NOWHERE / "uploads"
 
 
 def request_base(request: Request) -> str:

@@ -8,6 +8,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,7 +32,8 @@ from browserfleet.api.routes.cdp import build_cdp_router
 from browserfleet.api.websocket_protocol import with_gateway
 from browserfleet.browsers.chromium_args import chromium_args
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
-from browserfleet.cdp import CdpGatewayServer, ClientPeer
+from browserfleet.cdp import CdpGatewayServer, ClientPeer, GatewayLimits, RelayLimits
+from browserfleet.cdp.policy import REVIEWED, RULES
 from browserfleet.errors import SessionNotFound
 from browserfleet.tasks import TaskSet
 
@@ -50,11 +52,16 @@ PAGE_HTML = b"<html><head><title>fleet</title></head><body><p id=msg>hello from 
 TWENTY_MB = 20 * 1024 * 1024
 
 
+NOWHERE = PurePosixPath("/nonexistent")
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     token: str
     cdp_port: int
     allow_resizing: bool
+    downloads: PurePosixPath = NOWHERE / "downloads"
+    uploads: PurePosixPath = NOWHERE / "uploads"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +76,7 @@ class Served:
     base: str
     http: httpx.AsyncClient
     chromium: Chromium
+    files: Path
 
     @property
     def cdp_url(self) -> str:
@@ -119,6 +127,14 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
 def page_url() -> Iterator[str]:
     class Page(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if self.path == "/report.bin":  # a download
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Disposition", 'attachment; filename="report.bin"')
+                self.send_header("Content-Length", "5")
+                self.end_headers()
+                self.wfile.write(b"bytes")
+                return
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(PAGE_HTML)))
@@ -139,19 +155,39 @@ def page_url() -> Iterator[str]:
         thread.join()
 
 
+LIMITS = GatewayLimits(
+    max_websockets=6,
+    max_browser_contexts=2,
+    max_targets=4,
+    relay=RelayLimits(max_message_bytes=32 * 1024 * 1024, max_fragments=64),
+)
+
+
+def route(port: int, files: Path, *, allow_resizing: bool = False) -> Route:
+    return Route(
+        TOKEN,
+        port,
+        allow_resizing,
+        PurePosixPath(files / "downloads"),
+        PurePosixPath(files / "uploads"),
+    )
+
+
 @pytest.fixture
-async def served(chromium: Chromium) -> AsyncIterator[Served]:
+async def served(chromium: Chromium, tmp_path: Path) -> AsyncIterator[Served]:
+    for name in ("downloads", "uploads"):
+        (tmp_path / name).mkdir()
     async with (
-        CdpGatewayServer() as gateway,
+        CdpGatewayServer(limits=LIMITS) as gateway,
         httpx.AsyncClient(timeout=10, trust_env=False) as http,
     ):
-        gateway.open(Route(TOKEN, chromium.port, allow_resizing=False))
+        gateway.open(route(chromium.port, tmp_path))
         app = FastAPI()
         app.include_router(build_cdp_router(gateway))
         app.add_api_websocket_route("/echo", _echo)
         app.state.services = SimpleNamespace(public_url=None)  # as app.py's ApiServices
         async with LocalUvicorn(app, gateway) as base:
-            yield Served(gateway, base, http, chromium)
+            yield Served(gateway, base, http, chromium, tmp_path)
 
 
 async def _echo(websocket: WebSocket) -> None:
@@ -356,7 +392,7 @@ async def test_viewport_changes_only_when_resizing_is_allowed(
     served: Served, allow_resizing: bool
 ) -> None:
     await served.gateway.close(TOKEN)
-    served.gateway.open(Route(TOKEN, served.chromium.port, allow_resizing=allow_resizing))
+    served.gateway.open(route(served.chromium.port, served.files, allow_resizing=allow_resizing))
     async with async_playwright() as playwright:
         browser = await playwright.chromium.connect_over_cdp(served.cdp_url)
         try:
@@ -458,3 +494,235 @@ async def test_a_connection_finishing_its_upgrade_after_close_is_refused(served:
         await tasks.close()
         transport.close()
         theirs.close()
+
+
+# --- the policy, attacked through the real gateway and Chromium ----------------------------
+
+
+async def browser_ws(served: Served) -> ClientConnection:
+    version = (await served.http.get(f"{served.cdp_url}/json/version")).json()
+    return await connect(version["webSocketDebuggerUrl"], max_size=None)
+
+
+async def raw_answer(ws: ClientConnection, text: str, command_id: int) -> dict[str, Any]:
+    await ws.send(text)
+    while True:
+        answer: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        if answer.get("id") == command_id:
+            return answer
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        '{"id": 1.0, "method": "Browser.close"}',
+        '{"id": 1e0, "method": "Browser.close"}',
+        '{"id": 2, "method": "Browser.crash"}',
+        '{"id": 2, "method": "Browser.crashGpuProcess"}',
+        '{"id": 2, "method": "Browser.\\u0063lose"}',
+        '{"id": 2, "method": "Runtime.evaluate", "method": "Browser.close"}',
+        '[{"id": 2, "method": "Browser.close"}]',
+    ],
+)
+async def test_no_spelling_of_ending_the_browser_ends_it(served: Served, attack: str) -> None:
+    async with await browser_ws(served) as ws:
+        await ws.send(attack)
+        json.loads(await asyncio.wait_for(ws.recv(), 5))  # an answer (a result or an error)
+        assert "product" in (await cdp(ws, "Browser.getVersion"))["result"]
+    await asyncio.sleep(0.5)  # a crash would take a moment to show
+    assert served.chromium.process.poll() is None
+    async with await browser_ws(served) as ws:
+        assert "product" in (await cdp(ws, "Browser.getVersion"))["result"]
+
+
+async def test_page_javascript_gets_no_cdp_binding(served: Served) -> None:
+    async with connect(await first_page_ws_url(served), max_size=None) as page:
+        target_id = (await cdp(page, "Target.getTargetInfo"))["result"]["targetInfo"]["targetId"]
+        async with await browser_ws(served) as ws:
+            answer = await cdp(ws, "Target.exposeDevToolsProtocol", {"targetId": target_id})
+        assert "not allowed" in answer["error"]["message"]
+        assert await evaluate(page, "typeof window.cdp") == "undefined"
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("Page.navigate", {"url": "file:///etc/passwd"}),
+        ("Page.navigate", {"url": " FILE:///etc/hostname"}),
+        ("Page.navigate", {"url": "view-source:file:///etc/passwd"}),
+        ("Page.navigate", {"url": "chrome://version"}),
+        (
+            "Network.loadNetworkResource",
+            {
+                "url": "file:///etc/passwd",
+                "frameId": "F",
+                "options": {"disableCache": True, "includeCredentials": False},
+            },
+        ),
+    ],
+)
+async def test_local_and_privileged_urls_are_refused(
+    served: Served, method: str, params: dict[str, Any]
+) -> None:
+    async with connect(await first_page_ws_url(served), max_size=None) as page:
+        answer = await cdp(page, method, params)
+        assert "blocked" in answer["error"]["message"]
+        assert not str(await evaluate(page, "location.href")).startswith(("file:", "chrome:"))
+    async with await browser_ws(served) as ws:
+        answer = await cdp(ws, "Target.createTarget", {"url": "file:///etc/passwd"})
+        assert "blocked" in answer["error"]["message"]
+
+
+async def test_downloads_land_in_the_sessions_directory_whatever_path_is_asked(
+    served: Served, page_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    async with await browser_ws(served) as ws:
+        answer = await cdp(
+            ws,
+            "Browser.setDownloadBehavior",
+            {"behavior": "allow", "downloadPath": str(elsewhere), "eventsEnabled": True},
+        )
+        assert answer["result"] == {}
+        async with connect(await first_page_ws_url(served), max_size=None) as page:
+            await cdp(page, "Page.navigate", {"url": page_url.replace("page.html", "report.bin")})
+        landed = served.files / "downloads" / "report.bin"
+        for _ in range(200):
+            if landed.exists() and landed.read_bytes() == b"bytes":
+                break
+            await asyncio.sleep(0.05)
+        assert landed.read_bytes() == b"bytes"
+        assert not any(elsewhere.iterdir())
+
+
+async def test_only_uploaded_files_can_be_set_on_a_file_input(served: Served) -> None:
+    (served.files / "uploads" / "cv.txt").write_text("mine")
+    async with connect(await first_page_ws_url(served), max_size=None) as page:
+        await evaluate(page, "document.body.innerHTML = '<input type=file id=f>'; 1")
+        document = (await cdp(page, "DOM.getDocument"))["result"]["root"]["nodeId"]
+        node = await cdp(page, "DOM.querySelector", {"nodeId": document, "selector": "#f"})
+        node_id = node["result"]["nodeId"]
+        refused = await cdp(
+            page, "DOM.setFileInputFiles", {"files": ["/etc/passwd"], "nodeId": node_id}
+        )
+        assert "uploads" in refused["error"]["message"]
+        traversal = str(served.files / "uploads" / ".." / "downloads" / "x")
+        refused = await cdp(
+            page, "DOM.setFileInputFiles", {"files": [traversal], "nodeId": node_id}
+        )
+        assert "error" in refused
+        ours = str(served.files / "uploads" / "cv.txt")
+        ok = await cdp(page, "DOM.setFileInputFiles", {"files": [ours], "nodeId": node_id})
+        assert ok["result"] == {}
+        assert await evaluate(page, "document.getElementById('f').files[0].name") == "cv.txt"
+
+
+async def test_a_context_with_its_own_proxy_is_refused(served: Served) -> None:
+    async with await browser_ws(served) as ws:
+        answer = await cdp(ws, "Target.createBrowserContext", {"proxyServer": "http://127.0.0.1:9"})
+        assert "proxyServer" in answer["error"]["message"]
+        contexts = (await cdp(ws, "Target.getBrowserContexts"))["result"]["browserContextIds"]
+        assert contexts == []
+
+
+async def test_contexts_and_targets_stop_at_their_caps(served: Served) -> None:
+    async with await browser_ws(served) as ws:
+        made = [
+            await cdp(ws, "Target.createBrowserContext", {"disposeOnDetach": True})
+            for _ in range(LIMITS.max_browser_contexts + 1)
+        ]
+        assert [("result" in m) for m in made] == [True] * LIMITS.max_browser_contexts + [False]
+        assert "maximum of 2 browser contexts" in made[-1]["error"]["message"]
+        targets = [
+            await cdp(ws, "Target.createTarget", {"url": "about:blank"})
+            for _ in range(LIMITS.max_targets + 1)
+        ]
+        refused = [t for t in targets if "error" in t]
+        assert refused and "targets" in refused[0]["error"]["message"]
+        pages = [
+            t
+            for t in (await cdp(ws, "Target.getTargets"))["result"]["targetInfos"]
+            if t["type"] == "page"
+        ]
+        assert len(pages) == LIMITS.max_targets
+        for target in targets:
+            if "result" in target:
+                await cdp(ws, "Target.closeTarget", {"targetId": target["result"]["targetId"]})
+
+
+async def test_the_websocket_after_the_cap_is_refused_cleanly(served: Served) -> None:
+    version = (await served.http.get(f"{served.cdp_url}/json/version")).json()
+    url = version["webSocketDebuggerUrl"]
+    opened = [await connect(url) for _ in range(LIMITS.max_websockets)]
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url)
+        assert refused.value.response.status_code == 429
+        assert (
+            "Too many CDP connections" in json.loads(refused.value.response.body or b"")["detail"]
+        )
+    finally:
+        for ws in opened:
+            await ws.close()
+    for _ in range(200):  # a slot frees up once a socket is gone
+        counters = served.gateway.counters(TOKEN)
+        if counters is not None and counters.open_connections == 0:
+            break
+        await asyncio.sleep(0.01)
+    async with connect(url) as again:
+        assert "product" in (await cdp(again, "Browser.getVersion"))["result"]
+
+
+async def test_an_oversized_message_and_an_endless_fragment_stream_close_with_1009(
+    served: Served,
+) -> None:
+    async with await browser_ws(served) as ws:
+        await ws.send("x" * (LIMITS.relay.max_message_bytes + 1))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+    async def endless() -> AsyncIterator[str]:
+        for _ in range(10_000):
+            yield "{"
+
+    async with await browser_ws(served) as ws:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(endless())
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert served.chromium.process.poll() is None
+
+
+PATHISH = re.compile(r"(?i)url|path|file|dir|folder|origin|proxy|host|port|location|address")
+
+
+def _path_like(
+    params: list[dict[str, Any]], types: dict[str, dict[str, Any]], seen: set[str]
+) -> bool:
+    for param in params:
+        if PATHISH.search(param["name"]):
+            return True
+        ref = param.get("$ref") or param.get("items", {}).get("$ref")
+        if ref and ref not in seen and ref in types:
+            seen.add(ref)
+            if _path_like(types[ref].get("properties", []), types, seen):
+                return True
+    return False
+
+
+async def test_every_command_taking_a_path_or_url_is_classified(served: Served) -> None:
+    """Fails when Chromium's protocol has a command with a path-, URL-, host- or port-like
+    parameter that the policy table neither rules on nor lists as reviewed."""
+    protocol = (await served.http.get(f"{served.cdp_url}/json/protocol")).json()
+    types = {f"{d['domain']}.{t['id']}": t for d in protocol["domains"] for t in d.get("types", [])}
+    unclassified = []
+    for domain in protocol["domains"]:
+        local = {**types, **{t["id"]: t for t in domain.get("types", [])}}
+        for command in domain.get("commands", []):
+            method = f"{domain['domain']}.{command['name']}"
+            taken = _path_like(command.get("parameters", []), local, set())
+            if taken and method not in RULES and method not in REVIEWED:
+                unclassified.append(method)
+    assert unclassified == []

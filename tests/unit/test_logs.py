@@ -20,3 +20,16 @@ def test_context_is_appended_and_tokens_scrubbed() -> None:
     record.session_id = "abc"
     line = ContextFormatter("%(message)s").format(record)
     assert line == "GET /cdp/<token>/json session_id=abc"
+
+
+def test_redaction_ignores_the_case_of_percent_encoding() -> None:
+    for encoded in ("%2Fcdp%2FAbCdEfGhIjKl", "%2fcdp%2fAbCdEfGhIjKl", "%2FCDP%2fAbCdEfGhIjKl"):
+        assert "AbCdEfGh" not in redact(f"live?wss=http%3A%2F%2Fh{encoded}")
+
+
+def test_api_keys_and_proxy_passwords_are_redacted() -> None:
+    line = "key bu_Zx9yW8vU7tS6rQ5p failed; upstream socks5://alice:s3cr3t-pw@10.0.0.1:1080 down"
+    cleaned = redact(line)
+    assert "Zx9yW8vU" not in cleaned
+    assert "s3cr3t-pw" not in cleaned
+    assert "socks5://alice:<password>@10.0.0.1:1080" in cleaned

@@ -55,8 +55,8 @@ def test_render_is_prometheus_text() -> None:
     assert b"# TYPE browserfleet_sessions_active gauge" in payload
 
 
-def test_active_sessions_are_counted_per_project() -> None:
-    metrics = Metrics()
+def test_active_sessions_are_counted_per_project_when_the_operator_asks() -> None:
+    metrics = Metrics(project_ids=True)
     metrics.session_started(PROJECT_A, from_pool=True, seconds=0.02)
     metrics.session_started(PROJECT_A, from_pool=False, seconds=1.5)
     metrics.session_started(PROJECT_B, from_pool=True, seconds=0.03)
@@ -65,8 +65,18 @@ def test_active_sessions_are_counted_per_project() -> None:
     assert value(metrics, "browserfleet_sessions_active", project_id=str(PROJECT_B)) == 1
 
 
-def test_a_stop_never_drives_active_sessions_negative() -> None:
+def test_project_ids_are_not_shown_by_default_only_the_total() -> None:
     metrics = Metrics()
+    metrics.session_started(PROJECT_A, from_pool=True, seconds=0.02)
+    metrics.session_started(PROJECT_B, from_pool=True, seconds=0.03)
+    metrics.session_stopped(PROJECT_A, StopReason.USER)
+    assert value(metrics, "browserfleet_sessions_active") == 1
+    payload, _ = metrics.render()
+    assert str(PROJECT_A).encode() not in payload and str(PROJECT_B).encode() not in payload
+
+
+def test_a_stop_never_drives_active_sessions_negative() -> None:
+    metrics = Metrics(project_ids=True)
     # An orphan adopted from a dead instance was never started here.
     metrics.session_stopped(PROJECT_A, StopReason.ORPHANED)
     assert value(metrics, "browserfleet_sessions_active", project_id=str(PROJECT_A)) == 0

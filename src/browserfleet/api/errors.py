@@ -18,6 +18,8 @@ class HttpError:
     # For 422s raised past schema validation: the body field at fault, so the error body has
     # FastAPI's list form like every other 422.
     body_field: str | None = None
+    # The error's own message is the detail (it says what was wrong with the request).
+    detail_from_error: bool = False
 
 
 CONCURRENCY_DETAIL = (
@@ -38,6 +40,10 @@ HTTP_ERRORS: dict[type[e.DomainError], HttpError] = {
     e.ProxyCountryUnavailable: HttpError(
         422, "No proxy pool serves this country on this server", body_field="proxyCountryCode"
     ),
+    e.SessionNotRunningHere: HttpError(
+        409, "The session is not active on this server (stopped, or served by another)"
+    ),
+    e.InvalidUpload: HttpError(400, "Invalid upload", detail_from_error=True),
     e.ConcurrencyLimitReached: HttpError(429, CONCURRENCY_DETAIL, retry_after=True),
     e.HostAtCapacity: HttpError(
         503,
@@ -58,6 +64,8 @@ def http_error_for(error: e.DomainError) -> HttpError:
 
 
 def _detail(mapped: HttpError, error: e.DomainError) -> object:
+    if mapped.detail_from_error and error.args:
+        return str(error.args[0])
     if mapped.body_field is None:
         return mapped.detail
     given = error.args[0] if error.args else None

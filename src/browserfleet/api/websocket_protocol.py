@@ -2,8 +2,9 @@
 
 uvicorn hands every websocket upgrade (the request head and the raw transport) to the `ws`
 protocol class of its config. Upgrades of /cdp/{token}/devtools/* are given to the CDP gateway,
-which joins the client's transport to Chrome's with no ASGI, task or frame decoding per message
-in between; any other websocket goes to uvicorn's own implementation, unchanged.
+which joins the client's transport to Chrome's with no ASGI or task per message in between (each
+client command is parsed and judged by the CDP policy on the way); any other websocket goes to
+uvicorn's own implementation, unchanged.
 """
 
 from __future__ import annotations

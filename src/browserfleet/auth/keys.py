@@ -35,8 +35,3 @@ def mint_key() -> MintedKey:
 
 def digests_match(a: str, b: str) -> bool:
     return hmac.compare_digest(a, b)
-
-
-def new_capability_token() -> str:
-    """A per-session CDP token: 192 bits, URL-safe."""
-    return secrets.token_urlsafe(24)

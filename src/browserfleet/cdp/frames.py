@@ -1,12 +1,14 @@
-"""WebSocket framing (RFC 6455) as the gateway's relay needs it: frame boundaries, not messages.
+"""WebSocket framing (RFC 6455) as the gateway's relay needs it. Pure and sans-io.
 
-Pure and sans-io. Frames are forwarded as they came; the browser's stream is only followed
-header by header (to know where a message ends, so the gateway can slip its own reply in between
-two messages), and the client's stream is cut into whole messages so commands can be inspected.
+One header decoder (`parse_header`) serves both directions. Chrome's stream is only followed
+header by header (`MessageBoundaries`: where its messages end, so the gateway can slip its own
+reply in between two of them); the client's stream is cut into whole messages
+(`MessageReader`), within a size cap, so each command can be parsed and judged.
 """
 
 from __future__ import annotations
 
+import random
 import struct
 from dataclasses import dataclass
 
@@ -19,10 +21,15 @@ _MASKED = 0x80
 _LENGTH_16, _LENGTH_64 = 126, 127
 _MAX_HEADER = 14  # 2 + 8 (64-bit length) + 4 (mask)
 _OPCODES = frozenset({OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG})
+_masks = random.Random()
 
 
 class FrameError(Exception):
     """The bytes are not a WebSocket frame stream (reserved bits, bad opcode, bad control)."""
+
+
+class MessageTooBig(Exception):
+    """A client's message (all its fragments together) is over the cap: close with 1009."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +49,8 @@ class Header:
 
 def parse_header(data: bytes | bytearray | memoryview, start: int = 0) -> Header | None:
     """The header of the frame at data[start:], or None while it is incomplete."""
-    if len(data) - start < 2:
+    available = len(data) - start
+    if available < 2:
         return None
     first, second = data[start], data[start + 1]
     if first & 0x70:
@@ -50,13 +58,13 @@ def parse_header(data: bytes | bytearray | memoryview, start: int = 0) -> Header
     opcode = first & 0x0F
     if opcode not in _OPCODES:
         raise FrameError(f"unknown opcode {opcode}")
-    sized = _payload_length(data, start, second & 0x7F)
+    sized = _payload_length(data, start, second & 0x7F, available)
     if sized is None:
         return None
     length, offset = sized
     mask = None
     if second & _MASKED:
-        if len(data) - start < offset + 4:
+        if available < offset + 4:
             return None
         mask = bytes(data[start + offset : start + offset + 4])
         offset += 4
@@ -67,12 +75,11 @@ def parse_header(data: bytes | bytearray | memoryview, start: int = 0) -> Header
 
 
 def _payload_length(
-    data: bytes | bytearray | memoryview, start: int, code: int
+    data: bytes | bytearray | memoryview, start: int, code: int, available: int
 ) -> tuple[int, int] | None:
     """(payload length, offset past it) from the 7-bit length code and what follows it."""
-    available = len(data) - start
     if code == _LENGTH_16:
-        return None if available < 4 else (struct.unpack_from("!H", data, start + 2)[0], 4)
+        return None if available < 4 else ((data[start + 2] << 8) | data[start + 3], 4)
     if code == _LENGTH_64:
         return None if available < 10 else (struct.unpack_from("!Q", data, start + 2)[0], 10)
     return code, 2
@@ -80,14 +87,26 @@ def _payload_length(
 
 def server_frame(opcode: int, payload: bytes) -> bytes:
     """An unmasked, unfragmented frame, as a server sends it."""
+    return _frame(opcode, payload, 0)
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """A masked, unfragmented frame with a fresh mask, as a client sends it. The mask guards
+    intermediaries' caches (RFC 6455 §10.3); toward Chrome on this host there are none, so a
+    fast non-cryptographic generator is enough."""
+    mask = _masks.randbytes(4)
+    return _frame(opcode, payload, _MASKED) + mask + apply_mask(payload, mask)
+
+
+def _frame(opcode: int, payload: bytes, masked: int) -> bytes:
     length = len(payload)
     if length < _LENGTH_16:
-        head = struct.pack("!BB", _FIN | opcode, length)
+        head = struct.pack("!BB", _FIN | opcode, masked | length)
     elif length < 1 << 16:
-        head = struct.pack("!BBH", _FIN | opcode, _LENGTH_16, length)
+        head = struct.pack("!BBH", _FIN | opcode, masked | _LENGTH_16, length)
     else:
-        head = struct.pack("!BBQ", _FIN | opcode, _LENGTH_64, length)
-    return head + payload
+        head = struct.pack("!BBQ", _FIN | opcode, masked | _LENGTH_64, length)
+    return head if masked else head + payload
 
 
 def close_frame(code: int, reason: str) -> bytes:
@@ -123,73 +142,77 @@ class MessageBoundaries:
                 step = min(self._remaining, end - pos)
                 pos += step
                 self._remaining -= step
-            elif not self._head and end - pos >= 4 and data[pos + 1] <= _LENGTH_16:
-                pos = self._short_header(data, pos)  # nearly every frame Chrome sends
             else:
-                header = parse_header(self._head + data[pos : pos + _MAX_HEADER])
-                if header is None:  # fewer than _MAX_HEADER bytes are left: keep them all
+                if self._head:
+                    header = parse_header(self._head + data[pos : pos + _MAX_HEADER])
+                else:
+                    header = parse_header(data, pos)
+                if header is None:  # the header is cut by the end of this chunk: keep it
                     self._head += data[pos:]
                     return end
                 pos += header.payload_start - len(self._head)
                 self._head = b""
                 self._remaining = header.length
-                self._note(header.opcode, header.fin)
+                if header.opcode == OP_CLOSE:
+                    self.close_seen = True
+                elif header.opcode < OP_CLOSE:
+                    self._fragmented = not header.fin
             if stop_at_boundary and self.at_boundary:
                 return pos
         return end
 
-    def _short_header(self, data: bytes, pos: int) -> int:
-        """An unmasked header with a 7- or 16-bit length, read without building a Header (the
-        relay's hot path); returns the offset of the payload."""
-        first, code = data[pos], data[pos + 1]
-        if first & 0x70 or (first & 0x0F) not in _OPCODES:
-            raise FrameError("not a frame header")
-        if code == _LENGTH_16:
-            self._remaining = (data[pos + 2] << 8) | data[pos + 3]
-            pos += 4
-        else:
-            self._remaining = code
-            pos += 2
-        self._note(first & 0x0F, bool(first & _FIN))
-        return pos
-
-    def _note(self, opcode: int, fin: bool) -> None:
-        if opcode == OP_CLOSE:
-            self.close_seen = True
-        elif opcode < OP_CLOSE:
-            self._fragmented = not fin
-
 
 @dataclass(frozen=True, slots=True)
-class Frame:
-    """A complete frame: its bytes as received and its payload unmasked."""
+class Message:
+    """A whole data message from the client: its opcode and unmasked payload."""
 
-    header: Header
-    raw: bytes
+    opcode: int
     payload: bytes
 
 
-class FrameReader:
-    """Cuts a client-to-server stream into complete frames.
+@dataclass(frozen=True, slots=True)
+class Control:
+    """A control frame from the client, as it came (still masked), and its opcode."""
 
-    A frame split over many reads is joined once, when its last byte has come (a 20 MB command
-    arrives in hundreds of reads; re-joining at every read would copy it hundreds of times).
+    opcode: int
+    raw: bytes
+
+
+class MessageReader:
+    """Cuts a client-to-server stream into whole messages and control frames.
+
+    A message may have at most `max_bytes` of payload and `max_fragments` frames; past either,
+    MessageTooBig is raised as soon as a header shows it, before its payload is buffered. A
+    frame split over many reads is joined once, when its last byte has come.
     """
 
-    __slots__ = ("_chunks", "_needed", "_size")
+    __slots__ = (
+        "_chunks",
+        "_held",
+        "_held_bytes",
+        "_max_bytes",
+        "_max_fragments",
+        "_needed",
+        "_opcode",
+        "_size",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int, max_fragments: int = 1024) -> None:
+        self._max_bytes, self._max_fragments = max_bytes, max_fragments
         self._chunks: list[bytes] = []
         self._size = 0
         self._needed = 0  # bytes the buffered frame needs in all, once its header is known
+        self._held: list[bytes] = []  # payloads of the fragments of an unfinished message
+        self._held_bytes = 0
+        self._opcode = 0
 
     @property
-    def holds_bytes(self) -> bool:
-        """Part of a frame is buffered, waiting for the rest."""
-        return bool(self._chunks)
+    def idle(self) -> bool:
+        """Nothing is buffered: no partial frame, no unfinished message."""
+        return not self._chunks and not self._held
 
-    def feed(self, data: bytes) -> list[Frame]:
-        """The frames completed by `data`, in order; an incomplete tail is kept for later."""
+    def feed(self, data: bytes) -> list[Message | Control]:
+        """The messages and control frames completed by `data`, in order."""
         if self._chunks:
             self._chunks.append(data)
             self._size += len(data)
@@ -197,20 +220,49 @@ class FrameReader:
                 return []
             data = b"".join(self._chunks)
             self._chunks.clear()
-        frames, pos = [], 0
-        while (header := parse_header(data, pos)) is not None:
+        out: list[Message | Control] = []
+        pos, size = 0, len(data)
+        while pos < size and (header := parse_header(data, pos)) is not None:
+            self._check(header)
             end = pos + header.payload_start + header.length
             if end > len(data):
                 self._needed = end - pos
                 break
-            payload = data[pos + header.payload_start : end]
-            if header.mask is not None:
-                payload = apply_mask(payload, header.mask)
-            frames.append(Frame(header, data[pos:end], payload))
+            if header.mask is None:
+                raise FrameError("client frames must be masked")
+            payload = apply_mask(data[pos + header.payload_start : end], header.mask)
+            if header.is_control:
+                out.append(Control(header.opcode, data[pos:end]))
+            elif (message := self._data(header, payload)) is not None:
+                out.append(message)
             pos = end
         else:
-            self._needed = 0  # a header is incomplete: look again at the next read
-        if pos < len(data):
+            self._needed = 0  # a header is incomplete (or none is left): look again next read
+        if pos < size:
             self._chunks.append(data[pos:])
             self._size = len(data) - pos
-        return frames
+        return out
+
+    def _check(self, header: Header) -> None:
+        if header.is_control:
+            return
+        if (header.opcode == OP_CONTINUATION) != bool(self._held):
+            raise FrameError("a continuation frame must continue a message, and only then")
+        if self._held_bytes + header.length > self._max_bytes:
+            raise MessageTooBig(f"a message is over {self._max_bytes} bytes")
+        if len(self._held) + 1 > self._max_fragments:
+            raise MessageTooBig(f"a message is in over {self._max_fragments} fragments")
+
+    def _data(self, header: Header, payload: bytes) -> Message | None:
+        if header.opcode != OP_CONTINUATION:
+            self._opcode = header.opcode
+        if header.fin and not self._held:
+            return Message(self._opcode, payload)
+        self._held.append(payload)
+        self._held_bytes += len(payload)
+        if not header.fin:
+            return None
+        whole = b"".join(self._held)
+        self._held.clear()
+        self._held_bytes = 0
+        return Message(self._opcode, whole)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 import httpx
 
+from browserfleet.cdp.client import CdpConnection, CdpError
 from browserfleet.cdp.discovery import (
     DISCOVERY_PATHS,
     PASSTHROUGH_PATHS,
@@ -29,7 +31,15 @@ from browserfleet.cdp.handshake import (
     browser_status,
     switching_protocols,
 )
-from browserfleet.cdp.relay import SESSION_CLOSED, BrowserPeer, ClientPeer, Counters, Relay
+from browserfleet.cdp.policy import Count, Limit, SessionPolicy, refuse_over_limit
+from browserfleet.cdp.relay import (
+    SESSION_CLOSED,
+    BrowserPeer,
+    ClientPeer,
+    Counters,
+    Relay,
+    RelayLimits,
+)
 from browserfleet.errors import SessionNotFound
 from browserfleet.tasks import TaskSet
 
@@ -46,6 +56,23 @@ class TargetNotFound(Exception):
     """Chrome has no DevTools target at that path."""
 
 
+class TooManyConnections(Exception):
+    """The session already has its maximum of open CDP websockets."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayLimits:
+    """Caps per session: websockets, browser contexts, page targets; and per message."""
+
+    max_websockets: int = 32
+    max_browser_contexts: int = 16
+    max_targets: int = 50
+    relay: RelayLimits = field(default_factory=RelayLimits)
+
+    def cap(self, limit: Limit) -> int:
+        return self.max_browser_contexts if limit is Limit.CONTEXTS else self.max_targets
+
+
 class RouteSpec(Protocol):
     """What the gateway needs to know of a session (sessions.ports.GatewayRoute fits)."""
 
@@ -58,14 +85,24 @@ class RouteSpec(Protocol):
     @property
     def allow_resizing(self) -> bool: ...
 
+    @property
+    def downloads(self) -> PurePosixPath:
+        """The session's downloads directory, as the browser sees it."""
+
+    @property
+    def uploads(self) -> PurePosixPath:
+        """The session's upload area, as the browser sees it."""
+
 
 @dataclass(eq=False, slots=True)
 class _Route:
     cdp_port: int
-    allow_resizing: bool
+    policy: SessionPolicy
     counters: Counters = field(default_factory=Counters)
     relays: set[Relay] = field(default_factory=set)
+    connecting: int = 0  # upgrades under way: they count against the websocket cap
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    counting: asyncio.Lock = field(default_factory=asyncio.Lock)  # one cap check at a time
     closed: bool = False
 
     def __post_init__(self) -> None:
@@ -92,7 +129,9 @@ class CdpGatewayServer:
         http_timeout_s: float = 5.0,
         connect_timeout_s: float = 10.0,
         close_timeout_s: float = 5.0,
+        limits: GatewayLimits | None = None,
     ) -> None:
+        self._limits = limits or GatewayLimits()
         self._routes: dict[str, _Route] = {}
         self._retired = Counters()  # traffic of closed routes, so totals never go backwards
         # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback calls.
@@ -128,7 +167,8 @@ class CdpGatewayServer:
         """Start serving /cdp/{token}/... for the browser on 127.0.0.1:{cdp_port}."""
         if route.token in self._routes:
             raise ValueError("this token is already open")
-        self._routes[route.token] = _Route(route.cdp_port, route.allow_resizing)
+        policy = SessionPolicy(route.downloads, route.uploads, route.allow_resizing)
+        self._routes[route.token] = _Route(route.cdp_port, policy)
 
     async def close(self, token: str) -> None:
         """Forget the token and close its sockets with 1001; idempotent."""
@@ -181,11 +221,18 @@ class CdpGatewayServer:
     ) -> None:
         """Relay one client to /devtools/{kind}/{target_id} until either side closes.
 
-        Raises SessionNotFound, TargetNotFound or BrowserUnreachable before the upgrade is
-        answered (the caller refuses it); otherwise returns once both sockets are closed.
+        Raises SessionNotFound, TooManyConnections, TargetNotFound or BrowserUnreachable before
+        the upgrade is answered (the caller refuses it); otherwise returns once both sockets are
+        closed.
         """
         route = self._route(token)
-        browser, early = await self._connect(route, kind, target_id)
+        if route.connecting + len(route.relays) >= self._limits.max_websockets:
+            raise TooManyConnections
+        route.connecting += 1
+        try:
+            browser, early = await self._connect(route, kind, target_id)
+        finally:
+            route.connecting -= 1
         if route.closed or client.gone:  # close() ran, or the client left, while we connected
             browser.connected.abort()
             if route.closed:
@@ -194,8 +241,10 @@ class CdpGatewayServer:
         relay = Relay(
             client.transport,
             browser.connected,
-            allow_resizing=route.allow_resizing,
+            policy=route.policy,
             counters=route.counters,
+            limits=self._limits.relay,
+            count=self._counter(route),
         )
         route.attach(relay)
         try:
@@ -206,6 +255,50 @@ class CdpGatewayServer:
             if not relay.done.done():  # cancelled: the gateway is closing
                 relay.end(SESSION_CLOSED, "gateway closed")
             route.detach(relay)
+
+    def _counter(self, route: _Route) -> Callable[[Count, Callable[[bytes | None], None]], None]:
+        """How a relay has a capped command counted: a task of the gateway asks Chrome."""
+
+        def count(held: Count, done: Callable[[bytes | None], None]) -> None:
+            async def counting() -> None:
+                done(await self._over_cap(route, held))
+
+            self.spawn(counting(), name="cdp-count")
+
+        return count
+
+    async def _over_cap(self, route: _Route, held: Count) -> bytes | None:
+        """None when the session is under its cap for `held`, else the refusal. Checks run one
+        at a time per session and ask Chrome itself, so every way of opening counts."""
+        cap = self._limits.cap(held.limit)
+        async with route.counting:
+            try:
+                have = await self._browser_count(route, held.limit)
+            except (BrowserUnreachable, CdpError, OSError, TimeoutError) as exc:
+                log.warning("could not count %s: %s", held.limit.value, exc)
+                return held.command.refusal("the browser could not be asked; retry").reply()
+        return None if have < cap else refuse_over_limit(held.command, held.limit, cap)
+
+    async def _browser_count(self, route: _Route, limit: Limit) -> int:
+        version = await self._http_json(route, "/json/version")
+        url = version.get("webSocketDebuggerUrl") if isinstance(version, dict) else None
+        if not isinstance(url, str):
+            raise BrowserUnreachable("no browser websocket")
+        async with CdpConnection.connect(url, call_timeout_s=self._connect_timeout_s) as cdp:
+            if limit is Limit.CONTEXTS:
+                found = (await cdp.call("Target.getBrowserContexts")).get("browserContextIds")
+                return len(found) if isinstance(found, list) else 0
+            infos = (await cdp.call("Target.getTargets")).get("targetInfos")
+            listed = infos if isinstance(infos, list) else []
+            pages = [t for t in listed if isinstance(t, dict) and t.get("type") == "page"]
+            return len(pages)
+
+    async def _http_json(self, route: _Route, path: str) -> object:
+        try:
+            response = await self._http.get(f"http://127.0.0.1:{route.cdp_port}{path}")
+            return response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise BrowserUnreachable from exc
 
     def _route(self, token: str) -> _Route:
         route = self._routes.get(token)

@@ -1,28 +1,62 @@
 """One client's DevTools websocket joined to Chrome's, task-free once both handshakes are done.
 
-The two transports hand bytes straight to each other from their protocol callbacks: Chrome's
+The two transports hand bytes straight to each other from their protocol callbacks. Chrome's
 frames reach the client as they are (only their headers are followed, to know where messages
-end), the client's reach Chrome as they are unless cdp.intercept answers them. No task, queue or
-frame re-encoding sits on the path, which keeps a round trip close to a direct connection.
+end). Every client message is parsed strictly and judged by cdp.policy. What reaches Chrome is
+what was judged: the gateway's canonical serialization of it, or, for a plain command (one
+whole frame of text with no escape and no repeated key, which every JSON reader reads alike)
+forwarded unchanged, the client's own frame.
+A capped command (a new target or browser context) holds the client's later messages until the
+gateway has counted, so their order is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum, auto
+from typing import Protocol
 
-from browserfleet.cdp.frames import FrameError, MessageBoundaries, close_frame
+from websockets.speedups import apply_mask
+
+from browserfleet.cdp.command import CommandError, parse_command
+from browserfleet.cdp.frames import (
+    OP_CLOSE,
+    OP_TEXT,
+    Control,
+    FrameError,
+    Message,
+    MessageBoundaries,
+    MessageReader,
+    MessageTooBig,
+    client_frame,
+    close_frame,
+    parse_header,
+    server_frame,
+)
 from browserfleet.cdp.handshake import HEAD_END, MAX_HEAD, HandshakeError, refusal
-from browserfleet.cdp.intercept import CommandFilter
+from browserfleet.cdp.policy import Count, Forward, Reply, SessionPolicy, decide
 
 # Close codes sent to clients. The token was closed (session stopped) or the server is going
 # down: the endpoint goes away, which is 1001; 1011 when the browser side failed unexpectedly.
 SESSION_CLOSED = 1001
-BROWSER_LOST = 1011
 PROTOCOL_ERROR = 1002
+MESSAGE_TOO_BIG = 1009
+BROWSER_LOST = 1011
 # After our Close, how long a client has to answer with its own before its socket is closed.
 CLOSE_WAIT_S = 1.0
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+# loop.call_later's shape: tests pass a timer they fire by hand.
+Timer = Callable[[float, Callable[[], None]], Cancellable]
+# Counting for a capped command: call back with None to forward it, or with the refusal to send.
+Counter = Callable[[Count, Callable[[bytes | None], None]], None]
 
 
 @dataclass(slots=True)
@@ -34,6 +68,23 @@ class Counters:
     bytes_to_client: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class RelayLimits:
+    """Caps on what one client may send: bytes and frames of one message."""
+
+    max_message_bytes: int = 100 * 1024 * 1024
+    max_fragments: int = 1024
+
+
+class Closing(Enum):
+    """The client side's close handshake (RFC 6455 §7), one state at a time."""
+
+    OPEN = auto()  # relaying
+    AWAITING_CLIENT_CLOSE = auto()  # our Close is sent; the client's is awaited (or the timer)
+    HANGING_UP = auto()  # the socket is closing; aborted if the client reads nothing more
+    DONE = auto()  # both sides are gone
+
+
 class Relay:
     """Joins a client's transport to Chrome's; `done` resolves once both are closed."""
 
@@ -42,43 +93,139 @@ class Relay:
         client: asyncio.Transport,
         browser: asyncio.Transport,
         *,
-        allow_resizing: bool,
+        policy: SessionPolicy,
         counters: Counters,
+        limits: RelayLimits | None = None,
+        count: Counter | None = None,
         close_wait_s: float = CLOSE_WAIT_S,
+        timer: Timer | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
+        self._timer: Timer = timer or self._loop.call_later
         self._close_wait_s = close_wait_s
         self._client, self._browser = client, browser
-        self._commands = CommandFilter(allow_resizing)
+        self._policy = policy
+        limits = limits or RelayLimits()
+        self._reader = MessageReader(limits.max_message_bytes, limits.max_fragments)
+        self._max_message = limits.max_message_bytes
+        self._count = count
         self._boundaries = MessageBoundaries()
         self._pending: list[bytes] = []  # our replies, waiting for the end of Chrome's message
         self._counters = counters
+        self._state = Closing.OPEN
+        self._close_timer: Cancellable | None = None
+        self._client_close_seen = False
         self._our_close_sent = False
-        self._close_timer: asyncio.TimerHandle | None = None
+        self._waiting: list[Message | Control] | None = None  # later items while counting
+        self._backlog: list[bytes] = []  # client bytes that came while counting
         self._client_open = self._browser_open = True
         self.done: asyncio.Future[None] = self._loop.create_future()
+
+    @property
+    def state(self) -> Closing:
+        return self._state
 
     # --- client -> Chrome ----------------------------------------------------------------------
 
     def from_client(self, data: bytes) -> None:
-        if self._close_timer is None and self._commands.passes(data):
-            self._browser.write(data)  # the hot path: one ordinary command, as it came
-            self._counters.bytes_to_browser += len(data)
+        if self._waiting is not None:
+            self._backlog.append(data)
+            return
+        if self._reader.idle and self._state is Closing.OPEN and self._one_command(data):
             return
         try:
-            forward, replies = self._commands.feed(data)
+            items = self._reader.feed(data)
+        except MessageTooBig as exc:
+            self.end(MESSAGE_TOO_BIG, str(exc))
+            return
         except FrameError:
             self.end(PROTOCOL_ERROR, "not a WebSocket frame")
             return
-        if self._close_timer is not None:  # closing: only the client's Close is awaited now
-            if self._commands.close_seen and not self._client.is_closing():
-                self._hang_up_client()
+        self._take(items)
+
+    def _take(self, items: list[Message | Control]) -> None:
+        for index, item in enumerate(items):
+            if self._state is not Closing.OPEN:
+                if isinstance(item, Control) and item.opcode == OP_CLOSE:
+                    self._client_close_seen = True
+                    if self._state is Closing.AWAITING_CLIENT_CLOSE:
+                        self._hang_up_client()
+                continue
+            if isinstance(item, Control):
+                if item.opcode == OP_CLOSE:
+                    self._client_close_seen = True
+                self._to_browser(item.raw)
+            elif (held := self._judge(item.payload)) is not None and self._count is not None:
+                self._waiting = items[index + 1 :]
+                _pause(self._client)
+                self._count(held, functools.partial(self._counted, held))
+                return
+
+    def _one_command(self, data: bytes) -> bool:
+        """The hot path: `data` is exactly one whole, masked text frame within the cap. Judged
+        like any message; a plain command forwarded unchanged goes on as the client's bytes."""
+        try:
+            header = parse_header(data)
+        except FrameError:
+            return False  # the general path ends the relay with the right code
+        if (
+            header is None
+            or not header.fin
+            or header.opcode != OP_TEXT
+            or header.mask is None
+            or header.payload_start + header.length != len(data)
+            or header.length > self._max_message
+        ):
+            return False
+        payload = apply_mask(data[header.payload_start :], header.mask)
+        held = self._judge(payload, raw=data)
+        if held is not None and self._count is not None:
+            self._waiting = []
+            _pause(self._client)
+            self._count(held, functools.partial(self._counted, held))
+        return True
+
+    def _judge(self, payload: bytes, raw: bytes | None = None) -> Count | None:
+        """Forward or answer one message; a Count is returned for the caller to have counted.
+        `raw`: the message's own frame, forwarded as it came when the command is plain and
+        unchanged (both JSON readers read it alike)."""
+        try:
+            command = parse_command(payload)
+        except CommandError as error:
+            self._to_client_between_messages(server_frame(OP_TEXT, error.reply()))
+            return None
+        decision = decide(command, self._policy)
+        forward_as_is = raw is not None and command.plain
+        if forward_as_is and isinstance(decision, Forward) and decision.command is command:
+            self._to_browser(raw)  # type: ignore[arg-type]  # raw is not None here
+            return None
+        if isinstance(decision, Reply):
+            self._to_client_between_messages(server_frame(OP_TEXT, decision.payload))
+        elif isinstance(decision, Forward) or self._count is None:
+            self._to_browser(client_frame(OP_TEXT, decision.command.encode()))
+        else:
+            return decision
+        return None
+
+    def _counted(self, decision: Count, refused: bytes | None) -> None:
+        """The count for a held command came back: act on it, then on what waited behind it."""
+        if self._state is not Closing.OPEN or self._waiting is None:
             return
-        if forward:
-            self._counters.bytes_to_browser += len(forward)
-            self._browser.write(forward)
-        for reply in replies:
-            self._to_client_between_messages(reply)
+        if refused is None:
+            self._to_browser(client_frame(OP_TEXT, decision.command.encode()))
+        else:
+            self._to_client_between_messages(server_frame(OP_TEXT, refused))
+        items, self._waiting = self._waiting, None
+        self._take(items)
+        while self._waiting is None and self._backlog:
+            self.from_client(self._backlog.pop(0))
+        if self._waiting is None and self._state is Closing.OPEN:
+            _resume(self._client)
+
+    def _to_browser(self, frame: bytes) -> None:
+        if self._browser_open and not self._browser.is_closing():
+            self._counters.bytes_to_browser += len(frame)
+            self._browser.write(frame)
 
     # --- Chrome -> client ----------------------------------------------------------------------
 
@@ -113,7 +260,7 @@ class Relay:
             self.end(BROWSER_LOST, "the browser sent an invalid frame")
 
     def _to_client_between_messages(self, frame: bytes) -> None:
-        if self._boundaries.close_seen:
+        if self._boundaries.close_seen or self._client.is_closing():
             return  # Chrome closed this socket: nothing may follow its Close
         if self._boundaries.at_boundary and not self._pending:
             self._client.write(frame)
@@ -137,13 +284,14 @@ class Relay:
         _pause(self._client)
 
     def browser_drained(self) -> None:
-        _resume(self._client)
+        if self._waiting is None:
+            _resume(self._client)
 
     # --- endings -------------------------------------------------------------------------------
 
     def end(self, code: int, reason: str) -> None:
-        """Close both sides now (session stopped, server going down): Chrome's at once, the
-        client's with a Close frame carrying `code`."""
+        """Close both sides now (session stopped, server going down, a cap broken): Chrome's at
+        once, the client's with a Close frame carrying `code`."""
         self._close_client(code, reason)
         self._browser.abort()
 
@@ -159,10 +307,11 @@ class Relay:
         self._settle()
 
     def _close_client(self, code: int, reason: str) -> None:
-        """End the client's side cleanly: our Close frame unless Chrome's already went through,
-        then the client's Close (or CLOSE_WAIT_S) before the socket is closed."""
-        if self._client.is_closing() or self._close_timer is not None:
+        """OPEN -> AWAITING_CLIENT_CLOSE (our Close is sent, unless Chrome's already went
+        through) -> HANGING_UP once the client's Close comes or CLOSE_WAIT_S passes."""
+        if self._state is not Closing.OPEN or self._client.is_closing():
             return
+        self._waiting, self._backlog = None, []
         if not self._boundaries.close_seen:
             if not self._boundaries.at_boundary:
                 self._hang_up_client()  # mid-message: no frame can be sent, just hang up
@@ -170,22 +319,28 @@ class Relay:
             self._flush_pending()
             self._client.write(close_frame(code, reason))
             self._our_close_sent = True
-        if self._commands.close_seen:
+        if self._client_close_seen:
             self._hang_up_client()  # the client's own Close already came: the handshake is done
-        else:
-            self._close_timer = self._loop.call_later(self._close_wait_s, self._hang_up_client)
+            return
+        self._state = Closing.AWAITING_CLIENT_CLOSE
+        _resume(self._client)  # its Close must be read
+        self._close_timer = self._timer(self._close_wait_s, self._hang_up_client)
 
     def _hang_up_client(self) -> None:
         """Close the client's socket once what is queued for it is sent; a client that reads
         nothing for CLOSE_WAIT_S more is cut off, so a stop never waits on a stuck client."""
+        if self._state in (Closing.HANGING_UP, Closing.DONE):
+            return
+        self._state = Closing.HANGING_UP
         if self._close_timer is not None:
             self._close_timer.cancel()
         self._client.close()
-        self._close_timer = self._loop.call_later(self._close_wait_s, self._client.abort)
+        self._close_timer = self._timer(self._close_wait_s, self._client.abort)
 
     def _settle(self) -> None:
         if self._client_open or self._browser_open:
             return
+        self._state = Closing.DONE
         if self._close_timer is not None:
             self._close_timer.cancel()
         if not self.done.done():
@@ -303,10 +458,10 @@ class ClientPeer(asyncio.Protocol):
         self.transport.write(answer)
         self.relay = relay
         self.transport.set_protocol(self)
+        self.transport.resume_reading()
         if self._early:
             early, self._early = self._early, b""
             relay.from_client(early)
-        self.transport.resume_reading()
 
     def refuse(self, status: int, detail: str) -> None:
         """Answer the upgrade request with an HTTP error and hang up."""

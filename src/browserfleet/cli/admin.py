@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -68,6 +69,11 @@ def add_key_commands(parser: argparse.ArgumentParser, settings_args: AddSettings
     listing.set_defaults(run=list_keys)
     revoke = sub.add_parser("revoke", help="revoke a key by id or prefix")
     revoke.add_argument("key")
+    revoke.add_argument(
+        "--stop-sessions",
+        action="store_true",
+        help="also stop the active sessions created with this key",
+    )
     revoke.set_defaults(run=revoke_key)
     for p in (create, listing, revoke):
         settings_args(p)
@@ -123,11 +129,16 @@ def list_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def revoke_key(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(projects: SqlProjectStore) -> None:
-        record = await projects.revoke_key(args.key)
-        _out(f"revoked {record.id} ({record.prefix}…)")
+    async def main() -> None:
+        async with open_stores(settings) as (projects, sessions):
+            record = await projects.revoke_key(args.key)
+            _out(f"revoked {record.id} ({record.prefix}…)")
+            if args.stop_sessions:
+                stopped = await sessions.stop_created_by(record.id, datetime.now(UTC))
+                _out(f"asked {len(stopped)} session(s) created with it to stop")
 
-    return _run(settings, work)
+    asyncio.run(main())
+    return 0
 
 
 def _credit_change(args: argparse.Namespace) -> int | Unset | None:

@@ -6,13 +6,26 @@ import argparse
 
 import uvicorn
 
+from browserfleet.api.http_protocol import HttpLimits, guarded_http
 from browserfleet.api.websocket_protocol import GatewayWebSocketProtocol
 from browserfleet.app import create_app
 from browserfleet.logs import configure_logging
 from browserfleet.settings import Settings
 
-# CDP messages (screenshots, DOM snapshots) can be hundreds of MB: no practical frame limit.
-WS_MAX_SIZE = 2**31 - 1
+# Only non-CDP websockets use uvicorn's own implementation; none of them carries large messages.
+WS_MAX_SIZE = 1024 * 1024
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    http = settings.http
+    return HttpLimits(
+        max_body_bytes=http.max_body_bytes,
+        max_upload_bytes=http.max_upload_bytes,
+        max_head_bytes=http.max_head_bytes,
+        max_header_count=http.max_header_count,
+        head_timeout_s=http.head_timeout_s,
+        body_timeout_s=http.body_timeout_s,
+    )
 
 
 def run(settings: Settings, _args: argparse.Namespace) -> int:
@@ -21,6 +34,7 @@ def run(settings: Settings, _args: argparse.Namespace) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        http=guarded_http(http_limits(settings)),  # size and time limits before the app
         ws=GatewayWebSocketProtocol,  # CDP websockets: the gateway's raw relay, not ASGI
         ws_max_size=WS_MAX_SIZE,
         ws_per_message_deflate=False,

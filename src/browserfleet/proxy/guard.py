@@ -7,10 +7,13 @@ that was checked, so a name that re-resolves (DNS rebinding) cannot slip past it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+import psutil
 
 from browserfleet.proxy.errors import EgressBlocked, TargetUnreachable
 
@@ -27,6 +30,7 @@ def _net(text: str) -> IPNetwork:
 BLOCKED: tuple[tuple[IPNetwork, str], ...] = (
     (_net("169.254.169.254/32"), "cloud metadata"),
     (_net("fd00:ec2::254/128"), "cloud metadata"),
+    (_net("168.63.129.16/32"), "cloud platform endpoint (Azure WireServer)"),
     (_net("0.0.0.0/8"), "unspecified"),
     (_net("127.0.0.0/8"), "loopback"),
     (_net("10.0.0.0/8"), "private"),
@@ -92,12 +96,16 @@ class EgressGuard:
 
     allow_networks: tuple[IPNetwork, ...] = ()
     resolver: Resolver = field(default=system_resolver, compare=False, repr=False)
+    # This host's own interface addresses (public ones too): its services are not the web's.
+    local_addresses: frozenset[IPAddress] = frozenset()
 
     def check(self, host: str, address: IPAddress) -> None:
         """Raise EgressBlocked unless this resolved address may be reached."""
         if self.is_allow_listed(address):
             return
         reason = blocked_reason(address)
+        if reason is None and _without_scope(address) in self.local_addresses:
+            reason = "an address of this server"
         if reason is not None:
             raise EgressBlocked(host, address, reason)
 
@@ -133,6 +141,17 @@ class EgressGuard:
             return await self.resolver(host, port)
         except OSError as exc:
             raise TargetUnreachable(f"{host} does not resolve") from exc
+
+
+def host_addresses() -> frozenset[IPAddress]:
+    """Every address of this host's network interfaces."""
+    found: set[IPAddress] = set()
+    for addresses in psutil.net_if_addrs().values():
+        for entry in addresses:
+            if entry.family in (socket.AF_INET, socket.AF_INET6):
+                with contextlib.suppress(ValueError):
+                    found.add(ipaddress.ip_address(entry.address.partition("%")[0]))
+    return frozenset(found)
 
 
 def parse_networks(texts: tuple[str, ...] | list[str]) -> tuple[IPNetwork, ...]:

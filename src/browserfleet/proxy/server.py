@@ -81,9 +81,14 @@ class EgressProxy:
         *,
         connect_timeout_s: float = 10.0,
         idle_timeout_s: float = 300.0,
+        head_timeout_s: float = 30.0,
+        max_connections: int = 256,
         host: str = "127.0.0.1",
     ) -> None:
         self._route = route
+        self._head_timeout_s = head_timeout_s
+        self._max_connections = max_connections
+        self._live = 0  # connections being served now
         self._connect_timeout_s = connect_timeout_s
         self._idle_timeout_s = idle_timeout_s
         self._host = host
@@ -136,6 +141,9 @@ class EgressProxy:
         await self.aclose()
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._live >= self._max_connections:
+            writer.transport.abort()  # a browser never needs this many: refuse, hold nothing
+            return
         browser = BrowserSide(reader, writer, self._meter)
         try:
             self._tasks.spawn(self._serve(browser), name=f"conn-{self._meter.connections}")
@@ -143,8 +151,15 @@ class EgressProxy:
             writer.transport.abort()
             return
         self._meter.connections += 1
+        self._live += 1
 
     async def _serve(self, browser: BrowserSide) -> None:
+        try:
+            await self._serve_one(browser)
+        finally:
+            self._live -= 1
+
+    async def _serve_one(self, browser: BrowserSide) -> None:
         try:
             head, rest = await self._read_request(browser)
             if head.is_connect:
@@ -164,13 +179,18 @@ class EgressProxy:
             browser.writer.close()
 
     async def _read_request(self, browser: BrowserSide) -> tuple[RequestHead, bytes]:
+        """The request head, which must come whole within head_timeout_s."""
         activity, buffer = Activity(self._idle_timeout_s), HeadBuffer()
-        while True:
-            data = await activity.read(browser.read)
-            if not data:
-                raise EOFError
-            if (found := buffer.feed(data)) is not None:
-                return parse_request_head(found[0]), found[1]
+        try:
+            async with asyncio.timeout(self._head_timeout_s):
+                while True:
+                    data = await activity.read(browser.read)
+                    if not data:
+                        raise EOFError
+                    if (found := buffer.feed(data)) is not None:
+                        return parse_request_head(found[0]), found[1]
+        except TimeoutError:
+            raise IdleTimeout from None
 
     async def _tunnel(self, browser: BrowserSide, head: RequestHead, rest: bytes) -> None:
         upstream = await open_tunnel(self._route, head.target, timeout_s=self._connect_timeout_s)

@@ -16,12 +16,14 @@ from typing import Any
 from browserfleet.proxy import socks5
 from browserfleet.proxy.errors import (
     ConnectTimeout,
+    EgressBlocked,
+    EgressError,
     TargetUnreachable,
     UpstreamAuthRefused,
     UpstreamRefusedTarget,
     UpstreamUnreachable,
 )
-from browserfleet.proxy.guard import EgressGuard
+from browserfleet.proxy.guard import EgressGuard, IPAddress
 from browserfleet.proxy.http1 import (
     Authority,
     HeadBuffer,
@@ -54,6 +56,8 @@ class HttpUpstream:
     port: int
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
+    # A tenant's own proxy is checked like any direct destination; the operator's are trusted.
+    guard: EgressGuard | None = field(default=None, repr=False)
 
     def proxy_authorization(self) -> str | None:
         """The Proxy-Authorization value, or None without credentials."""
@@ -71,6 +75,7 @@ class Socks5Upstream:
     port: int
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
+    guard: EgressGuard | None = field(default=None, repr=False)  # as HttpUpstream's
 
     def __post_init__(self) -> None:
         if self.username is not None:
@@ -97,12 +102,32 @@ class Stream:
 
 async def open_tunnel(route: Route, target: Authority, *, timeout_s: float) -> Stream:
     """A byte stream to `target` through `route` (for CONNECT, or plain HTTP on SOCKS/direct)."""
-    return await _within(timeout_s, target, _open_tunnel(route, target))
+    return await _guarded(route, _within(timeout_s, target, _open_tunnel(route, target)))
+
+
+# What a tenant is told when its own proxy fails, whatever the reason: closed, refused,
+# filtered (timeout), unreachable, or answering something other than a proxy's yes. One answer,
+# so a custom proxy setting cannot map which addresses and ports exist.
+CUSTOM_PROXY_FAILED = "the custom proxy could not be reached or refused the connection"
+
+
+async def _guarded(route: Route, opening: Coroutine[Any, Any, Stream]) -> Stream:
+    """Collapse every failure of a guarded (tenant's) upstream into one answer, except a
+    refusal by the guard itself and a rejection of the tenant's own credentials."""
+    if isinstance(route, DirectRoute) or route.guard is None:
+        return await opening
+    try:
+        return await opening
+    except (EgressBlocked, UpstreamAuthRefused):
+        raise
+    except EgressError as exc:
+        log.info("custom proxy failed: %s", exc)
+        raise UpstreamUnreachable(CUSTOM_PROXY_FAILED) from None
 
 
 async def open_http_upstream(route: HttpUpstream, target: Authority, *, timeout_s: float) -> Stream:
     """A connection to the HTTP upstream itself, to send it an absolute-form request."""
-    return await _within(timeout_s, target, _connect_upstream(route.host, route.port))
+    return await _guarded(route, _within(timeout_s, target, _connect_upstream(route)))
 
 
 async def _within(
@@ -120,12 +145,16 @@ async def _open_tunnel(route: Route, target: Authority) -> Stream:
         case DirectRoute(guard=guard):
             return await _connect_direct(guard, target)
         case HttpUpstream() | Socks5Upstream():
-            return await _handshake(await _connect_upstream(route.host, route.port), route, target)
+            return await _handshake(await _connect_upstream(route), route, target)
 
 
 async def _connect_direct(guard: EgressGuard, target: Authority) -> Stream:
     """Connect to the checked addresses themselves, never to the name again."""
     addresses = await guard.resolve(target.host, target.port)
+    return await _connect_checked(addresses, target)
+
+
+async def _connect_checked(addresses: list[IPAddress], target: Authority) -> Stream:
     failure: OSError | None = None
     for address in addresses:
         try:
@@ -140,11 +169,20 @@ async def _connect_direct(guard: EgressGuard, target: Authority) -> Stream:
     raise TargetUnreachable(f"could not connect to {target}: {reason}")
 
 
-async def _connect_upstream(host: str, port: int) -> Stream:
+async def _connect_upstream(route: HttpUpstream | Socks5Upstream) -> Stream:
+    """The upstream proxy's socket; a guarded (tenant's) upstream is resolved, checked and
+    connected at the checked address like a direct destination."""
+    if route.guard is not None:
+        where = Authority(route.host, route.port)
+        return await _connect_checked(await route.guard.resolve(route.host, route.port), where)
     try:
-        reader, writer = await asyncio.open_connection(host, port, limit=UPSTREAM_READ_LIMIT)
+        reader, writer = await asyncio.open_connection(
+            route.host, route.port, limit=UPSTREAM_READ_LIMIT
+        )
     except OSError as exc:
-        log.warning("upstream proxy %s:%s unreachable: %s", host, port, exc.strerror or exc)
+        log.warning(
+            "upstream proxy %s:%s unreachable: %s", route.host, route.port, exc.strerror or exc
+        )
         raise UpstreamUnreachable("the upstream proxy is unreachable") from None
     return Stream(reader, writer)
 

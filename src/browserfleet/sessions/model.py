@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from browserfleet.ids import InstanceId, ProjectId, SessionId
+from browserfleet.ids import ApiKeyId, InstanceId, ProjectId, SessionId
 
 DEFAULT_TIMEOUT_MINUTES = 60
 MAX_TIMEOUT_MINUTES = 240
@@ -62,7 +62,9 @@ class Session:
     id: SessionId
     project_id: ProjectId
     status: SessionStatus
-    token: str = field(repr=False)
+    # The CDP token: derived from the id under the server secret, never stored (the store
+    # keeps a digest); sessions read back from the store carry "" until the service fills it.
+    token: str = field(repr=False, compare=False)
     request: SessionRequest
     created_at: datetime
     started_at: datetime
@@ -78,6 +80,7 @@ class Session:
     owner: InstanceId | None = None
     browser_pid: int | None = None
     session_dir: str | None = None
+    api_key_id: ApiKeyId | None = None  # the key that created it (None: before keys were noted)
 
     @property
     def is_visible(self) -> bool:

@@ -7,9 +7,9 @@ tests may pass hand-written fakes through bootstrap.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from browserfleet.browsers.files import BrowserFiles
@@ -206,9 +206,14 @@ class NoMetrics:
 
 @dataclass(frozen=True, slots=True)
 class GatewayRoute:
-    token: str
+    """What the CDP gateway needs of a session: its token, browser, and its directories as the
+    browser sees them (downloads are confined there, uploads must come from there)."""
+
+    token: str = field(repr=False)  # a credential: never in a log line
     cdp_port: int
     allow_resizing: bool
+    downloads: PurePosixPath
+    uploads: PurePosixPath
 
 
 class CdpGateway(Protocol):

@@ -15,15 +15,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from browserfleet.auth.keys import new_capability_token
 from browserfleet.auth.model import Principal
+from browserfleet.auth.signing import ServerSecret
 from browserfleet.billing import pricing
+from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.errors import (
     BrowserLaunchFailed,
     HostAtCapacity,
     ProfileNotFound,
     SessionNotFound,
+    SessionNotRunningHere,
     TimeoutLimitExceeded,
 )
 from browserfleet.ids import InstanceId, SessionId
@@ -98,7 +100,10 @@ class SessionService:
         capacity: HostCapacity | None = None,
         metrics: SessionMetrics | None = None,
         planner: EgressPlanner | None = None,
+        *,
+        secret: ServerSecret,
     ) -> None:
+        self._secret = secret
         self._planner = planner
         self._pool = pool
         self._capacity = capacity or CountedCapacity(config.host_max_browsers)
@@ -189,7 +194,7 @@ class SessionService:
             id=session_id,
             project_id=principal.project_id,
             status=SessionStatus.STARTING,
-            token=new_capability_token(),
+            token=self._secret.cdp_token(str(session_id)),
             request=request,
             created_at=now,
             started_at=now,
@@ -198,6 +203,7 @@ class SessionService:
             owner=self._config.instance,
             proxy_route=plan.kind if plan else None,
             proxy_rate_micros_per_gb=plan.micros_per_gb if plan else 0,
+            api_key_id=principal.api_key_id,
         )
         self._plans[session_id] = plan
         try:
@@ -226,8 +232,15 @@ class SessionService:
         try:
             if plan is not None:
                 handle.route_egress(plan.route)
+            files = handle.files
             self._gateway.open(
-                GatewayRoute(session.token, handle.cdp_port, session.request.allow_resizing)
+                GatewayRoute(
+                    session.token,
+                    handle.cdp_port,
+                    session.request.allow_resizing,
+                    downloads=files.downloads,
+                    uploads=files.uploads,
+                )
             )
             self._running[session.id] = _Running(handle, session.token)
             active = await self._store.mark_active(
@@ -241,7 +254,7 @@ class SessionService:
             session.project_id, from_pool=from_pool, seconds=time.monotonic() - began
         )
         log.info("session started", extra={"session_id": str(session.id), "pid": handle.pid})
-        return active
+        return self.with_token(active)
 
     def _host_refusal(self) -> str | None:
         return self._capacity.session_refusal(self.local_browser_count())
@@ -329,21 +342,36 @@ class SessionService:
         page = await self._store.list(principal.project_id, query)
         return replace(page, items=tuple(self._live(s) for s in page.items))
 
+    def with_token(self, session: Session) -> Session:
+        """The session with its CDP token, derived again from its id (it is never stored)."""
+        return replace(session, token=self._secret.cdp_token(str(session.id)))
+
     def _live(self, session: Session) -> Session:
         """A session this instance runs shows its egress traffic up to this moment."""
+        session = self.with_token(session)
         running = self._running.get(session.id)
         if running is None or session.status is SessionStatus.STOPPED:
             return session
         return replace(session, proxy_bytes=running.handle.egress_bytes)
 
+    async def upload_area(self, principal: Principal, session_id: SessionId) -> BrowserFiles:
+        """Where files for this session's browser go: only while it is active, on this server."""
+        session = await self._store.get(principal.project_id, session_id)
+        running = self._running.get(session_id)
+        if session.status is not SessionStatus.ACTIVE or running is None:
+            raise SessionNotRunningHere(str(session_id))
+        return running.handle.files
+
     # -- stop -----------------------------------------------------------------------------
     async def stop(self, principal: Principal, session_id: SessionId) -> Session:
         session = await self._store.get(principal.project_id, session_id)
         if session.status is SessionStatus.STOPPED:
-            return session
+            return self.with_token(session)
         if session.owner == self._config.instance:
-            return await self.stop_local(session_id, StopReason.USER, self._clock())
-        return await self._stop_remote(session)
+            stopped = await self.stop_local(session_id, StopReason.USER, self._clock())
+        else:
+            stopped = await self._stop_remote(session)
+        return self.with_token(stopped)
 
     async def stop_local(self, session_id: SessionId, reason: StopReason, at: datetime) -> Session:
         """Stop a session whose browser this instance owns; concurrent calls share one teardown."""
@@ -361,7 +389,7 @@ class SessionService:
         if session.status is SessionStatus.STOPPED:
             return session
         running = self._running.pop(session_id, None)
-        await self._gateway.close(session.token)
+        await self._gateway.close(self._secret.cdp_token(str(session_id)))
         proxy_bytes = session.proxy_bytes
         if running is not None:
             await running.handle.close()

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 
 from sqlalchemy import RowMapping
 
-from browserfleet.ids import InstanceId, ProjectId, SessionId
+from browserfleet.auth.signing import token_digest
+from browserfleet.ids import ApiKeyId, InstanceId, ProjectId, SessionId
 from browserfleet.sessions.model import (
     CustomProxy,
     Session,
@@ -28,7 +29,7 @@ def session_values(session: Session) -> dict[str, object]:
         "id": session.id,
         "project_id": session.project_id,
         "status": session.status.value,
-        "token": session.token,
+        "token_digest": token_digest(session.token),
         **_request_values(request),
         "created_at": session.created_at,
         "started_at": session.started_at,
@@ -44,6 +45,7 @@ def session_values(session: Session) -> dict[str, object]:
         "owner": session.owner,
         "browser_pid": session.browser_pid,
         "session_dir": session.session_dir,
+        "api_key_id": session.api_key_id,
     }
 
 
@@ -74,7 +76,7 @@ def session_from_row(m: RowMapping) -> Session:
         id=SessionId(m["id"]),
         project_id=ProjectId(m["project_id"]),
         status=SessionStatus(m["status"]),
-        token=m["token"],
+        token="",  # never stored: the session service derives it again
         request=_request_from_row(m),
         created_at=m["created_at"],
         started_at=m["started_at"],
@@ -90,6 +92,7 @@ def session_from_row(m: RowMapping) -> Session:
         owner=None if owner is None else InstanceId(owner),
         browser_pid=m["browser_pid"],
         session_dir=m["session_dir"],
+        api_key_id=None if m["api_key_id"] is None else ApiKeyId(m["api_key_id"]),
     )
 
 

@@ -20,7 +20,7 @@ from browserfleet.errors import (
     InsufficientCredits,
     SessionNotFound,
 )
-from browserfleet.ids import InstanceId, ProjectId, SessionId
+from browserfleet.ids import ApiKeyId, InstanceId, ProjectId, SessionId
 from browserfleet.sessions.lifecycle import (
     InvalidTransition,
     SessionEvent,
@@ -184,6 +184,19 @@ class SqlSessionStore:
             total = await conn.scalar(select(func.count()).select_from(sessions).where(*conditions))
             items = await _sessions(conn, page)
         return SessionPage(items=tuple(items), total=total or 0)
+
+    async def stop_created_by(self, api_key_id: ApiKeyId, at: datetime) -> Sequence[SessionId]:
+        """Ask every active session created with that key to stop (each owner's reaper then
+        tears it down and bills it); returns their ids."""
+        live = await self._select(
+            sessions.c.api_key_id == api_key_id,
+            sessions.c.status == SessionStatus.ACTIVE.value,
+        )
+        stopped: list[SessionId] = []
+        for session in live:
+            await self.request_stop(session.id, StopReason.USER, at)
+            stopped.append(session.id)
+        return stopped
 
     async def live_owned_by(self, owner: InstanceId) -> Sequence[Session]:
         return await self._select(sessions.c.owner == owner, sessions.c.status.in_(values_of(LIVE)))

@@ -1,7 +1,8 @@
 """The schema, as one SQLAlchemy Core MetaData (migrations/ creates the same tables).
 
 Timestamps are stored in UTC and always come back timezone-aware (UtcDateTime). The custom
-proxy password has no column on purpose: secrets never reach the database.
+proxy password and the CDP token have no column on purpose: secrets never reach the database
+(the token's digest does, for lookups).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ sessions = Table(
     Column("id", Uuid(), primary_key=True),
     Column("project_id", Uuid(), ForeignKey("projects.id"), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("token", String(128), nullable=False, unique=True),
+    Column("token_digest", String(64), nullable=False, unique=True),  # sha256 of the CDP token
     Column("timeout_minutes", Integer(), nullable=False),
     Column("screen_width", Integer(), nullable=False),
     Column("screen_height", Integer(), nullable=False),
@@ -120,6 +121,7 @@ sessions = Table(
     Column("owner", String(128), nullable=True),
     Column("browser_pid", Integer(), nullable=True),
     Column("session_dir", Text(), nullable=True),
+    Column("api_key_id", Uuid(), nullable=True, index=True),
     # Serves "newest first" (started_at DESC, id DESC) by a backward scan on SQLite and
     # PostgreSQL alike; a plain index also keeps alembic's autogenerate comparison exact.
     Index("ix_sessions_project_started", "project_id", "started_at", "id"),

@@ -12,6 +12,7 @@ import pytest
 from runtime_fakes import FakeBrowser, FakeGateway, FakeLauncher
 
 from browserfleet.auth.model import Principal
+from browserfleet.auth.signing import ServerSecret
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.pool import WarmPool
 from browserfleet.errors import (
@@ -33,6 +34,7 @@ from browserfleet.store.projects import SqlProjectStore
 from browserfleet.store.sessions import SqlSessionStore
 
 T0 = datetime(2026, 7, 15, 20, 0, tzinfo=UTC)
+SECRET = ServerSecret(b"s" * 32)
 
 
 class Clock:
@@ -75,7 +77,9 @@ class World:
             default_concurrent_limit=3,
             host_max_browsers=5,
         )
-        return SessionService(self.store, self.launcher, self.gateway, config, self.clock)
+        return SessionService(
+            self.store, self.launcher, self.gateway, config, self.clock, secret=SECRET
+        )
 
 
 @pytest.fixture
@@ -94,7 +98,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         default_concurrent_limit=3,
         host_max_browsers=5,
     )
-    service = SessionService(store, launcher, gateway, config, clock)
+    service = SessionService(store, launcher, gateway, config, clock, secret=SECRET)
     caller = Principal(project.id, ApiKeyId(project.id))
     world = World(service, store, projects, launcher, gateway, clock, caller, config)
     try:
@@ -185,6 +189,7 @@ async def test_parallel_creates_never_exceed_the_project_limit(world: World) -> 
         world.gateway,
         replace(world.config, host_max_browsers=20),
         world.clock,
+        secret=SECRET,
     )
     results = await asyncio.gather(
         *(world.service.create(world.caller, SessionRequest()) for _ in range(10)),
@@ -314,7 +319,7 @@ async def _pooled_service(world: World, size: int) -> tuple[SessionService, Warm
         has_room=lambda: holder["s"].pool_has_room(pool.total),
     )
     service = SessionService(
-        world.store, world.launcher, world.gateway, world.config, world.clock, pool
+        world.store, world.launcher, world.gateway, world.config, world.clock, pool, secret=SECRET
     )
     holder["s"] = service
     world.service = service

@@ -11,11 +11,15 @@ from ws_frames import client_frame, fragment
 from browserfleet.cdp.frames import (
     OP_BINARY,
     OP_CLOSE,
+    OP_CONTINUATION,
     OP_PING,
     OP_TEXT,
+    Control,
     FrameError,
-    FrameReader,
+    Message,
     MessageBoundaries,
+    MessageReader,
+    MessageTooBig,
     close_frame,
     parse_header,
     server_frame,
@@ -124,13 +128,60 @@ def test_garbage_from_the_browser_is_a_frame_error() -> None:
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 13, 1000, 1 << 20])
-def test_frame_reader_returns_whole_frames_whatever_the_reads(chunk: int) -> None:
+def test_message_reader_returns_whole_messages_whatever_the_reads(chunk: int) -> None:
     payloads = [b"", b"a", b"b" * 126, os.urandom(70_000), b"c" * 3]
     stream = b"".join(client_frame(OP_BINARY, p, mask=os.urandom(4)) for p in payloads)
-    reader = FrameReader()
-    frames = []
+    reader = MessageReader(1 << 20)
+    items = []
     for start in range(0, len(stream), chunk):
-        frames += reader.feed(stream[start : start + chunk])
-    assert [f.payload for f in frames] == payloads
-    assert b"".join(f.raw for f in frames) == stream
-    assert not reader.holds_bytes
+        items += reader.feed(stream[start : start + chunk])
+    assert items == [Message(OP_BINARY, p) for p in payloads]
+    assert reader.idle
+
+
+def test_fragments_are_joined_and_control_frames_between_them_come_first() -> None:
+    ping = client_frame(OP_PING, b"p")
+    stream = (
+        client_frame(OP_TEXT, b"one ", fin=False)
+        + ping
+        + client_frame(OP_CONTINUATION, b"two ", fin=False)
+        + client_frame(OP_CONTINUATION, b"three")
+    )
+    reader = MessageReader(100)
+    assert reader.feed(stream) == [Control(OP_PING, ping), Message(OP_TEXT, b"one two three")]
+
+
+def test_a_frame_over_the_cap_is_refused_from_its_header_alone() -> None:
+    reader = MessageReader(1000)
+    header_only = client_frame(OP_TEXT, b"x" * 2000)[:8]
+    with pytest.raises(MessageTooBig):
+        reader.feed(header_only)
+
+
+def test_fragments_together_over_the_cap_are_refused() -> None:
+    reader = MessageReader(1000)
+    reader.feed(client_frame(OP_TEXT, b"x" * 600, fin=False))
+    with pytest.raises(MessageTooBig):
+        reader.feed(client_frame(OP_CONTINUATION, b"x" * 600, fin=False)[:8])
+
+
+def test_endless_empty_continuations_hit_the_fragment_cap() -> None:
+    reader = MessageReader(1000, max_fragments=50)
+    reader.feed(client_frame(OP_TEXT, b"", fin=False))
+    empty = client_frame(OP_CONTINUATION, b"", fin=False)
+    with pytest.raises(MessageTooBig):
+        for _ in range(60):
+            reader.feed(empty)
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        client_frame(OP_CONTINUATION, b"x"),  # continues nothing
+        client_frame(OP_TEXT, b"a", fin=False) + client_frame(OP_TEXT, b"b"),  # interleaved
+        server_frame(OP_TEXT, b"unmasked"),
+    ],
+)
+def test_broken_client_streams_are_frame_errors(stream: bytes) -> None:
+    with pytest.raises(FrameError):
+        MessageReader(1000).feed(stream)

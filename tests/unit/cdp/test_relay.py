@@ -1,11 +1,13 @@
-"""The relay's decisions, over recording transports: what reaches Chrome, what the client gets,
-in which order, and how each ending closes both sides."""
+"""The relay's decisions, over recording transports and a hand-fired timer: what reaches Chrome,
+what the client gets, in which order, and how each ending closes both sides."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import struct
+from collections.abc import Callable
+from pathlib import PurePosixPath
 
 import pytest
 from ws_frames import client_frame
@@ -14,10 +16,21 @@ from browserfleet.cdp.frames import (
     OP_CLOSE,
     OP_CONTINUATION,
     OP_TEXT,
+    MessageReader,
     close_frame,
     server_frame,
 )
-from browserfleet.cdp.relay import BROWSER_LOST, PROTOCOL_ERROR, SESSION_CLOSED, Counters, Relay
+from browserfleet.cdp.policy import Count, SessionPolicy
+from browserfleet.cdp.relay import (
+    BROWSER_LOST,
+    MESSAGE_TOO_BIG,
+    PROTOCOL_ERROR,
+    SESSION_CLOSED,
+    Closing,
+    Counters,
+    Relay,
+    RelayLimits,
+)
 
 
 class RecordingTransport:
@@ -47,25 +60,77 @@ class RecordingTransport:
         self.paused = False
 
 
+class HandTimer:
+    """An injected timer: callbacks run only when the test fires them."""
+
+    def __init__(self) -> None:
+        self.armed: list[tuple[float, Callable[[], None], Handle]] = []
+
+    def __call__(self, delay: float, callback: Callable[[], None]) -> Handle:
+        handle = Handle()
+        self.armed.append((delay, callback, handle))
+        return handle
+
+    def fire(self) -> None:
+        """Run every armed, uncancelled callback (as if their delays had passed)."""
+        armed, self.armed = self.armed, []
+        for _delay, callback, handle in armed:
+            if not handle.cancelled:
+                callback()
+
+
+class Handle:
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+POLICY = SessionPolicy(PurePosixPath("/s/downloads"), PurePosixPath("/s/uploads"))
+
+
 class Sides:
-    def __init__(self, *, allow_resizing: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        allow_resizing: bool = False,
+        limits: RelayLimits | None = None,
+        count: Callable[[Count, Callable[[bytes | None], None]], None] | None = None,
+    ) -> None:
         self.client, self.browser = RecordingTransport(), RecordingTransport()
         self.counters = Counters()
+        self.timer = HandTimer()
         self.relay = Relay(
             self.client,  # type: ignore[arg-type]
             self.browser,  # type: ignore[arg-type]
-            allow_resizing=allow_resizing,
+            policy=SessionPolicy(POLICY.downloads, POLICY.uploads, allow_resizing),
             counters=self.counters,
-            close_wait_s=0.05,
+            limits=limits,
+            count=count,
+            timer=self.timer,
         )
 
+    def to_chrome(self) -> list[object]:
+        """The commands Chrome received, decoded from the gateway's masked frames."""
+        reader = MessageReader(1 << 30)
+        return [json.loads(m.payload) for m in reader.feed(bytes(self.browser.written))]  # type: ignore[union-attr]
 
-def command(method: str, command_id: int = 1) -> bytes:
-    return json.dumps({"id": command_id, "method": method, "params": {}}).encode()
+    def to_client(self) -> list[object]:
+        data, out, pos = bytes(self.client.written), [], 0
+        while pos < len(data):
+            length = data[pos + 1]
+            start = pos + 2
+            if length == 126:
+                length, start = struct.unpack("!H", data[pos + 2 : pos + 4])[0], pos + 4
+            payload = data[start : start + length]
+            out.append(json.loads(payload) if data[pos] & 0x0F == OP_TEXT else payload)
+            pos = start + length
+        return out
 
 
-def reply_of(frame: bytes) -> object:
-    return json.loads(frame[2:])
+def command(method: str, command_id: int = 1, **params: object) -> bytes:
+    return json.dumps({"id": command_id, "method": method, "params": params}).encode()
 
 
 def close_code(data: bytes) -> int:
@@ -73,32 +138,61 @@ def close_code(data: bytes) -> int:
     return int(struct.unpack("!H", data[2:4])[0])
 
 
-async def test_commands_reach_chrome_byte_for_byte_and_answers_come_back() -> None:
+async def test_a_plain_command_goes_on_as_it_came_and_answers_come_back_as_they_are() -> None:
     sides = Sides()
-    frame = client_frame(OP_TEXT, command("Runtime.evaluate"))
+    frame = client_frame(OP_TEXT, b' { "method" : "Runtime.evaluate", "id" : 1 } ')
     sides.relay.from_client(frame)
-    assert bytes(sides.browser.written) == frame  # still masked: Chrome expects client frames
+    assert bytes(sides.browser.written) == frame  # no escape, no repeated key: read alike
+    assert sides.to_chrome() == [{"id": 1, "method": "Runtime.evaluate"}]
     answer = server_frame(OP_TEXT, b'{"id":1,"result":{}}')
     sides.relay.from_browser(answer)
     assert bytes(sides.client.written) == answer
-    assert (sides.counters.bytes_to_browser, sides.counters.bytes_to_client) == (
-        len(frame),
-        len(answer),
-    )
+    assert sides.counters.bytes_to_client == len(answer)
+    assert sides.counters.bytes_to_browser == len(sides.browser.written)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"id": 1, "method": "Runtime.\\u0065valuate"}',  # an escape
+        b'{"id": 1, "method": "Runtime.evaluate", "params": {"a": {"b": 1}, "c": {"b": 2}}}',
+    ],
+)
+async def test_other_commands_reach_chrome_as_the_gateways_own_serialization(text: bytes) -> None:
+    sides = Sides()
+    sides.relay.from_client(client_frame(OP_TEXT, text))
+    [payload] = [m.payload for m in MessageReader(1 << 20).feed(bytes(sides.browser.written))]  # type: ignore[union-attr]
+    assert json.loads(payload)["method"] == "Runtime.evaluate"
+    assert payload != text and b" " not in payload  # re-serialized compactly, not as it came
+
+
+async def test_a_rewritten_command_is_never_forwarded_as_it_came() -> None:
+    sides = Sides()
+    text = command("Browser.setDownloadBehavior", 1, behavior="allow", downloadPath="/etc")
+    sides.relay.from_client(client_frame(OP_TEXT, text))
+    [sent] = sides.to_chrome()
+    assert isinstance(sent, dict) and sent["params"]["downloadPath"] == "/s/downloads"
 
 
 async def test_browser_close_is_answered_by_the_gateway_and_never_reaches_chrome() -> None:
     sides = Sides(allow_resizing=True)
     sides.relay.from_client(client_frame(OP_TEXT, command("Browser.close", 9)))
     assert sides.browser.written == b""
-    assert reply_of(bytes(sides.client.written)) == {"id": 9, "result": {}}
+    assert sides.to_client() == [{"id": 9, "result": {}}]
+
+
+async def test_a_float_id_is_refused_and_not_forwarded() -> None:
+    sides = Sides()
+    sides.relay.from_client(client_frame(OP_TEXT, b'{"id": 1.0, "method": "Browser.close"}'))
+    assert sides.browser.written == b""
+    [reply] = sides.to_client()
+    assert isinstance(reply, dict) and reply["error"]["code"] == -32600
 
 
 @pytest.mark.parametrize("allow_resizing", [False, True])
 async def test_resizing_is_answered_here_only_when_not_allowed(allow_resizing: bool) -> None:
     sides = Sides(allow_resizing=allow_resizing)
-    frame = client_frame(OP_TEXT, command("Emulation.setDeviceMetricsOverride"))
-    sides.relay.from_client(frame)
+    sides.relay.from_client(client_frame(OP_TEXT, command("Emulation.setDeviceMetricsOverride")))
     assert bool(sides.browser.written) is allow_resizing
     assert bool(sides.client.written) is not allow_resizing
 
@@ -111,30 +205,63 @@ async def test_a_reply_waits_for_the_end_of_the_message_chrome_is_sending() -> N
     assert bytes(sides.client.written) == big[:5000]  # not slipped into the middle of it
     after = server_frame(OP_TEXT, b'{"method":"Page.loadEventFired"}')
     sides.relay.from_browser(big[5000:] + after)
-    written = bytes(sides.client.written)
-    ours = server_frame(OP_TEXT, json.dumps({"id": 4, "result": {}}).encode())
-    assert written == big + ours + after
+    ours = server_frame(OP_TEXT, b'{"id":4,"result":{}}')
+    assert bytes(sides.client.written) == big + ours + after
 
 
 async def test_fragmented_commands_are_judged_whole() -> None:
     sides = Sides()
     text = command("Browser.close", 5)
-    parts = [
+    for part in (
         client_frame(OP_TEXT, text[:10], fin=False),
         client_frame(OP_CONTINUATION, text[10:20], fin=False),
         client_frame(OP_CONTINUATION, text[20:]),
-    ]
-    for part in parts:
+    ):
         sides.relay.from_client(part)
     assert sides.browser.written == b""
-    assert reply_of(bytes(sides.client.written)) == {"id": 5, "result": {}}
+    assert sides.to_client() == [{"id": 5, "result": {}}]
     other = command("Page.reload", 6)
-    forwarded = [
-        client_frame(OP_TEXT, other[:7], fin=False),
-        client_frame(OP_CONTINUATION, other[7:]),
-    ]
-    sides.relay.from_client(b"".join(forwarded))
-    assert bytes(sides.browser.written) == b"".join(forwarded)
+    sides.relay.from_client(
+        client_frame(OP_TEXT, other[:7], fin=False) + client_frame(OP_CONTINUATION, other[7:])
+    )
+    assert sides.to_chrome() == [{"id": 6, "method": "Page.reload"}]
+
+
+async def test_a_message_over_the_cap_closes_with_1009_before_it_is_buffered() -> None:
+    sides = Sides(limits=RelayLimits(max_message_bytes=1000))
+    sides.relay.from_client(client_frame(OP_TEXT, b"x" * 5000)[:10])
+    assert close_code(bytes(sides.client.written)) == MESSAGE_TOO_BIG
+    assert sides.browser.aborted
+
+
+async def test_a_capped_command_holds_later_messages_until_counted() -> None:
+    pending: list[Callable[[bytes | None], None]] = []
+    sides = Sides(count=lambda _held, done: pending.append(done))
+    sides.relay.from_client(
+        client_frame(OP_TEXT, command("Target.createTarget", 1, url="about:blank"))
+        + client_frame(OP_TEXT, command("Runtime.evaluate", 2))
+    )
+    assert sides.browser.written == b""
+    assert sides.client.paused
+    sides.relay.from_client(client_frame(OP_TEXT, command("Page.reload", 3)))
+    pending.pop()(None)
+    assert [c["id"] for c in sides.to_chrome()] == [1, 2, 3]  # type: ignore[index]
+    assert not sides.client.paused
+
+
+async def test_a_command_over_its_cap_gets_the_refusal_and_the_rest_goes_on() -> None:
+    sides = Sides(
+        count=lambda _held, done: done(b'{"id":1,"error":{"code":-32000,"message":"cap"}}')
+    )
+    sides.relay.from_client(
+        client_frame(OP_TEXT, command("Target.createBrowserContext", 1))
+        + client_frame(OP_TEXT, command("Runtime.evaluate", 2))
+    )
+    assert sides.to_chrome() == [{"id": 2, "method": "Runtime.evaluate"}]
+    assert sides.to_client() == [{"id": 1, "error": {"code": -32000, "message": "cap"}}]
+
+
+# --- the close handshake, as explicit states with a hand-fired timer ------------------------
 
 
 async def test_a_session_stop_sends_1001_then_waits_for_the_clients_close() -> None:
@@ -142,18 +269,20 @@ async def test_a_session_stop_sends_1001_then_waits_for_the_clients_close() -> N
     sides.relay.end(SESSION_CLOSED, "session closed")
     assert sides.browser.aborted
     assert close_code(bytes(sides.client.written)) == SESSION_CLOSED
+    assert sides.relay.state is Closing.AWAITING_CLIENT_CLOSE
     assert not sides.client.closed  # the client answers with its own Close first
     sides.relay.from_client(client_frame(OP_CLOSE, struct.pack("!H", 1001)))
+    assert sides.relay.state is Closing.HANGING_UP
     assert sides.client.closed
 
 
 async def test_a_silent_client_is_closed_after_the_wait_and_cut_off_if_still_stuck() -> None:
     sides = Sides()
     sides.relay.end(SESSION_CLOSED, "session closed")
-    await asyncio.sleep(0.08)
+    sides.timer.fire()  # the wait for its Close is over
     assert sides.client.closed
     assert not sides.client.aborted
-    await asyncio.sleep(0.08)  # its socket never finished closing (it reads nothing)
+    sides.timer.fire()  # its socket never finished closing (it reads nothing)
     assert sides.client.aborted
 
 
@@ -163,9 +292,10 @@ async def test_a_client_that_closes_in_time_is_not_cut_off() -> None:
     sides.relay.browser_lost()  # what aborting Chrome's transport leads to
     sides.relay.from_client(client_frame(OP_CLOSE, struct.pack("!H", 1001)))
     sides.relay.client_lost()  # its socket closed
-    await asyncio.sleep(0.15)
+    sides.timer.fire()
     assert sides.client.closed
     assert not sides.client.aborted
+    assert sides.relay.state is Closing.DONE
     assert sides.relay.done.done()
 
 
@@ -222,3 +352,4 @@ async def test_a_full_side_pauses_the_other_sides_reading() -> None:
     assert sides.client.paused
     sides.relay.browser_drained()
     assert not sides.client.paused
+    await asyncio.sleep(0)

@@ -13,7 +13,12 @@ from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 
 from browserfleet.api.deps import base_url
-from browserfleet.cdp import BrowserUnreachable, CdpGatewayServer, TargetNotFound
+from browserfleet.cdp import (
+    BrowserUnreachable,
+    CdpGatewayServer,
+    TargetNotFound,
+    TooManyConnections,
+)
 from browserfleet.cdp.discovery import DISCOVERY_PATHS
 from browserfleet.errors import SessionNotFound
 
@@ -23,6 +28,7 @@ GatewayOf = Callable[[HTTPConnection], CdpGatewayServer]
 _ERRORS: dict[type[Exception], tuple[int, str]] = {
     SessionNotFound: (404, "Session not found"),
     TargetNotFound: (404, "Target not found"),
+    TooManyConnections: (429, "Too many CDP connections open for this session"),
     BrowserUnreachable: (502, "Browser not reachable"),
 }
 GATEWAY_ERRORS = tuple(_ERRORS)

@@ -1,0 +1,206 @@
+"""A client's CDP message, parsed strictly, and the one serialization that goes on to Chrome.
+
+Pure. Chrome never sees the client's bytes: it sees `Command.encode()`, a canonical JSON text of
+exactly what was checked, so no quirk of Chrome's JSON reader (duplicate keys, escapes, number
+forms) can make it read a command other than the one the policy decided on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+# JSON-RPC error codes, as Chrome itself uses them for malformed messages.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+SERVER_ERROR = -32000
+MAX_ID = 2**31 - 1  # Chrome reads the id as a 32-bit int
+_KNOWN_KEYS = frozenset({"id", "method", "params", "sessionId"})
+
+JsonObject = dict[str, Any]
+
+
+class CommandError(Exception):
+    """The message is not a command the gateway forwards; `reply()` is the client's answer."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        command_id: int | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+        self.command_id, self.session_id = command_id, session_id
+
+    def reply(self) -> bytes:
+        answer: JsonObject = {}
+        if self.command_id is not None:
+            answer["id"] = self.command_id
+        answer["error"] = {"code": self.code, "message": self.message}
+        if self.session_id is not None:
+            answer["sessionId"] = self.session_id
+        return _dump(answer)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One client command: an integer id, a method, an object of params, maybe a session.
+
+    `plain`: it was read from text with no escape and no repeated key, which any JSON reader
+    reads alike, so the client's own bytes may go to Chrome unchanged. A rewritten copy
+    (`dataclasses.replace`) is a new object: only the very command parsed may use them.
+    """
+
+    id: int
+    method: str
+    params: JsonObject
+    session_id: str | None = None
+    plain: bool = field(default=False, repr=False, compare=False)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def encode(self) -> bytes:
+        """The canonical text Chrome receives (keys in a fixed order, no insignificant bytes);
+        UnicodeEncodeError for a lone surrogate. Computed once."""
+        if self._wire is None:
+            message: JsonObject = {"id": self.id, "method": self.method}
+            if self.params:
+                message["params"] = self.params
+            if self.session_id is not None:
+                message["sessionId"] = self.session_id
+            object.__setattr__(self, "_wire", _dump(message))  # a cache, not a change of value
+        assert self._wire is not None
+        return self._wire
+
+    def result(self, result: JsonObject | None = None) -> bytes:
+        """A success answer to this command, sent by the gateway instead of Chrome."""
+        answer: JsonObject = {"id": self.id, "result": result or {}}
+        if self.session_id is not None:
+            answer["sessionId"] = self.session_id
+        return _dump(answer)
+
+    def refusal(self, message: str) -> CommandError:
+        return CommandError(SERVER_ERROR, message, command_id=self.id, session_id=self.session_id)
+
+
+def parse_command(payload: bytes) -> Command:
+    """The command in one whole message; CommandError when it is not a strict, valid one.
+
+    Refused: invalid UTF-8, invalid JSON (NaN and Infinity included), a duplicate key at any
+    depth, lone surrogates, anything but an object, an id that is not an integer token in
+    0..2^31-1, a missing or non-string method, params that are not an object, a non-string
+    sessionId, any other field.
+    """
+    if b"\\" not in payload:  # the hot path: a plain, valid command, checked in one go
+        keys = _KEY.findall(payload)
+        if len(keys) == len(set(keys)):
+            try:
+                value = orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                raise CommandError(PARSE_ERROR, f"Message is not strict JSON: {exc}") from None
+            if type(value) is dict and len(value) <= len(_KNOWN_KEYS):
+                command_id, method = value.get("id"), value.get("method")
+                params, session_id = value.get("params", {}), value.get("sessionId")
+                if (
+                    type(command_id) is int
+                    and 0 <= command_id <= MAX_ID
+                    and type(method) is str
+                    and method
+                    and type(params) is dict
+                    and (session_id is None or type(session_id) is str)
+                    and value.keys() <= _KNOWN_KEYS
+                ):
+                    return Command(command_id, method, params, session_id, plain=True)
+    return _parse_strictly(payload)
+
+
+def _parse_strictly(payload: bytes) -> Command:
+    """parse_command's general way, which names exactly what is wrong."""
+    try:
+        value, plain = _loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CommandError(PARSE_ERROR, f"Message is not strict JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CommandError(INVALID_REQUEST, "A message must be a JSON object (no batches)")
+    command_id = value.get("id")
+    session_id = value.get("sessionId")
+    if not isinstance(session_id, str | None):
+        raise CommandError(INVALID_REQUEST, "sessionId must be a string")
+    if type(command_id) is not int or not 0 <= command_id <= MAX_ID:
+        raise CommandError(
+            INVALID_REQUEST, "id must be an integer from 0 to 2147483647", session_id=session_id
+        )
+    method, params = value.get("method"), value.get("params", {})
+    if not isinstance(method, str) or not method:
+        raise CommandError(
+            INVALID_REQUEST, "method must be a string", command_id=command_id, session_id=session_id
+        )
+    if not isinstance(params, dict):
+        raise CommandError(
+            INVALID_REQUEST,
+            "params must be an object",
+            command_id=command_id,
+            session_id=session_id,
+        )
+    if unknown := value.keys() - _KNOWN_KEYS:
+        raise CommandError(
+            INVALID_REQUEST,
+            f"unknown message field {sorted(unknown)[0]!r}",
+            command_id=command_id,
+            session_id=session_id,
+        )
+    command = Command(command_id, method, params, session_id, plain)
+    if not plain:  # escapes may spell a lone surrogate, which cannot be sent: refuse it here
+        try:
+            command.encode()
+        except UnicodeEncodeError:
+            raise CommandError(
+                PARSE_ERROR, "Message holds a lone surrogate", command_id=command_id
+            ) from None
+    return command
+
+
+# A key token in JSON text without backslashes: a string followed by a colon.
+_KEY = re.compile(rb'"([^"]*)"[ \t\r\n]*:')
+
+
+def _loads(payload: bytes) -> tuple[Any, bool]:
+    """Strict JSON. Text with no backslash has no escapes, so its keys are literal and a
+    repeated key shows as a repeated key token: without one, orjson (strict UTF-8, no NaN, no
+    lone surrogate, bounded depth) decides alone. Anything else takes the standard library's
+    reader with a duplicate check in every object."""
+    if b"\\" not in payload:
+        keys = _KEY.findall(payload)
+        if len(keys) == len(set(keys)):
+            return orjson.loads(payload), True
+    return _DECODER.decode(payload.decode("utf-8")), False
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> JsonObject:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key")
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _dump(value: JsonObject) -> bytes:
+    """Compact JSON; integers past 64 bits (and lone surrogates, which then fail to encode)
+    take the standard library's way."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return _ENCODER.encode(value).encode()
