@@ -16,7 +16,7 @@ from browserfleet.api.routes import billing, browsers, health, live
 from browserfleet.api.routes.cdp import build_cdp_router
 from browserfleet.api.routes.metrics import build_metrics_router
 from browserfleet.api.websocket_protocol import GATEWAY_STATE_KEY
-from browserfleet.bootstrap import build_runtime, utc_now
+from browserfleet.bootstrap import Adapters, build_runtime
 from browserfleet.settings import Settings
 
 API_PREFIXES = ("/api/v2", "/api/v3", "/api/v4")
@@ -37,17 +37,19 @@ def _operation_ids(version: str) -> Callable[[APIRoute], str]:
     return operation_id
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
+    """The app; its lifespan builds the runtime, with `adapters` (fakes in tests) if given."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with build_runtime(settings) as runtime:
+        async with build_runtime(settings, adapters) as runtime:
             app.state.gateway = runtime.gateway
             app.state.metrics = runtime.metrics
             app.state.services = ApiServices(
                 sessions=runtime.sessions,
                 authenticator=runtime.authenticator,
                 accounts=runtime.accounts,
-                clock=utc_now,
+                clock=runtime.clock,
                 public_url=settings.public_url,
                 readiness=runtime.readiness,
             )

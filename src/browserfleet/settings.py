@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
-    # Base of every URL handed to clients; defaults to http://{host}:{port}.
+    # Base of every URL handed to clients; defaults to each request's own scheme and host.
     public_url: str | None = None
     database_url: str | None = None
     log_level: str = "INFO"
@@ -88,11 +88,6 @@ class Settings(BaseSettings):
     browser: BrowserSettings = Field(default_factory=BrowserSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
-
-    def effective_public_url(self, bound_port: int | None = None) -> str:
-        if self.public_url:
-            return self.public_url.rstrip("/")
-        return f"http://{self.host}:{bound_port or self.port}"
 
     def effective_database_url(self) -> str:
         if self.database_url:
