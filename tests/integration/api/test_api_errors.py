@@ -154,7 +154,6 @@ BAD_CREATE_BODIES = [
     pytest.param({"timeout": "30"}, ("body", "timeout"), id="timeout-numeric-string"),
     pytest.param({"timeout": True}, ("body", "timeout"), id="timeout-true"),
     pytest.param({"timeout": 30.5}, ("body", "timeout"), id="timeout-fraction"),
-    pytest.param({"timeout": 30.0}, ("body", "timeout"), id="timeout-float"),
     pytest.param({"browserScreenWidth": 319}, ("body", "browser_screen_width"), id="width-319"),
     pytest.param({"browserScreenWidth": 6145}, ("body", "browser_screen_width"), id="width-6145"),
     pytest.param({"browserScreenHeight": 319}, ("body", "browser_screen_height"), id="height-319"),
@@ -201,6 +200,13 @@ async def test_invalid_create_body_is_422_in_fastapi_list_form_and_creates_nothi
     resp = await api.call("POST", "/browsers", json=body)
     assert_validation_error(resp, *loc)
     await assert_nothing_created(api)
+
+
+async def test_a_whole_float_is_the_integer_json_schema_says_it_is(api: Api) -> None:
+    resp = await api.call("POST", "/browsers", json={"timeout": 30.0, "browserScreenWidth": 1e3})
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["timeoutAt"] == "2026-07-15T20:30:00Z"
+    assert api.launcher.browsers[0].spec.screen_width == 1000
 
 
 async def test_extension_ids_422_says_extensions_are_unsupported(api: Api) -> None:

@@ -15,6 +15,7 @@ from uuid import UUID
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -52,6 +53,17 @@ def _valid_text(value: str) -> str:
 Text = Annotated[str, AfterValidator(_valid_text)]
 
 
+def _whole_number(value: object) -> object:
+    """A float with no fraction is the integer JSON Schema says it is; the rest is left to
+    StrictInt, which refuses booleans, strings, fractions and non-finite numbers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[StrictInt, BeforeValidator(_whole_number)]
+
+
 class RequestModel(BaseModel):
     """Accepts camelCase and snake_case keys; ignores unknown fields (future SDK versions)."""
 
@@ -64,7 +76,7 @@ class ResponseModel(BaseModel):
 
 class CustomProxy(RequestModel):
     host: Text = Field(min_length=1, max_length=255, description="Host of the proxy.")
-    port: StrictInt = Field(ge=1, le=65535, description="Port of the proxy.")
+    port: JsonInt = Field(ge=1, le=65535, description="Port of the proxy.")
     username: Text | None = Field(None, min_length=1, max_length=255)
     password: Text | None = Field(None, min_length=1, max_length=255)
     ignore_cert_errors: StrictBool | None = Field(
@@ -97,13 +109,13 @@ class CreateBrowserSessionRequest(RequestModel):
         description="Up to 10 key-value labels; filterable on the list.",
         max_length=MAX_METADATA_PAIRS,
     )
-    timeout: StrictInt | None = Field(
+    timeout: JsonInt | None = Field(
         m.DEFAULT_TIMEOUT_MINUTES,
         ge=1,
         description="Minutes until the session stops by itself (1-240; above 240 is a 403).",
     )
-    browser_screen_width: StrictInt | None = Field(None, ge=320, le=6144)
-    browser_screen_height: StrictInt | None = Field(None, ge=320, le=3456)
+    browser_screen_width: JsonInt | None = Field(None, ge=320, le=6144)
+    browser_screen_height: JsonInt | None = Field(None, ge=320, le=3456)
     allow_resizing: StrictBool | None = Field(False, description="Let clients resize the window.")
     pdf_renderer_enabled: StrictBool | None = Field(True, description="Render PDFs in a tab.")
     solve_captchas: StrictBool | None = Field(True, description="Accepted; no solver is built in.")
