@@ -97,7 +97,7 @@ async def open_stores(
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     url = settings.effective_database_url()
     await upgrade(url)
-    engine = create_engine(url)
+    engine = create_engine(url, settings.database_busy_timeout_s)
     try:
         orphan_after = timedelta(seconds=settings.heartbeat_interval_s * STALE_HEARTBEATS)
         yield (

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # Base of every URL handed to clients; defaults to each request's own scheme and host.
     public_url: str | None = None
     database_url: str | None = None
+    # How long a database statement waits for another process's lock; past it the API
+    # answers 503 with Retry-After.
+    database_busy_timeout_s: float = Field(30.0, gt=0)
     log_level: str = "INFO"
     # Sweeps wake at each session's timeout; this bounds how late a stop asked on another
     # instance (or a session created since the last sweep) is noticed.

@@ -1,0 +1,199 @@
+"""Soak: hours of ordinary use must leave the server where it started.
+
+Run: python -m benchmarks.soak [--minutes 30] [--clients 4] [--cdp-clients 50]. One server
+(warm pool as configured by default); `--clients` loops that each create a session, use it
+over CDP (discovery, a websocket, a few commands), and stop it, as fast as they can; beside
+them one long session with `--cdp-clients` websockets sending commands round and round. Server
+RSS, open fds, thread count and the number of Chromium processes are printed at the start,
+every `--report-every` seconds and at the end (with the same idle state: every loop between
+cycles), with the cycle count, errors and create/stop latencies. PASS when the last sample is
+within the slack of the first and nothing failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import websockets
+
+if __package__ in (None, ""):  # run as a file: python benchmarks/soak.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import harness, probes
+
+# What "flat" allows: RSS may grow by this much (allocator arenas, caches warming up), fds and
+# processes by nothing beyond the pool's own churn.
+RSS_SLACK_BYTES = 32 * 2**20
+FD_SLACK = 8
+PROCESS_SLACK = 0
+
+
+@dataclass(slots=True)
+class Sample:
+    at_s: float
+    rss: int
+    fds: int
+    threads: int
+    chromium: int
+
+
+@dataclass(slots=True)
+class Tally:
+    cycles: int = 0
+    cdp_commands: int = 0
+    errors: list[str] = field(default_factory=list)
+    create_s: list[float] = field(default_factory=list)
+    stop_s: list[float] = field(default_factory=list)
+
+
+def sample(fleet: harness.Fleet, started: float) -> Sample:
+    server = probes.server_process(fleet)
+    with server.oneshot():
+        return Sample(
+            at_s=time.monotonic() - started,
+            rss=server.memory_info().rss,
+            fds=server.num_fds(),
+            threads=server.num_threads(),
+            chromium=len(probes.chromium_processes(fleet.data_dir)),
+        )
+
+
+async def cdp_round(ws_url: str, commands: int) -> int:
+    async with websockets.connect(ws_url, max_size=None, open_timeout=20) as ws:
+        for n in range(1, commands + 1):
+            await ws.send(json.dumps({"id": n, "method": "Target.getTargets"}))
+            while json.loads(await ws.recv()).get("id") != n:
+                pass
+    return commands
+
+
+async def websocket_url(client: httpx.AsyncClient, cdp_url: str) -> str:
+    version = (await client.get(f"{cdp_url}/json/version")).json()
+    return str(version["webSocketDebuggerUrl"])
+
+
+async def client_loop(
+    client: httpx.AsyncClient, fleet: harness.Fleet, deadline: float, tally: Tally
+) -> None:
+    while time.monotonic() < deadline:
+        try:
+            began = time.monotonic()
+            view = await harness.create_session(client, fleet, {"timeout": 10})
+            tally.create_s.append(time.monotonic() - began)
+            ws_url = await websocket_url(client, str(view["cdpUrl"]))
+            tally.cdp_commands += await cdp_round(ws_url, 5)
+            began = time.monotonic()
+            await harness.stop_session(client, fleet, view["id"])
+            tally.stop_s.append(time.monotonic() - began)
+            tally.cycles += 1
+        except Exception as error:  # counted and reported; the soak goes on
+            tally.errors.append(f"{type(error).__name__}: {error}"[:300])
+            await asyncio.sleep(1)
+
+
+async def cdp_swarm(ws_url: str, clients: int, deadline: float, tally: Tally) -> None:
+    async def one() -> None:
+        while time.monotonic() < deadline:
+            try:
+                tally.cdp_commands += await cdp_round(ws_url, 20)
+            except Exception as error:
+                tally.errors.append(f"cdp: {type(error).__name__}: {error}"[:300])
+                await asyncio.sleep(1)
+
+    await asyncio.gather(*(one() for _ in range(clients)))
+
+
+def report(label: str, s: Sample, tally: Tally) -> None:
+    harness.log(
+        f"{label} t={s.at_s:6.0f}s  rss {probes.mib(s.rss)} MiB  fds {s.fds}  "
+        f"threads {s.threads}  chromium {s.chromium}  cycles {tally.cycles}  "
+        f"cdp {tally.cdp_commands}  errors {len(tally.errors)}"
+    )
+
+
+async def soak(args: argparse.Namespace) -> bool:
+    async with harness.running_fleet() as fleet, httpx.AsyncClient(timeout=60) as client:
+        started = time.monotonic()
+        tally = Tally()
+        long_lived = await harness.create_session(client, fleet, {"timeout": 240})
+        swarm_url = await websocket_url(client, str(long_lived["cdpUrl"]))
+        await asyncio.sleep(args.settle)  # the pool fills before the first sample
+        first = sample(fleet, started)
+        report("first", first, tally)
+        deadline = time.monotonic() + args.minutes * 60
+        work = asyncio.gather(
+            *(client_loop(client, fleet, deadline, tally) for _ in range(args.clients)),
+            cdp_swarm(swarm_url, args.cdp_clients, deadline, tally),
+        )
+        while not work.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(work), args.report_every)
+            if not work.done():
+                report("     ", sample(fleet, started), tally)
+        await work
+        await asyncio.sleep(args.settle)  # the same idle state as the first sample
+        last = sample(fleet, started)
+        report("last ", last, tally)
+        await harness.stop_session(client, fleet, long_lived["id"])
+    return verdicts(first, last, tally)
+
+
+def verdicts(first: Sample, last: Sample, tally: Tally) -> bool:
+    checks = [
+        (
+            "server RSS",
+            probes.mib(first.rss),
+            probes.mib(last.rss),
+            last.rss - first.rss <= RSS_SLACK_BYTES,
+        ),
+        ("server fds", str(first.fds), str(last.fds), last.fds - first.fds <= FD_SLACK),
+        ("server threads", str(first.threads), str(last.threads), last.threads <= first.threads),
+        (
+            "chromium processes",
+            str(first.chromium),
+            str(last.chromium),
+            last.chromium - first.chromium <= PROCESS_SLACK,
+        ),
+        ("errors", "0", str(len(tally.errors)), not tally.errors),
+    ]
+    rows = [[name, a, b, harness.verdict(ok)] for name, a, b, ok in checks]
+    harness.print_table("soak: first and last sample", ["figure", "first", "last", ""], rows)
+    harness.print_table(
+        "soak: work done",
+        ["cycles", "CDP commands", "create p50/p95/p99 ms", "stop p50/p95/p99 ms"],
+        [
+            [
+                str(tally.cycles),
+                str(tally.cdp_commands),
+                "/".join(probes.percentiles_ms(tally.create_s)) if tally.create_s else "-",
+                "/".join(probes.percentiles_ms(tally.stop_s)) if tally.stop_s else "-",
+            ]
+        ],
+    )
+    for error in tally.errors[:10]:
+        harness.log(f"error: {error}")
+    return all(ok for *_, ok in checks)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--cdp-clients", type=int, default=50)
+    parser.add_argument("--report-every", type=float, default=60.0)
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds idle before samples")
+    args = parser.parse_args()
+    harness.log(harness.machine_line())
+    return 0 if asyncio.run(soak(args)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
