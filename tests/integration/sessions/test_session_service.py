@@ -178,15 +178,13 @@ async def test_launch_failure_leaves_nothing_and_refunds(world: World) -> None:
 
 
 async def test_cancelled_create_releases_its_slot(world: World) -> None:
-    world.launcher.gate = asyncio.Event()
-    task = asyncio.ensure_future(world.service.create(world.caller, SessionRequest()))  # noqa: TID251
-    await asyncio.sleep(0.05)
+    task, session_id = await _create_in_background(world)  # held at its launch
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    project = await world.projects.get_project(world.caller.project_id)
-    assert project is not None and project.active_count == 0
+    await _assert_failed_and_refunded(world, session_id)
     assert world.service.local_browser_count() == 0
+    assert world.service.creating() == frozenset()
 
 
 async def test_parallel_creates_never_exceed_the_project_limit(world: World) -> None:

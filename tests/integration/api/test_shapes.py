@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from api_harness import BASE, Api
 from browser_use_sdk.v3 import (
     AccountView,
     BrowserSessionItemView,
@@ -22,8 +23,6 @@ from browser_use_sdk.v3 import (
     BrowserSessionView,
 )
 from runtime_fakes import T0
-
-from conftest import BASE, Api
 
 DECIMAL_RE = re.compile(r"^(?!^[-+.]*$)[+-]?0*\d*\.?\d*$")
 ONE_MINUTE = Decimal("0.000333")

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from api_checks import assert_validation_error, camel
+from api_harness import Api
 
 from browserfleet.api.errors import CONCURRENCY_DETAIL
-from conftest import Api
 
 NOT_AUTHENTICATED = {"detail": "Not authenticated"}
 INVALID_KEY = {"detail": "Invalid API key"}
