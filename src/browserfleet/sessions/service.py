@@ -164,7 +164,11 @@ class SessionService:
         self._creating[reservation.session.id] = reservation
         await self._reserve(reservation)
         # Host admission and taking the slot with no await between: nothing can slip in.
-        refusal = None if reservation.pooled is not None else self._host_refusal()
+        try:
+            refusal = None if reservation.pooled is not None else self._host_refusal()
+        except BaseException:
+            await self._settle_failed(reservation, None)
+            raise
         self._launching += 1
         try:
             return await self._start(reservation, refusal)
@@ -308,7 +312,11 @@ class SessionService:
     def cancel_create(self, session_id: SessionId) -> bool:
         """Cancel a create that is taking too long (its own cleanup settles the row)."""
         reservation = self._creating.get(session_id)
-        if reservation is None or reservation.task is None or reservation.task.done():
+        if reservation is None:
+            return False
+        if reservation.task is None or reservation.task.done():
+            # Nothing left to cancel: drop it, and the next sweep repairs the row as stuck.
+            self._creating.pop(session_id, None)
             return False
         reservation.task.cancel()
         return True
