@@ -70,7 +70,13 @@ def run_schemathesis(
         *(extra or []),
     ]
     started = time.monotonic()
-    done = subprocess.run(
-        args, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+    done = subprocess.run(  # in report_dir: schemathesis keeps its cache in its cwd
+        args,
+        env=env,
+        cwd=report_dir,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
     )
     return done.returncode, done.stdout + done.stderr, time.monotonic() - started
