@@ -32,11 +32,13 @@ from benchmarks import harness, probes
 
 # What "flat" allows: RSS may grow by this much (allocator arenas, caches warming up), fds by
 # a few, threads by asyncio's default executor (created lazily, up to CPUs + 4, then reused),
-# Chromium processes by nothing: both samples are taken with the warm pool full.
+# browsers by nothing (both samples are taken with the warm pool full), Chromium processes by
+# a few helpers a browser starts lazily once used (the long session's utility processes).
 RSS_SLACK_BYTES = 32 * 2**20
 FD_SLACK = 8
 THREAD_SLACK = (os.cpu_count() or 1) + 4
-PROCESS_SLACK = 0
+BROWSER_SLACK = 0  # stray browsers (not pooled, not a live session) allowed at the end
+PROCESS_SLACK = 4
 POOL_SIZE = 2
 
 
@@ -46,7 +48,14 @@ class Sample:
     rss: int
     fds: int
     threads: int
-    chromium: int
+    browsers: int  # Chromium main processes: one per session or pooled browser
+    pooled: int  # browsers the warm pool holds or is launching (from /metrics)
+    chromium: int  # every Chromium process, helpers included
+
+    @property
+    def stray_browsers(self) -> int:
+        """Browsers that are neither pooled nor the one long session: leaks."""
+        return self.browsers - self.pooled - 1
 
 
 @dataclass(slots=True)
@@ -58,15 +67,19 @@ class Tally:
     stop_s: list[float] = field(default_factory=list)
 
 
-def sample(fleet: harness.Fleet, started: float) -> Sample:
+async def sample(client: httpx.AsyncClient, fleet: harness.Fleet, started: float) -> Sample:
+    pooled = int((await probes.scrape(client, fleet)).value("browserfleet_pool_size"))
     server = probes.server_process(fleet)
+    chromium = probes.chromium_processes(fleet.data_dir)
     with server.oneshot():
         return Sample(
             at_s=time.monotonic() - started,
             rss=server.memory_info().rss,
             fds=server.num_fds(),
             threads=server.num_threads(),
-            chromium=len(probes.chromium_processes(fleet.data_dir)),
+            browsers=sum(1 for p in chromium if probes.process_kind(p) == "browser"),
+            pooled=pooled,
+            chromium=len(chromium),
         )
 
 
@@ -115,10 +128,19 @@ async def cdp_swarm(ws_url: str, clients: int, deadline: float, tally: Tally) ->
     await asyncio.gather(*(one() for _ in range(clients)))
 
 
+async def settle(client: httpx.AsyncClient, fleet: harness.Fleet, rest_s: float) -> None:
+    try:
+        await probes.wait_pool_ready(client, fleet, POOL_SIZE, rest_s)
+    except RuntimeError as busy:  # the server pauses refill under load: sample anyway
+        harness.log(f"pool not full: {busy}")
+        await asyncio.sleep(rest_s)
+
+
 def report(label: str, s: Sample, tally: Tally) -> None:
     harness.log(
         f"{label} t={s.at_s:6.0f}s  rss {probes.mib(s.rss)} MiB  fds {s.fds}  "
-        f"threads {s.threads}  chromium {s.chromium}  cycles {tally.cycles}  "
+        f"threads {s.threads}  browsers {s.browsers} ({s.pooled} pooled)  chromium {s.chromium}  "
+        f"cycles {tally.cycles}  "
         f"cdp {tally.cdp_commands}  errors {len(tally.errors)}"
     )
 
@@ -130,9 +152,10 @@ async def soak(args: argparse.Namespace) -> bool:
         tally = Tally()
         long_lived = await harness.create_session(client, fleet, {"timeout": 240})
         swarm_url = await websocket_url(client, str(long_lived["cdpUrl"]))
-        # Both samples in the same idle state: the pool full, then a rest.
-        await probes.wait_pool_ready(client, fleet, POOL_SIZE, args.settle)
-        first = sample(fleet, started)
+        # Both samples in the same idle state: the pool full (if the load lets it refill), then
+        # a rest.
+        await settle(client, fleet, args.settle)
+        first = await sample(client, fleet, started)
         report("first", first, tally)
         deadline = time.monotonic() + args.minutes * 60
         work = asyncio.gather(
@@ -143,10 +166,10 @@ async def soak(args: argparse.Namespace) -> bool:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(work), args.report_every)
             if not work.done():
-                report("     ", sample(fleet, started), tally)
+                report("     ", await sample(client, fleet, started), tally)
         await work
-        await probes.wait_pool_ready(client, fleet, POOL_SIZE, args.settle)
-        last = sample(fleet, started)
+        await settle(client, fleet, args.settle)
+        last = await sample(client, fleet, started)
         report("last ", last, tally)
         await harness.stop_session(client, fleet, long_lived["id"])
     return verdicts(first, last, tally)
@@ -166,6 +189,12 @@ def verdicts(first: Sample, last: Sample, tally: Tally) -> bool:
             str(first.threads),
             str(last.threads),
             last.threads - first.threads <= THREAD_SLACK,
+        ),
+        (
+            "stray browsers",
+            str(first.stray_browsers),
+            str(last.stray_browsers),
+            last.stray_browsers <= BROWSER_SLACK,
         ),
         (
             "chromium processes",
