@@ -68,24 +68,25 @@ async def list_browser_sessions(
     caller: Caller,
     svc: Services,
     base: BaseUrl,
-    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=100)] = 10,
-    page_number: Annotated[int, Query(alias="pageNumber", ge=1, le=MAX_PAGE_NUMBER)] = 1,
-    filter_by: Annotated[Literal["active", "stopped"] | None, Query(alias="filterBy")] = None,
-    agent_session_id: Annotated[UUID | None, Query(alias="agentSessionId")] = None,
     metadata: Annotated[
-        list[str] | None,
+        list[str],
         Query(
+            default_factory=list,
             description="`key` matches any value; `key=value` exactly; repeat to AND "
             f"(at most {MAX_METADATA_TERMS} terms).",
             max_length=MAX_METADATA_TERMS,
         ),
-    ] = None,
+    ],
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=100)] = 10,
+    page_number: Annotated[int, Query(alias="pageNumber", ge=1, le=MAX_PAGE_NUMBER)] = 1,
+    filter_by: Annotated[Literal["active", "stopped"] | None, Query(alias="filterBy")] = None,
+    agent_session_id: Annotated[UUID | None, Query(alias="agentSessionId")] = None,
 ) -> BrowserSessionListResponse:
     query = SessionQuery(
         page_size=page_size,
         page_number=page_number,
         status=_FILTERS[filter_by] if filter_by else None,
-        metadata_terms=parse_metadata_terms(metadata or []),
+        metadata_terms=parse_metadata_terms(metadata),
     )
     if agent_session_id is not None:  # standalone sessions never belong to an agent session
         items: list[BrowserSessionItemView] = []
