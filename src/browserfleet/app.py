@@ -15,11 +15,27 @@ from browserfleet.api.errors import install_error_handlers
 from browserfleet.api.routes import billing, browsers, health, live, uploads
 from browserfleet.api.routes.cdp import build_cdp_router
 from browserfleet.api.routes.metrics import build_metrics_router
+from browserfleet.api.schemas.browsers import ErrorBody
 from browserfleet.api.websocket_protocol import GATEWAY_STATE_KEY
-from browserfleet.bootstrap import build_runtime, utc_now
+from browserfleet.bootstrap import Adapters, build_runtime
 from browserfleet.settings import Settings
 
 API_PREFIXES = ("/api/v2", "/api/v3", "/api/v4")
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+}
+# What any operation may answer, whatever its own outcomes: the edge's limits and the
+# machinery's failures, each with a JSON `detail`.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body could not be read as JSON text (e.g. not UTF-8)"},
+    413: {"description": "The request body is too large"},
+    431: {"description": "The request headers are too large"},
+    503: {
+        "description": "No room for another browser, a failed launch, a shutdown under way, "
+        "or the database unavailable (busy past its timeout, or out of disk space)",
+        "headers": _RETRY_AFTER,
+    },
+}
 
 DESCRIPTION = (
     "Self-hosted cloud browsers, wire-compatible with the Browser Use Cloud API v3 browser "
@@ -37,17 +53,19 @@ def _operation_ids(version: str) -> Callable[[APIRoute], str]:
     return operation_id
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
+    """The app; its lifespan builds the runtime, with `adapters` (fakes in tests) if given."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with build_runtime(settings) as runtime:
+        async with build_runtime(settings, adapters) as runtime:
             app.state.gateway = runtime.gateway
             app.state.metrics = runtime.metrics
             app.state.services = ApiServices(
                 sessions=runtime.sessions,
                 authenticator=runtime.authenticator,
                 accounts=runtime.accounts,
-                clock=utc_now,
+                clock=runtime.clock,
                 public_url=settings.public_url,
                 readiness=runtime.readiness,
             )
@@ -58,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
         title="browserfleet", version=__version__, description=DESCRIPTION, lifespan=lifespan
     )
     install_error_handlers(app, settings.limits.retry_after_s)
+    common = {status: {**spec, "model": ErrorBody} for status, spec in COMMON_RESPONSES.items()}
     for prefix in API_PREFIXES:
         version = prefix.rsplit("/", 1)[-1]
         for router in (browsers.router, uploads.router, billing.router):
@@ -65,8 +84,9 @@ def create_app(settings: Settings) -> FastAPI:
                 router,
                 prefix=prefix,
                 generate_unique_id_function=_operation_ids(version),
+                responses=common,
             )
-    app.include_router(health.router)
+    app.include_router(health.router, responses=common)
     app.include_router(build_metrics_router())
     app.include_router(live.router)
     app.include_router(build_cdp_router())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -10,8 +11,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
@@ -21,19 +23,21 @@ from browserfleet.auth.model import DEFAULT_PROJECT_NAME
 from browserfleet.auth.service import Authenticator
 from browserfleet.auth.signing import ServerSecret, load_or_create_secret, parse_secret
 from browserfleet.billing.account import AccountReader
-from browserfleet.browsers.egress import EgressedBrowser, EgressedLauncher
+from browserfleet.browsers.egress import EgressedLauncher
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
-from browserfleet.browsers.pool import WarmPool
+from browserfleet.browsers.pool import PoolLauncher, WarmPool
 from browserfleet.browsers.process import LocalChromiumLauncher
 from browserfleet.capacity import CapacityPolicy, HostAdmission, HostProbe
 from browserfleet.cdp.gateway import CdpGatewayServer, GatewayLimits
 from browserfleet.cdp.relay import RelayLimits
+from browserfleet.clock import Clock, utc_now
 from browserfleet.egress import PoolPlanner
 from browserfleet.ids import InstanceId
-from browserfleet.metrics import CapacityInUse, Metrics
+from browserfleet.metrics import CapacityInUse, CdpTraffic, EgressTraffic, Metrics
 from browserfleet.proxy import EgressGuard, PoolConfig, load_pool_config, parse_networks
 from browserfleet.proxy.guard import host_addresses
 from browserfleet.sessions.model import DEFAULT_SCREEN_HEIGHT, DEFAULT_SCREEN_WIDTH
+from browserfleet.sessions.ports import BrowserHandle, BrowserLauncher, CdpGateway, HostCapacity
 from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService
 from browserfleet.settings import BrowserMode, Settings, StorageBackend
@@ -46,10 +50,38 @@ from browserfleet.store.sessions import SqlSessionStore
 
 log = logging.getLogger(__name__)
 INITIAL_KEY_FILE = "initial-api-key"
+# Readiness probes must answer while the database is locked: a probe that waits out the
+# busy timeout would make the load balancer's check time out instead of failing.
+READINESS_TIMEOUT_S = 2.0
+_PROBE_FILE = ".ready-probe"
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+class RuntimeLauncher(BrowserLauncher, PoolLauncher[BrowserHandle], Protocol):
+    """What the runtime needs of a launcher: sessions' launches, the pool's, and the egress
+    traffic of every browser it started (for the metrics)."""
+
+    def totals(self) -> EgressTraffic: ...
+
+
+class Gateway(CdpGateway, Protocol):
+    """What the runtime needs of the CDP gateway beyond the session service's port."""
+
+    async def discover(self, token: str, path: str, public_base: str) -> bytes: ...
+
+    def totals(self) -> CdpTraffic: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Adapters:
+    """The outside world of a runtime. Each None is the real one, built from the settings;
+    tests pass hand-written fakes (a launcher without Chromium, a clock they move)."""
+
+    launcher: RuntimeLauncher | None = None
+    gateway: Gateway | None = None
+    clock: Clock = utc_now
+    capacity: HostCapacity | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,23 +91,29 @@ class Runtime:
     sessions: SessionService
     authenticator: Authenticator
     accounts: AccountReader
-    gateway: CdpGatewayServer
+    gateway: Gateway
     projects: SqlProjectStore
     readiness: Callable[[], Awaitable[list[str]]]
     metrics: Metrics
+    clock: Clock
 
 
 @asynccontextmanager
-async def open_stores(settings: Settings) -> AsyncIterator[tuple[SqlProjectStore, SqlSessionStore]]:
+async def open_stores(
+    settings: Settings, clock: Clock = utc_now
+) -> AsyncIterator[tuple[SqlProjectStore, SqlSessionStore]]:
     """Migrated stores over one engine (the CLI uses this too)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     url = settings.effective_database_url()
     private_database_files(url)
     await upgrade(url)
-    engine = create_engine(url)
+    engine = create_engine(url, settings.database_busy_timeout_s)
     try:
         orphan_after = timedelta(seconds=settings.heartbeat_interval_s * STALE_HEARTBEATS)
-        yield SqlProjectStore(engine), SqlSessionStore(engine, orphan_after=orphan_after)
+        yield (
+            SqlProjectStore(engine),
+            SqlSessionStore(engine, orphan_after=orphan_after, clock=clock),
+        )
     finally:
         await engine.dispose()
 
@@ -119,25 +157,23 @@ async def ensure_initial_key(settings: Settings, projects: SqlProjectStore) -> s
     return minted.secret
 
 
-def announce_initial_key(settings: Settings, key: str) -> None:
-    """Where the first key is: shown on a terminal only; stdout that is a pipe or a file
-    (journald, docker logs) gets the path, never the key."""
-    path = settings.data_dir / INITIAL_KEY_FILE
-    if sys.stdout.isatty():
-        sys.stdout.write(f"Initial API key (also in {path}):\n{key}\n")
-    else:
-        sys.stdout.write(f"Initial API key written to {path} (mode 0600)\n")
-    sys.stdout.flush()
-
-
-async def readiness_problems(settings: Settings) -> list[str]:
-    """What keeps this server from serving sessions: an unreachable database, no browser."""
+async def readiness_problems(settings: Settings, reaper: Reaper) -> list[str]:
+    """What keeps this server from serving sessions: a database it cannot reach or write
+    (this instance's heartbeat is the write), a data directory it cannot write, no browser."""
     problems: list[str] = []
     try:
-        if not await is_current(settings.effective_database_url()):
-            problems.append("database schema is not up to date")
+        async with asyncio.timeout(READINESS_TIMEOUT_S):
+            if not await is_current(settings.effective_database_url()):
+                problems.append("database schema is not up to date")
+            await reaper.heartbeat()
+    except TimeoutError:
+        problems.append(f"database did not answer within {READINESS_TIMEOUT_S:g}s")
     except Exception as error:  # any driver error means not ready
-        problems.append(f"database unreachable: {type(error).__name__}")
+        problems.append(f"database not writable: {type(error).__name__}")
+    try:
+        await asyncio.to_thread(_probe_write, settings.data_dir)
+    except OSError as error:
+        problems.append(f"data directory not writable: {error.strerror or error}")
     binary = (
         settings.browser.headless_shell_path
         if settings.browser.mode is BrowserMode.HEADLESS_SHELL
@@ -146,6 +182,20 @@ async def readiness_problems(settings: Settings) -> list[str]:
     if not os.access(binary, os.X_OK):
         problems.append(f"browser binary {binary} is missing or not executable")
     return problems
+
+
+def _probe_write(data_dir: Path) -> None:
+    """Write, flush to disk and delete a page-sized file: fails on a full or read-only disk."""
+    path = data_dir / _PROBE_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def build_blob_store(settings: Settings) -> BlobStore:
@@ -184,22 +234,35 @@ def _pool_config(settings: Settings) -> PoolConfig:
 
 
 def _watch_runtime(
-    metrics: Metrics, gateway: CdpGatewayServer, service: SessionService, capacity: HostAdmission
+    metrics: Metrics,
+    gateway: Gateway,
+    launcher: RuntimeLauncher,
+    service: SessionService,
+    max_browsers: int,
 ) -> None:
-    """Values read at scrape time: CDP traffic and host capacity in use."""
+    """Values read at scrape time: CDP and egress traffic, host capacity in use."""
     probe = HostProbe()
 
     def capacity_in_use() -> CapacityInUse:
         snapshot = probe.snapshot()
         return CapacityInUse(
             browsers_running=service.local_browser_count(),
-            browsers_max=capacity.policy.max_browsers,
+            browsers_max=max_browsers,
             memory_available_bytes=snapshot.memory_available_bytes,
             load_per_cpu=snapshot.load_per_cpu,
         )
 
     metrics.watch_cdp(gateway.totals)
+    metrics.watch_egress(launcher.totals)
     metrics.watch_capacity(capacity_in_use)
+
+
+def headless_mode(settings: Settings) -> HeadlessMode:
+    return (
+        HeadlessMode.SHELL
+        if settings.browser.mode is BrowserMode.HEADLESS_SHELL
+        else HeadlessMode.NEW
+    )
 
 
 def gateway_limits(settings: Settings) -> GatewayLimits:
@@ -212,91 +275,117 @@ def gateway_limits(settings: Settings) -> GatewayLimits:
     )
 
 
-def headless_mode(settings: Settings) -> HeadlessMode:
-    return (
-        HeadlessMode.SHELL
-        if settings.browser.mode is BrowserMode.HEADLESS_SHELL
-        else HeadlessMode.NEW
+def egress_guard(settings: Settings) -> EgressGuard:
+    return EgressGuard(
+        allow_networks=parse_networks(settings.egress.allow_networks),
+        local_addresses=host_addresses(),
     )
 
 
+def real_launcher(settings: Settings) -> EgressedLauncher:
+    """Chromium processes, each behind its own guarded egress proxy."""
+    launcher = LocalChromiumLauncher(
+        settings.browser.chromium_path,
+        settings.browser.headless_shell_path,
+        no_sandbox=settings.browser.no_sandbox,
+        launch_timeout_s=settings.browser.launch_timeout_s,
+        parallel_launches=settings.browser.effective_parallel_launches(),
+    )
+    return EgressedLauncher(
+        launcher, egress_guard(settings), connect_timeout_s=settings.egress.connect_timeout_s
+    )
+
+
+def real_capacity(settings: Settings) -> HostAdmission:
+    return HostAdmission(
+        HostProbe(),
+        CapacityPolicy(
+            max_browsers=settings.limits.host_max_browsers,
+            retry_after_s=settings.limits.retry_after_s,
+        ),
+    )
+
+
+def _runtime_config(settings: Settings) -> RuntimeConfig:
+    return RuntimeConfig(
+        instance=InstanceId(f"{uuid.uuid4()}"),
+        sessions_dir=settings.sessions_dir,
+        mode=headless_mode(settings),
+        extra_args=tuple(settings.browser.extra_args),
+        default_concurrent_limit=settings.limits.default_concurrent_sessions,
+        host_max_browsers=settings.limits.host_max_browsers,
+    )
+
+
+def announce_initial_key(settings: Settings, key: str) -> None:
+    """Where the first key is: shown on a terminal only; stdout that is a pipe or a file
+    (journald, docker logs) gets the path, never the key."""
+    path = settings.data_dir / INITIAL_KEY_FILE
+    if sys.stdout.isatty():
+        sys.stdout.write(f"Initial API key (also in {path}):\n{key}\n")
+    else:
+        sys.stdout.write(f"Initial API key written to {path} (mode 0600)\n")
+    sys.stdout.flush()
+
+
 @asynccontextmanager
-async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    """Start everything a server needs; on exit stop every session and release everything."""
-    async with open_stores(settings) as (projects, store):
+async def build_runtime(
+    settings: Settings, adapters: Adapters | None = None
+) -> AsyncIterator[Runtime]:
+    """Start everything a server needs; on exit stop every session and release everything.
+
+    `adapters` replaces parts of the outside world (see Adapters); by default all are real.
+    """
+    adapters = adapters or Adapters()
+    clock = adapters.clock
+    async with open_stores(settings, clock) as (projects, store):
         key = await ensure_initial_key(settings, projects)
         if key is not None:
             announce_initial_key(settings, key)
         settings.sessions_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        launcher = LocalChromiumLauncher(
-            settings.browser.chromium_path,
-            settings.browser.headless_shell_path,
-            no_sandbox=settings.browser.no_sandbox,
-            launch_timeout_s=settings.browser.launch_timeout_s,
-            parallel_launches=settings.browser.effective_parallel_launches(),
-        )
-        gateway = CdpGatewayServer(limits=gateway_limits(settings))
-        config = RuntimeConfig(
-            instance=InstanceId(f"{uuid.uuid4()}"),
-            sessions_dir=settings.sessions_dir,
-            mode=headless_mode(settings),
-            extra_args=tuple(settings.browser.extra_args),
-            default_concurrent_limit=settings.limits.default_concurrent_sessions,
-            host_max_browsers=settings.limits.host_max_browsers,
-        )
-        pool_spec = LaunchSpec(
-            mode=config.mode,
-            screen_width=DEFAULT_SCREEN_WIDTH,
-            screen_height=DEFAULT_SCREEN_HEIGHT,
-            extra_args=config.extra_args,
-        )
+        launcher: RuntimeLauncher = adapters.launcher or real_launcher(settings)
+        gateway: Gateway = adapters.gateway or CdpGatewayServer(limits=gateway_limits(settings))
+        capacity = adapters.capacity or real_capacity(settings)
+        config = _runtime_config(settings)
         metrics = Metrics(project_ids=settings.metrics_project_ids)
-        capacity = HostAdmission(
-            HostProbe(),
-            CapacityPolicy(
-                max_browsers=settings.limits.host_max_browsers,
-                retry_after_s=settings.limits.retry_after_s,
+        pool: WarmPool[BrowserHandle] = WarmPool(
+            launcher,
+            LaunchSpec(
+                mode=config.mode,
+                screen_width=DEFAULT_SCREEN_WIDTH,
+                screen_height=DEFAULT_SCREEN_HEIGHT,
+                extra_args=config.extra_args,
             ),
-        )
-        guard = EgressGuard(
-            allow_networks=parse_networks(settings.egress.allow_networks),
-            local_addresses=host_addresses(),
-        )
-        egressed = EgressedLauncher(
-            launcher, guard, connect_timeout_s=settings.egress.connect_timeout_s
-        )
-        pool: WarmPool[EgressedBrowser] = WarmPool(
-            egressed,
-            pool_spec,
             size=settings.browser.effective_pool_size(),
             root=settings.sessions_dir,
             has_room=lambda: service.pool_has_room(pool.total),
             on_change=lambda ready, launching: metrics.pool_changed(ready + launching, ready),
             on_launch=lambda ok: metrics.browser_launched() if ok else metrics.launch_failed(),
         )
+        planner = PoolPlanner(_pool_config(settings), egress_guard(settings))
         service = SessionService(
             store,
-            egressed,
+            launcher,
             gateway,
             config,
-            utc_now,
+            clock,
             pool,
             capacity=capacity,
             metrics=metrics,
-            planner=PoolPlanner(_pool_config(settings), guard),
+            planner=planner,
             secret=server_secret(settings),
         )
-        _watch_runtime(metrics, gateway, service, capacity)
+        _watch_runtime(metrics, gateway, launcher, service, settings.limits.host_max_browsers)
         reaper = Reaper(
             service,
             store,
-            egressed,
+            launcher,
             ReaperConfig(
                 settings.reaper_interval_s, settings.heartbeat_interval_s, settings.sessions_dir
             ),
-            utc_now,
+            clock,
         )
-        await reaper.start()  # first: it kills and removes what an earlier run left
+        await reaper.start()  # first: it settles and removes what an earlier run left
         pool.start()
         try:
             yield Runtime(
@@ -305,8 +394,9 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 accounts=AccountReader(projects, settings.limits.default_concurrent_sessions),
                 gateway=gateway,
                 projects=projects,
-                readiness=lambda: readiness_problems(settings),
+                readiness=lambda: readiness_problems(settings, reaper),
                 metrics=metrics,
+                clock=clock,
             )
         finally:
             await reaper.stop_loops()

@@ -1,4 +1,4 @@
-"""Egress planning: which route a session's traffic takes and at what price (contract §7.2).
+"""Egress planning: which route a session's traffic takes, at what price (docs/api.md, "Proxies").
 
 An adapter between the domain's SessionRequest and the proxy runtime's routes: a custom proxy
 wins, then the operator's country pools, then direct. Credentials stay inside the routes.

@@ -167,7 +167,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
-    # Base of every URL handed to clients; defaults to http://{host}:{port}.
+    # Base of every URL handed to clients; defaults to each request's own scheme and host.
     public_url: str | None = None
     database_url: str | None = None
     # Derives the CDP tokens (hex or base64, 32+ bytes). None: DATA_DIR/server-secret, created
@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     server_secret: SecretStr | None = None
     # Label /metrics series with project ids (off: one project's activity is no one else's).
     metrics_project_ids: bool = False
+    # How long a database statement waits for another process's lock; past it the API
+    # answers 503 with Retry-After.
+    database_busy_timeout_s: float = Field(30.0, gt=0)
     log_level: str = "INFO"
     # Sweeps wake at each session's timeout; this bounds how late a stop asked on another
     # instance (or a session created since the last sweep) is noticed.
@@ -186,11 +189,6 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     cdp: CdpSettings = Field(default_factory=CdpSettings)
-
-    def effective_public_url(self, bound_port: int | None = None) -> str:
-        if self.public_url:
-            return self.public_url.rstrip("/")
-        return f"http://{self.host}:{bound_port or self.port}"
 
     def effective_database_url(self) -> str:
         if self.database_url:

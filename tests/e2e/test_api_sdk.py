@@ -1,4 +1,8 @@
-"""The official browser-use-sdk (v3) against a real server: create, list, get, stop, billing."""
+"""The official browser-use-sdk (v3) against a real server: create, list, get, stop, billing.
+
+Every answer's shape, error and edge case is checked over ASGI in tests/integration/api; these
+are the paths worth a real server, a real browser and the SDK's own HTTP client.
+"""
 
 from __future__ import annotations
 
@@ -79,29 +83,6 @@ def test_sdk_create_with_every_field_returns_an_active_view_that_reflects_them(
         assert stopped.recording_url is None  # never ready in the stop response
 
 
-def test_recording_off_means_recording_is_never_available(
-    server: Server, janitor: Janitor, tag: str
-) -> None:
-    with server.sdk() as client:
-        created = client.browsers.create(metadata={"suite": tag}, timeout=3)
-        janitor.track(server, server.key, str(created.id))
-        stopped = client.browsers.stop(created.id)
-        assert stopped.recording_available is False
-        assert client.browsers.get(created.id).recording_available is False
-
-
-def test_sdk_create_defaults_to_sixty_minutes_and_no_metadata(
-    server: Server, janitor: Janitor
-) -> None:
-    with server.sdk() as client:
-        created = client.browsers.create()
-        janitor.track(server, server.key, str(created.id))
-        assert created.timeout_at - created.started_at == timedelta(minutes=60)
-        assert created.metadata == {}
-        assert created.started_at <= created.timeout_at
-        client.browsers.stop(created.id)
-
-
 def test_sdk_list_filters_by_metadata_and_status_and_pages_newest_first(
     server: Server, janitor: Janitor, tag: str
 ) -> None:
@@ -157,17 +138,6 @@ def test_sdk_list_filters_by_metadata_and_status_and_pages_newest_first(
             client.browsers.stop(session_id)
 
 
-def test_list_metadata_value_may_contain_equals_sign(
-    server: Server, janitor: Janitor, tag: str
-) -> None:
-    with server.sdk() as client:
-        view = client.browsers.create(metadata={"suite": tag, "q": "a=b"}, timeout=2)
-        janitor.track(server, server.key, str(view.id))
-        found = client.browsers.list(metadata=[f"suite={tag}", "q=a=b"])
-        assert [str(i.id) for i in found.items] == [str(view.id)]
-        client.browsers.stop(view.id)
-
-
 def test_stop_is_idempotent_and_refunds_once(server: Server, janitor: Janitor, tag: str) -> None:
     _, key = server.new_project(credits="1")
     with server.sdk(key) as client:
@@ -191,23 +161,6 @@ def test_stop_is_idempotent_and_refunds_once(server: Server, janitor: Janitor, t
         assert refunded.quantize(Decimal("0.000001")) == ONE_MINUTE_COST
         assert after_second == after_first  # no second refund
         assert client.browsers.get(view.id).finished_at == first.finished_at
-
-
-def test_browser_cost_is_zero_at_create_running_while_active_and_final_after_stop(
-    server: Server, janitor: Janitor, tag: str
-) -> None:
-    with server.sdk() as client:
-        view = client.browsers.create(metadata={"suite": tag}, timeout=60)
-        janitor.track(server, server.key, str(view.id))
-        assert money(view.browser_cost) == 0
-        time.sleep(2)
-        running = client.browsers.get(view.id)
-        assert cost6(running.browser_cost) == ONE_MINUTE_COST  # at least one minute, so far
-        stopped = client.browsers.stop(view.id)
-        assert cost6(stopped.browser_cost) == ONE_MINUTE_COST
-        assert stopped.finished_at is not None and stopped.finished_at > stopped.started_at
-        time.sleep(1)
-        assert client.browsers.get(view.id).browser_cost == stopped.browser_cost
 
 
 def test_billing_account_has_every_key_and_counts_active_sessions_live(
@@ -256,37 +209,6 @@ def test_billing_account_has_every_key_and_counts_active_sessions_live(
         assert default_client.billing.account().project_id != account.project_id
 
 
-def test_a_key_sees_only_its_own_projects_sessions(
-    server: Server, janitor: Janitor, tag: str
-) -> None:
-    _, other_key = server.new_project()
-    with server.sdk(other_key) as other:
-        theirs = other.browsers.create(metadata={"suite": tag}, timeout=2)
-        janitor.track(server, other_key, str(theirs.id))
-    with server.http() as mine:
-        got = mine.get(f"/browsers/{theirs.id}")
-        assert (got.status_code, got.json()) == (404, {"detail": "Session not found"})
-        patched = mine.patch(f"/browsers/{theirs.id}", json={"action": "stop"})
-        assert (patched.status_code, patched.json()) == (404, {"detail": "Session not found"})
-        listed = mine.get("/browsers", params={"metadata": f"suite={tag}"}).json()
-        assert listed["items"] == [] and listed["totalItems"] == 0
-    with server.sdk(other_key) as other:
-        assert other.browsers.get(theirs.id).status.value == "active"  # my stop did nothing
-        listed_theirs = other.browsers.list(metadata=[f"suite={tag}"])
-        assert [str(i.id) for i in listed_theirs.items] == [str(theirs.id)]
-        other.browsers.stop(theirs.id)
-
-
-def test_timeout_of_240_minutes_is_accepted(server: Server, janitor: Janitor, tag: str) -> None:
-    view = janitor.create(server, metadata={"suite": tag}, timeout=240)
-    assert parse_time(view["timeoutAt"]) - parse_time(view["startedAt"]) == timedelta(minutes=240)
-
-
-def test_timeout_null_means_sixty_minutes(server: Server, janitor: Janitor, tag: str) -> None:
-    view = janitor.create(server, metadata={"suite": tag}, timeout=None)
-    assert parse_time(view["timeoutAt"]) - parse_time(view["startedAt"]) == timedelta(minutes=60)
-
-
 def test_snake_case_body_from_the_browser_use_library_is_accepted_on_v2(
     server: Server, janitor: Janitor, tag: str
 ) -> None:
@@ -306,65 +228,3 @@ def test_snake_case_body_from_the_browser_use_library_is_accepted_on_v2(
         assert stopped.json()["status"] == "stopped"
         assert isinstance(stopped.json()["cdpUrl"], str)  # the library requires both strings
         assert isinstance(stopped.json()["liveUrl"], str)
-
-
-def test_unknown_body_fields_are_ignored(server: Server, janitor: Janitor, tag: str) -> None:
-    view = janitor.create(
-        server, metadata={"suite": tag}, timeout=3, someFutureField={"x": 1}, another=True
-    )
-    assert view["status"] == "active"
-    assert "someFutureField" not in view
-
-
-def test_proxy_country_code_is_case_insensitive(server: Server, janitor: Janitor, tag: str) -> None:
-    view = janitor.create(server, metadata={"suite": tag}, timeout=2, proxyCountryCode="US")
-    assert view["status"] == "active"
-
-
-@pytest.mark.parametrize("version", ["v2", "v4"])
-def test_browsers_routes_are_mounted_under_v2_and_v4(
-    server: Server, janitor: Janitor, tag: str, version: str
-) -> None:
-    with server.http(version=version) as client:
-        resp = client.post("/browsers", json={"metadata": {"suite": tag}, "timeout": 2})
-        assert resp.status_code == 201, resp.text
-        session_id = janitor.track(server, server.key, resp.json()["id"])
-        got = client.get(f"/browsers/{session_id}")
-        assert got.status_code == 200 and got.json()["id"] == session_id
-        listed = client.get("/browsers", params={"metadata": f"suite={tag}"})
-        assert [i["id"] for i in listed.json()["items"]] == [session_id]
-        stopped = client.patch(f"/browsers/{session_id}", json={"action": "stop"})
-        assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
-    with server.http() as v3:
-        assert v3.get(f"/browsers/{session_id}").json()["status"] == "stopped"
-
-
-def test_billing_account_is_served_under_v2(server: Server) -> None:
-    with server.http(version="v2") as v2:
-        resp = v2.get("/billing/account")
-    assert resp.status_code == 200
-    assert resp.json()["planInfo"]["planName"] == "self-hosted"
-
-
-def test_wire_timestamps_are_utc_with_offset_and_ids_are_uuids(
-    server: Server, janitor: Janitor, tag: str
-) -> None:
-    view = janitor.create(server, metadata={"suite": tag}, timeout=2)
-    uuid.UUID(view["id"])
-    for field in ("startedAt", "timeoutAt"):
-        assert parse_time(view[field]).utcoffset() == timedelta(0)
-    assert view["finishedAt"] is None
-    with server.http() as client:
-        stopped = client.patch(f"/browsers/{view['id']}", json={"action": "stop"}).json()
-    assert parse_time(stopped["finishedAt"]).utcoffset() == timedelta(0)
-    assert parse_time(stopped["startedAt"]) <= parse_time(stopped["finishedAt"])
-
-
-def test_stopped_view_keeps_cdp_and_live_urls(server: Server, janitor: Janitor, tag: str) -> None:
-    view = janitor.create(server, metadata={"suite": tag}, timeout=2)
-    with server.sdk() as client:
-        client.browsers.stop(view["id"])
-        stopped = client.browsers.get(view["id"])
-        assert stopped.cdp_url == view["cdpUrl"]
-        assert stopped.live_url == view["liveUrl"]
-        assert stopped.status.value == "stopped"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -54,7 +55,6 @@ def test_a_browser_killed_from_outside_ends_its_session_and_frees_its_slot(
 ) -> None:
     _, key = server.new_project(concurrent_limit=1)
     view = janitor.create(server, key, timeout=5, metadata={"suite": tag})
-    time.sleep(1)
     kill_browser_from_outside(server, view["id"])
     killed_at = datetime.now(UTC)
 
@@ -121,6 +121,17 @@ def test_sigterm_stops_every_session_bills_it_and_leaves_no_process(make_server)
     assert not server.browser_sessions_running() & {v["id"] for v in views}
 
 
+def last_heartbeat(server: Server) -> datetime:
+    """The newest heartbeat any instance wrote to this server's database (UTC)."""
+    with sqlite3.connect(f"file:{server.data_dir / 'browserfleet.db'}?mode=ro", uri=True) as db:
+        (newest,) = db.execute("SELECT max(heartbeat_at) FROM instances").fetchone()
+    return (
+        datetime.fromisoformat(newest).replace(tzinfo=UTC)
+        if newest
+        else datetime.min.replace(tzinfo=UTC)
+    )
+
+
 def test_a_server_killed_with_sigkill_is_cleaned_up_and_billed_by_its_restart(
     make_server, janitor: Janitor
 ) -> None:
@@ -132,12 +143,12 @@ def test_a_server_killed_with_sigkill_is_cleaned_up_and_billed_by_its_restart(
             assert resp.status_code == 201, resp.text
             views.append(resp.json())
     browser_pids = [server.browser_main_process(v["id"]).pid for v in views]
-    time.sleep(1)
+    started = max(parse_time(v["startedAt"]) for v in views)
+    wait_for(lambda: last_heartbeat(server) > started, what="a heartbeat after the creates")
     killed_at = datetime.now(UTC)
     server.kill9()
 
     server.start()  # same data dir, same port
-    restarted_at = datetime.now(UTC)
     wait_for(
         lambda: not any(alive(pid) for pid in browser_pids),
         10,
@@ -152,7 +163,8 @@ def test_a_server_killed_with_sigkill_is_cleaned_up_and_billed_by_its_restart(
 
         after = wait_for(all_stopped, 15, what="the restart to stop the orphaned sessions")
         for view in after:
-            assert_stopped_and_billed(view, not_after=restarted_at + timedelta(seconds=15))
+            # Billed up to the dead server's last heartbeat, not up to the restart.
+            assert_stopped_and_billed(view, not_after=killed_at)
             assert parse_time(view["finishedAt"]) >= killed_at - timedelta(seconds=3)
         for view in views:
             assert httpx.get(f"{view['cdpUrl']}/json/version", timeout=10).status_code == 404

@@ -1,17 +1,36 @@
-"""Hand-written fakes of the browser runtime, passed to the service like the real ones."""
+"""Hand-written fakes of the browser runtime and the clock, passed in like the real ones
+(to the session service, or to create_app through bootstrap.Adapters)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
-from browserfleet.errors import BrowserLaunchFailed
+from browserfleet.errors import BrowserLaunchFailed, SessionNotFound
+from browserfleet.proxy import ByteMeter
 from browserfleet.sessions.ports import GatewayRoute
 
 _pids = itertools.count(100_000)
+T0 = datetime(2026, 7, 15, 20, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
 
 
 class FakeBrowser:
@@ -88,12 +107,25 @@ class FakeLauncher:
         self.stray_calls.append(keep)
         return 0
 
+    def totals(self) -> ByteMeter:
+        """Egress traffic of every browser launched, as the real launcher reports it."""
+        return ByteMeter(from_browser=sum(b.traffic for b in self.browsers))
+
     @property
     def running(self) -> list[FakeBrowser]:
         return [b for b in self.browsers if b.closed == 0 and not b._exited.done()]
 
 
+@dataclass
+class FakeTraffic:
+    open_connections: int = 0
+    bytes_to_browser: int = 0
+    bytes_to_client: int = 0
+
+
 class FakeGateway:
+    """Routes by token; discovery answers a fixed version document for open tokens."""
+
     def __init__(self) -> None:
         self.routes: dict[str, GatewayRoute] = {}
         self.closed: list[str] = []
@@ -104,3 +136,16 @@ class FakeGateway:
     async def close(self, token: str) -> None:
         self.routes.pop(token, None)
         self.closed.append(token)
+
+    async def discover(self, token: str, path: str, public_base: str) -> bytes:
+        if token not in self.routes:
+            raise SessionNotFound(token)
+        ws = f"{public_base.replace('http', 'ws', 1)}/cdp/{token}/devtools/browser/fake"
+        return json.dumps({"Browser": "Fake/1.0", "webSocketDebuggerUrl": ws}).encode()
+
+    def totals(self) -> FakeTraffic:
+        return FakeTraffic()
+
+    async def aclose(self) -> None:
+        for token in list(self.routes):
+            await self.close(token)

@@ -12,7 +12,8 @@ from fastapi.security import APIKeyHeader
 from browserfleet.auth.model import Principal
 from browserfleet.auth.service import Authenticator
 from browserfleet.billing.account import AccountReader
-from browserfleet.sessions.service import Clock, SessionService
+from browserfleet.clock import Clock
+from browserfleet.sessions.service import SessionService
 
 
 @dataclass(frozen=True, slots=True)

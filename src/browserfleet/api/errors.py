@@ -1,13 +1,27 @@
-"""Domain errors to HTTP responses: one table, applied once at the edge."""
+"""Errors to HTTP responses, applied once at the edge: the domain errors' table, and the few
+failures of the machinery (validation, routing, the database) that clients must also get as
+JSON `{"detail": ...}` rather than a crash or a bare 500."""
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from browserfleet import errors as e
+
+log = logging.getLogger(__name__)
+DATABASE_UNAVAILABLE = "The database is unavailable (busy or out of space); retry shortly."
+INTERNAL_ERROR = "Internal error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +93,71 @@ def _detail(mapped: HttpError, error: e.DomainError) -> object:
     ]
 
 
+def printable(value: object) -> object:
+    """`value` with everything JSON cannot carry made printable: non-finite numbers become
+    their names, lone surrogates their escapes (echoed inputs of a 422 may hold either)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {str(printable(k)): printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(v) for v in value]
+    return value
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's):
+    each method is tried against the routes, included routers and all."""
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in app.router.routes
+        )
+    ]
+
+
 def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
-    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+    retry_after = {"Retry-After": str(retry_after_s)}
+
+    async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, e.DomainError)
         mapped = http_error_for(exc)
-        headers = {"Retry-After": str(retry_after_s)} if mapped.retry_after else None
+        headers = retry_after if mapped.retry_after else None
         return JSONResponse(
             {"detail": _detail(mapped, exc)}, status_code=mapped.status, headers=headers
         )
 
-    app.add_exception_handler(e.DomainError, handle)
+    async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        detail = printable(jsonable_encoder(exc.errors()))
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            allow = ", ".join(allowed_methods(app, request))
+            exc = HTTPException(405, exc.detail, headers={"Allow": allow})
+        response = await http_exception_handler(request, exc)
+        assert isinstance(response, JSONResponse)
+        return response
+
+    async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("database unavailable: %s", exc)
+        return JSONResponse({"detail": DATABASE_UNAVAILABLE}, status_code=503, headers=retry_after)
+
+    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)
+
+    app.add_exception_handler(e.DomainError, domain_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(OperationalError, database_unavailable)
+    app.add_exception_handler(Exception, internal_error)

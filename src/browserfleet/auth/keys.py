@@ -7,7 +7,6 @@ nothing to brute-force that a slow KDF would protect, and lookups stay O(1) by h
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -31,7 +30,3 @@ def mint_key() -> MintedKey:
     return MintedKey(
         secret=secret, digest=hash_key(secret), prefix=secret[: len(KEY_PREFIX) + _SHOWN_CHARS]
     )
-
-
-def digests_match(a: str, b: str) -> bool:
-    return hmac.compare_digest(a, b)

@@ -1,4 +1,4 @@
-"""Pure money math for browser time (contract §6).
+"""Pure money math for browser time (docs/api.md, "Billing").
 
 Amounts are integer micro-dollars (1 USD = 1_000_000). A cost is computed exactly with Decimal
 and rounded once, half up, to the micro-dollar; a refund is the difference of two rounded amounts,

@@ -8,13 +8,21 @@ out, so a pooled browser can serve any proxy setting.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
-from browserfleet.proxy import DirectRoute, EgressGuard, EgressProxy, HttpUpstream, Socks5Upstream
+from browserfleet.proxy import (
+    ByteMeter,
+    DirectRoute,
+    EgressGuard,
+    EgressProxy,
+    HttpUpstream,
+    Socks5Upstream,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +30,16 @@ log = logging.getLogger(__name__)
 class EgressedBrowser:
     """A Chromium process and the proxy all its traffic passes through."""
 
-    def __init__(self, browser: ChromiumProcess, proxy: EgressProxy) -> None:
+    def __init__(
+        self,
+        browser: ChromiumProcess,
+        proxy: EgressProxy,
+        on_closed: Callable[[EgressProxy], None] = lambda _proxy: None,
+    ) -> None:
         self._browser = browser
         self._proxy = proxy
         self._baseline = 0
+        self._on_closed = on_closed
 
     @property
     def pid(self) -> int:
@@ -48,10 +62,6 @@ class EgressedBrowser:
         """Bytes both ways since the route was last set (MB = 10^6 of these)."""
         return self._proxy.meter.total - self._baseline
 
-    @property
-    def egress_blocked(self) -> int:
-        return self._proxy.meter.blocked
-
     def route_egress(self, route: object) -> None:
         """Send this browser's traffic by `route` from now on, and count from zero."""
         if not isinstance(route, DirectRoute | HttpUpstream | Socks5Upstream):
@@ -70,6 +80,7 @@ class EgressedBrowser:
             await self._browser.close()
         finally:
             await self._proxy.aclose()
+            self._on_closed(self._proxy)
 
 
 class EgressedLauncher:
@@ -83,6 +94,26 @@ class EgressedLauncher:
         self._launcher = launcher
         self._guard = guard
         self._connect_timeout_s = connect_timeout_s
+        self._open: set[EgressProxy] = set()
+        self._retired = ByteMeter()  # traffic of closed proxies, so totals never go backwards
+
+    def totals(self) -> ByteMeter:
+        """Traffic through every egress proxy this launcher started, open and closed."""
+        total = replace(self._retired)
+        for proxy in self._open:
+            total.from_browser += proxy.meter.from_browser
+            total.to_browser += proxy.meter.to_browser
+            total.connections += proxy.meter.connections
+            total.blocked += proxy.meter.blocked
+        return total
+
+    def _retire(self, proxy: EgressProxy) -> None:
+        if proxy in self._open:
+            self._open.discard(proxy)
+            self._retired.from_browser += proxy.meter.from_browser
+            self._retired.to_browser += proxy.meter.to_browser
+            self._retired.connections += proxy.meter.connections
+            self._retired.blocked += proxy.meter.blocked
 
     @property
     def guard(self) -> EgressGuard:
@@ -91,14 +122,16 @@ class EgressedLauncher:
     async def launch(self, spec: LaunchSpec, workdir: Path) -> EgressedBrowser:
         proxy = EgressProxy(DirectRoute(self._guard), connect_timeout_s=self._connect_timeout_s)
         port = await proxy.start()
+        self._open.add(proxy)
         try:
             browser = await self._launcher.launch(
                 replace(spec, proxy_server=f"http://127.0.0.1:{port}"), workdir
             )
         except BaseException:
             await proxy.aclose()
+            self._retire(proxy)
             raise
-        return EgressedBrowser(browser, proxy)
+        return EgressedBrowser(browser, proxy, self._retire)
 
     def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
         return self._launcher.kill_strays(root, keep)

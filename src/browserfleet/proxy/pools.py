@@ -41,7 +41,7 @@ class NoProxyPool(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class ProxyRates:
-    """USD per GB for each kind of route (contract §13.2 defaults)."""
+    """USD per GB for each kind of route (defaults in docs/api.md, "Billing")."""
 
     managed: Decimal = Decimal("5.00")
     custom: Decimal = Decimal("0.20")

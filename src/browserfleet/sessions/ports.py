@@ -44,6 +44,10 @@ class SessionStore(Protocol):
     async def mark_failed(self, session_id: SessionId) -> None:
         """STARTING -> FAILED: refund the upfront charge in full and free the slot."""
 
+    async def fail_if_starting(self, session_id: SessionId) -> Session | None:
+        """mark_failed as a repair: the failed session, or None if the row is not STARTING
+        (there is none, or its create finished, or another repair got there first)."""
+
     async def request_stop(
         self, session_id: SessionId, reason: StopReason, at: datetime
     ) -> Session:
@@ -75,8 +79,13 @@ class SessionStore(Protocol):
 
     async def forget_instance(self, owner: InstanceId) -> None: ...
 
-    async def orphaned(self, stale_before: datetime, exclude: InstanceId) -> Sequence[Session]:
-        """Live sessions whose owner has not sent a heartbeat since stale_before."""
+    async def orphaned(
+        self,
+        stale_before: datetime,
+        exclude: InstanceId,
+        dead: frozenset[InstanceId] = frozenset(),
+    ) -> Sequence[Session]:
+        """Live sessions whose owner has not sent a heartbeat since stale_before, or is dead."""
 
     async def instances(self) -> Sequence[InstanceRecord]:
         """Every registered server instance."""
@@ -84,8 +93,11 @@ class SessionStore(Protocol):
     async def live_pids(self) -> frozenset[int]:
         """Browser pids of every live session, whatever its owner."""
 
-    async def adopt(self, session_id: SessionId, new_owner: InstanceId) -> Session | None:
-        """Take over an orphaned live session (compare-and-set on its old owner)."""
+    async def adopt(
+        self, session_id: SessionId, new_owner: InstanceId, dead_owner: InstanceId | None = None
+    ) -> Session | None:
+        """Take over an orphaned live session (compare-and-set on its old owner's silence, or
+        on its owner being `dead_owner`, an instance known to be gone)."""
 
 
 class BrowserHandle(Protocol):

@@ -4,6 +4,11 @@ Everything it acts on is read from the store each sweep, so a restarted or secon
 reaches the same decisions; nothing depends on in-process state alone. A sweep is one query; the
 next one comes at the earliest timeout it saw, or after the sweep interval (which bounds how
 late a stop asked on another instance, or a session created since, is noticed).
+
+Every intermediate status has a deadline, after which the row is a fault to repair, never
+something to skip: STARTING ends when its create is gone (a crash) or past STARTING_DEADLINE
+(the create is cancelled); STOPPING is retried every sweep until it is STOPPED; the live
+sessions of a dead instance are settled as of its last heartbeat.
 """
 
 from __future__ import annotations
@@ -18,30 +23,43 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from browserfleet.clock import Clock
 from browserfleet.ids import SessionId
 from browserfleet.sessions.model import Session, SessionStatus, StopReason
 from browserfleet.sessions.ports import BrowserLauncher, SessionStore
-from browserfleet.sessions.service import Clock, SessionService
+from browserfleet.sessions.service import SessionService
 from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
 # An instance whose heartbeat is older than this many intervals is presumed dead.
 STALE_HEARTBEATS = 3
+# A create still starting after this long is stuck, whatever it waits for (launches queue for
+# a slot, then have their own timeout; clients gave up long before).
+STARTING_DEADLINE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
 class SweepPlan:
-    """What one sweep does: sessions to stop (and why, and as of when), and when to look again."""
+    """What one sweep does: sessions to stop (and why, and as of when), STARTING rows to
+    repair (no create in flight) or whose create to cancel (past the deadline), and when to
+    look again."""
 
     stops: tuple[tuple[Session, StopReason, datetime], ...]
     next_timeout: datetime | None  # the earliest timeout still to come; None: no active session
+    stuck: tuple[Session, ...] = ()
+    overdue: tuple[Session, ...] = ()
 
 
-def plan_sweep(live: Sequence[Session], now: datetime) -> SweepPlan:
-    """Pure: from this instance's live sessions, the stops due at `now` and the next deadline."""
+def plan_sweep(
+    live: Sequence[Session], now: datetime, creating: frozenset[SessionId] = frozenset()
+) -> SweepPlan:
+    """Pure: from this instance's live sessions and the creates it has in flight, the stops
+    and repairs due at `now` and the next deadline."""
     stops: list[tuple[Session, StopReason, datetime]] = []
     upcoming: list[datetime] = []
+    stuck: list[Session] = []
+    overdue: list[Session] = []
     for session in live:
         if session.status is SessionStatus.STOPPING:
             stops.append((session, session.stop_reason or StopReason.USER, now))
@@ -50,7 +68,12 @@ def plan_sweep(live: Sequence[Session], now: datetime) -> SweepPlan:
                 stops.append((session, StopReason.TIMEOUT, session.timeout_at))
             else:
                 upcoming.append(session.timeout_at)
-    return SweepPlan(tuple(stops), min(upcoming, default=None))
+        elif session.status is SessionStatus.STARTING:
+            if session.id not in creating:
+                stuck.append(session)
+            elif now - session.created_at > STARTING_DEADLINE:
+                overdue.append(session)
+    return SweepPlan(tuple(stops), min(upcoming, default=None), tuple(stuck), tuple(overdue))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +102,7 @@ class Reaper:
 
     async def start(self) -> None:
         """Register this instance, recover what a crashed predecessor left, start the loops."""
-        await self._heartbeat()
+        await self.heartbeat()
         await self.recover_orphans()
         keep = await self._store.live_pids() | self._service.local_pids()
         killed = self._launcher.kill_strays(self._config.sessions_dir, keep)
@@ -112,14 +135,15 @@ class Reaper:
         """Last step of shutdown, once every session of this instance is stopped."""
         await self._store.forget_instance(self._service.instance)
 
-    async def _heartbeat(self) -> None:
+    async def heartbeat(self) -> None:
+        """Tell other instances this one is alive (a database write: readiness uses it too)."""
         await self._store.heartbeat(self._service.instance, self._host, os.getpid(), self._clock())
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self._config.heartbeat_interval_s)
             try:
-                await self._heartbeat()
+                await self.heartbeat()
                 await self.recover_orphans()
             except Exception:
                 log.exception("heartbeat failed")
@@ -141,9 +165,18 @@ class Reaper:
         """Stop expired sessions and finish stops other instances asked of us; return the
         earliest timeout still to come."""
         now = self._clock()
-        plan = plan_sweep(await self._store.live_owned_by(self._service.instance), now)
+        # In-flight creates first: one that finishes after the query is then still "in
+        # flight" here, never mistaken for a stuck row.
+        creating = self._service.creating()
+        live = await self._store.live_owned_by(self._service.instance)
+        plan = plan_sweep(live, now, creating)
         for session, reason, at in plan.stops:
             self._stop_soon(session.id, reason, at)
+        for session in plan.overdue:
+            log.error("create outlived its deadline", extra={"session_id": str(session.id)})
+            self._service.cancel_create(session.id)
+        for session in plan.stuck:
+            await self._service.repair_starting(session)
         return plan.next_timeout
 
     def _stop_soon(self, session_id: SessionId, reason: StopReason, at: datetime) -> None:
@@ -153,25 +186,47 @@ class Reaper:
             self._service.stop_local(session_id, reason, at), name=f"stop-{session_id}"
         )
 
-    async def _forget_dead_neighbours(self) -> None:
-        """An instance on this host whose process is gone is dead now, heartbeat or not."""
-        for instance in await self._store.instances():
-            if instance.id == self._service.instance or instance.host != self._host:
-                continue
-            if not _is_server_process(instance.pid):
-                await self._store.forget_instance(instance.id)
-
     async def recover_orphans(self) -> None:
-        """Stop and bill live sessions whose owning instance is gone."""
-        await self._forget_dead_neighbours()
+        """Settle the live sessions of instances that are gone, as of their last heartbeat.
+
+        An instance is gone when its heartbeat is stale, or at once when it ran on this host
+        and its process no longer exists (a restart after kill -9 need not wait). Its session
+        files on this host are removed, and a dead neighbour is forgotten once it owns nothing.
+        """
         now = self._clock()
         stale_before = now - timedelta(seconds=self._config.heartbeat_interval_s * STALE_HEARTBEATS)
-        for session in await self._store.orphaned(stale_before, self._service.instance):
-            log.warning("stopping orphaned session", extra={"session_id": str(session.id)})
+        others = {i.id: i for i in await self._store.instances() if i.id != self._service.instance}
+        dead = frozenset(
+            i.id for i in others.values() if i.host == self._host and not _is_server_process(i.pid)
+        )
+        for session in await self._store.orphaned(stale_before, self._service.instance, dead):
+            owner = others.get(session.owner) if session.owner is not None else None
+            last_seen = owner.heartbeat_at if owner is not None else now
+            log.warning("settling an orphaned session", extra={"session_id": str(session.id)})
             try:
-                await self._service.stop_abandoned(session, now)
+                settled = await self._service.stop_abandoned(
+                    session,
+                    last_seen,
+                    dead_owner=session.owner if owner and owner.id in dead else None,
+                )
             except Exception:
-                log.exception("could not stop orphan", extra={"session_id": str(session.id)})
+                log.exception("could not settle orphan", extra={"session_id": str(session.id)})
+                continue
+            if settled is not None:
+                await self._remove_files(settled)
+        for instance_id in dead:
+            if not await self._store.live_owned_by(instance_id):
+                await self._store.forget_instance(instance_id)
+
+    async def _remove_files(self, session: Session) -> None:
+        """Kill what may be left of an orphan's browser on this host and delete its files."""
+        if session.session_dir:
+            await asyncio.to_thread(self._clear_workdir, Path(session.session_dir))
+
+    def _clear_workdir(self, workdir: Path) -> None:
+        if workdir.exists():
+            self._launcher.kill_strays(workdir, frozenset())
+            self._launcher.remove_workdir(workdir)
 
 
 def _is_server_process(pid: int) -> bool:

@@ -10,21 +10,22 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from browserfleet.auth.model import Principal
 from browserfleet.auth.signing import ServerSecret
 from browserfleet.billing import pricing
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
+from browserfleet.clock import Clock
 from browserfleet.errors import (
     BrowserLaunchFailed,
+    DomainError,
     HostAtCapacity,
     ProfileNotFound,
-    SessionNotFound,
     SessionNotRunningHere,
     TimeoutLimitExceeded,
 )
@@ -54,7 +55,6 @@ from browserfleet.sessions.ports import (
 from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 
 # How long a stop waits for another instance to tear down a browser it owns.
 _REMOTE_STOP_WAIT_S = 30.0
@@ -68,12 +68,30 @@ class RuntimeConfig:
     extra_args: tuple[str, ...]
     default_concurrent_limit: int
     host_max_browsers: int
+    # At shutdown, creates in flight get this long to finish before they are cancelled, and
+    # the cancelled ones as long again to settle their rows (a database that does not answer
+    # by then is left to the next start's repair).
+    shutdown_grace_s: float = 10.0
 
 
 @dataclass(slots=True)
 class _Running:
     handle: BrowserHandle
     token: str
+
+
+@dataclass(slots=True)
+class Reservation:
+    """One create in flight, from before its STARTING row is written until the row is ACTIVE
+    or FAILED. A STARTING row of this instance without a reservation is therefore stuck."""
+
+    session: Session  # as reserved: STARTING, charged, holding a project slot
+    spec: LaunchSpec
+    plan: EgressPlan | None
+    began: float  # monotonic time of the request, for the create-latency metric
+    task: asyncio.Task[Any] | None  # the create itself, cancelled if it outlives its deadline
+    pooled: BrowserHandle | None = None  # a warm browser taken for it, until the session owns it
+    reshaping: asyncio.Task[None] | None = None
 
 
 def launch_spec_for(request: SessionRequest, config: RuntimeConfig) -> LaunchSpec:
@@ -116,8 +134,11 @@ class SessionService:
         self._running: dict[SessionId, _Running] = {}
         self._launching = 0
         self._teardowns: dict[SessionId, asyncio.Task[Session]] = {}
-        self._plans: dict[SessionId, EgressPlan | None] = {}
+        self._creating: dict[SessionId, Reservation] = {}
+        self._closing = False
         self._tasks = TaskSet("sessions")
+        # Settling a failed create is never cancelled: shutdown drains it.
+        self._settling = TaskSet("sessions-settling")
 
     @property
     def instance(self) -> InstanceId:
@@ -135,61 +156,44 @@ class SessionService:
 
         A pooled browser, when one fits, is taken first and gives the session its id, so a
         session's files always live in sessions/<id>; if the reservation is refused it goes
-        back to the pool unused.
+        back to the pool unused. Whatever interrupts a create (an error, a cancellation, a
+        shutdown), its row ends FAILED with a full refund before the reservation is dropped.
         """
         if request.timeout_minutes > MAX_TIMEOUT_MINUTES:
             raise TimeoutLimitExceeded(request.timeout_minutes)
         if request.profile_id is not None:
             raise ProfileNotFound(request.profile_id)
-        began = time.monotonic()
+        if self._closing:
+            raise HostAtCapacity("this server is shutting down")
+        reservation = self._open_reservation(principal, request)
+        self._creating[reservation.session.id] = reservation
+        await self._reserve(reservation)
+        # Host admission and taking the slot with no await between: nothing can slip in.
+        try:
+            refusal = None if reservation.pooled is not None else self._host_refusal()
+        except BaseException:
+            await self._settle_failed(reservation, None)
+            raise
+        self._launching += 1
+        try:
+            return await self._start(reservation, refusal)
+        finally:
+            self._launching -= 1
+
+    def _open_reservation(self, principal: Principal, request: SessionRequest) -> Reservation:
+        """The create's state: its STARTING session, launch spec, egress plan, pooled browser."""
         spec = launch_spec_for(request, self._config)
         pooled = self._pool.take(spec) if self._pool else None
         session_id = (
             SessionId(uuid.UUID(pooled.workdir.name)) if pooled else SessionId(uuid.uuid4())
         )
-        # Reshaping a pooled browser overlaps the reservation's database work.
-        reshaping = self._reshape_soon(pooled, spec)
         try:
-            session = await self._reserve(principal, request, session_id)
+            plan = self._planner.plan(request, str(session_id)) if self._planner else None
         except BaseException:
-            await asyncio.shield(self._return_unused(pooled, reshaping))
+            if pooled is not None and self._pool is not None:
+                self._pool.give_back(pooled)
             raise
-        # Host admission and taking the slot with no await between: nothing can slip in.
-        refusal = None if pooled is not None else self._host_refusal()
-        self._launching += 1
-        try:
-            return await self._start(session, spec, (pooled, reshaping), began, refusal)
-        finally:
-            self._launching -= 1
-
-    def _reshape_soon(
-        self, pooled: BrowserHandle | None, spec: LaunchSpec
-    ) -> asyncio.Task[None] | None:
-        if pooled is None or _screen(spec) == _screen(self._pool_spec()):
-            return None
-        return self._tasks.spawn(
-            pooled.reshape(spec.screen_width, spec.screen_height), name=f"reshape-{pooled.pid}"
-        )
-
-    async def _return_unused(
-        self, pooled: BrowserHandle | None, reshaping: asyncio.Task[None] | None
-    ) -> None:
-        """A pooled browser whose session was refused: back to the pool if still pristine."""
-        if pooled is None or self._pool is None:
-            return
-        if reshaping is None:
-            self._pool.give_back(pooled)
-            return
-        reshaping.cancel()
-        await asyncio.gather(reshaping, return_exceptions=True)
-        await pooled.close()  # reshaped for someone else: no longer what the pool holds
-
-    async def _reserve(
-        self, principal: Principal, request: SessionRequest, session_id: SessionId
-    ) -> Session:
-        """The STARTING row, charged and holding a project slot; then host admission."""
         now = self._clock()
-        plan = self._planner.plan(request, str(session_id)) if self._planner else None
         session = Session(
             id=session_id,
             project_id=principal.project_id,
@@ -204,34 +208,67 @@ class SessionService:
             proxy_route=plan.kind if plan else None,
             proxy_rate_micros_per_gb=plan.micros_per_gb if plan else 0,
             api_key_id=principal.api_key_id,
+            # Known before the launch, so whoever repairs a crashed create can remove it.
+            session_dir=str(self._config.sessions_dir / str(session_id)),
         )
-        self._plans[session_id] = plan
-        try:
-            await self._store.reserve(session, self._config.default_concurrent_limit)
-        except BaseException:
-            self._plans.pop(session_id, None)
-            raise
-        return session
+        return Reservation(
+            session=session,
+            spec=spec,
+            plan=plan,
+            began=time.monotonic(),
+            task=asyncio.current_task(),
+            pooled=pooled,
+            # Reshaping a pooled browser overlaps the reservation's database work.
+            reshaping=self._reshape_soon(pooled, spec),
+        )
 
-    async def _start(
-        self,
-        session: Session,
-        spec: LaunchSpec,
-        taken: tuple[BrowserHandle | None, asyncio.Task[None] | None],
-        began: float,
-        refusal: str | None,
-    ) -> Session:
-        plan = self._plans.pop(session.id, None)
+    def _reshape_soon(
+        self, pooled: BrowserHandle | None, spec: LaunchSpec
+    ) -> asyncio.Task[None] | None:
+        if pooled is None or _screen(spec) == _screen(self._pool_spec()):
+            return None
+        return self._tasks.spawn(
+            pooled.reshape(spec.screen_width, spec.screen_height), name=f"reshape-{pooled.pid}"
+        )
+
+    async def _reserve(self, reservation: Reservation) -> None:
+        """The STARTING row, charged and holding a project slot. A refusal writes nothing;
+        anything else (a cancellation, a database error) may have, so the row is settled."""
+        try:
+            await self._store.reserve(reservation.session, self._config.default_concurrent_limit)
+        except DomainError:
+            self._creating.pop(reservation.session.id, None)
+            await asyncio.shield(self._return_unused(reservation))
+            raise
+        except BaseException:
+            await self._settle_failed(reservation, None)
+            raise
+
+    async def _return_unused(self, reservation: Reservation) -> None:
+        """A pooled browser whose session was refused: back to the pool if still pristine."""
+        pooled, reshaping = reservation.pooled, reservation.reshaping
+        reservation.pooled = None
+        if pooled is None or self._pool is None:
+            return
+        if reshaping is None:
+            self._pool.give_back(pooled)
+            return
+        reshaping.cancel()
+        await asyncio.gather(reshaping, return_exceptions=True)
+        await pooled.close()  # reshaped for someone else: no longer what the pool holds
+
+    async def _start(self, reservation: Reservation, refusal: str | None) -> Session:
+        session = reservation.session
         try:
             if refusal is not None:
                 raise HostAtCapacity(refusal)
-            handle, from_pool = await self._obtain_browser(session.id, spec, *taken)
+            handle, from_pool = await self._obtain_browser(reservation)
         except BaseException:
-            await asyncio.shield(self._store.mark_failed(session.id))
+            await self._settle_failed(reservation, None)
             raise
         try:
-            if plan is not None:
-                handle.route_egress(plan.route)
+            if reservation.plan is not None:
+                handle.route_egress(reservation.plan.route)
             files = handle.files
             self._gateway.open(
                 GatewayRoute(
@@ -247,31 +284,82 @@ class SessionService:
                 session.id, pid=handle.pid, session_dir=str(handle.workdir)
             )
         except BaseException:
-            await asyncio.shield(self._abort_launched(session, handle))
+            await self._settle_failed(reservation, handle)
             raise
+        self._creating.pop(session.id, None)
         self._tasks.spawn(self._watch(session.id, handle), name=f"watch-{session.id}")
         self._metrics.session_started(
-            session.project_id, from_pool=from_pool, seconds=time.monotonic() - began
+            session.project_id, from_pool=from_pool, seconds=time.monotonic() - reservation.began
         )
         log.info("session started", extra={"session_id": str(session.id), "pid": handle.pid})
         return self.with_token(active)
 
+    async def _settle_failed(self, reservation: Reservation, handle: BrowserHandle | None) -> None:
+        """End a create that did not make it: browser closed, row FAILED and refunded, slot
+        freed. Runs to its end even if the create is cancelled; shutdown waits for it."""
+        work = self._settling.spawn(
+            self._fail_reservation(reservation, handle), name=f"fail-{reservation.session.id}"
+        )
+        await asyncio.shield(work)
+
+    async def _fail_reservation(
+        self, reservation: Reservation, handle: BrowserHandle | None
+    ) -> None:
+        session = reservation.session
+        try:
+            await self._return_unused(reservation)
+            if handle is not None:
+                self._running.pop(session.id, None)
+                await self._gateway.close(session.token)
+                await handle.close()
+            # If this fails too (the database is down), the row stays STARTING with no
+            # reservation: the next sweep sees it is stuck and fails it.
+            await self._store.fail_if_starting(session.id)
+        finally:
+            self._creating.pop(session.id, None)
+
+    def creating(self) -> frozenset[SessionId]:
+        """Sessions whose create is in flight here (their rows may be STARTING legitimately)."""
+        return frozenset(self._creating)
+
+    def cancel_create(self, session_id: SessionId) -> bool:
+        """Cancel a create that is taking too long (its own cleanup settles the row)."""
+        reservation = self._creating.get(session_id)
+        if reservation is None:
+            return False
+        if reservation.task is None or reservation.task.done():
+            # Nothing left to cancel: drop it, and the next sweep repairs the row as stuck.
+            self._creating.pop(session_id, None)
+            return False
+        reservation.task.cancel()
+        return True
+
+    async def repair_starting(self, session: Session) -> bool:
+        """A STARTING row of this instance with no create in flight: a create that crashed or
+        was lost. Fail and refund it, and remove whatever files it left. True if repaired."""
+        if session.id in self._creating:
+            return False
+        failed = await self._store.fail_if_starting(session.id)
+        if failed is None:
+            return False
+        log.warning("failed a stuck starting session", extra={"session_id": str(session.id)})
+        if failed.session_dir:
+            await asyncio.to_thread(self._launcher.remove_workdir, Path(failed.session_dir))
+        return True
+
     def _host_refusal(self) -> str | None:
         return self._capacity.session_refusal(self.local_browser_count())
 
-    async def _obtain_browser(
-        self,
-        session_id: SessionId,
-        spec: LaunchSpec,
-        pooled: BrowserHandle | None,
-        reshaping: asyncio.Task[None] | None,
-    ) -> tuple[BrowserHandle, bool]:
+    async def _obtain_browser(self, reservation: Reservation) -> tuple[BrowserHandle, bool]:
         """The pooled browser reshaped for this session, else a cold launch."""
+        session_id, spec = reservation.session.id, reservation.spec
+        pooled, reshaping = reservation.pooled, reservation.reshaping
         if pooled is not None:
             try:
                 if reshaping is not None:
                     await reshaping
                 log.info("browser from the pool", extra={"session_id": str(session_id)})
+                reservation.pooled = None  # the session's own now
                 return pooled, True
             except BrowserLaunchFailed as error:
                 log.warning(
@@ -279,8 +367,10 @@ class SessionService:
                     error,
                     extra={"session_id": str(session_id)},
                 )
+                reservation.pooled = None
                 await pooled.close()
             except BaseException:
+                reservation.pooled = None
                 if reshaping is not None:
                     reshaping.cancel()
                 await asyncio.shield(pooled.close())
@@ -318,12 +408,6 @@ class SessionService:
     def pool_has_room(self, pool_total: int) -> bool:
         """Whether the pool may launch one more browser without crowding out sessions."""
         return self._capacity.pool_may_grow(self.local_browser_count() + pool_total)
-
-    async def _abort_launched(self, session: Session, handle: BrowserHandle) -> None:
-        self._running.pop(session.id, None)
-        await self._gateway.close(session.token)
-        await handle.close()
-        await self._store.mark_failed(session.id)
 
     async def _watch(self, session_id: SessionId, handle: BrowserHandle) -> None:
         """A browser that dies by itself ends its session, billed up to that moment."""
@@ -425,12 +509,21 @@ class SessionService:
             await asyncio.sleep(0.1)
         return await self._store.get(session.project_id, session.id)
 
-    async def stop_abandoned(self, session: Session, at: datetime) -> Session:
-        """Finish a session whose owner died: no browser of ours to close, just bill it."""
-        adopted = await self._store.adopt(session.id, self._config.instance)
+    async def stop_abandoned(
+        self, session: Session, last_seen: datetime, *, dead_owner: InstanceId | None = None
+    ) -> Session | None:
+        """Finish a session whose owner died: no browser of ours to close, just settle it.
+
+        A session caught starting fails with a full refund; a running one is billed up to its
+        owner's last sign of life (`last_seen`), never past its timeout nor before its start.
+        Returns the settled session, or None if another instance got there first.
+        """
+        adopted = await self._store.adopt(session.id, self._config.instance, dead_owner)
         if adopted is None:
-            raise SessionNotFound(str(session.id))
-        end = min(at, adopted.timeout_at)
+            return None
+        if adopted.status is SessionStatus.STARTING:
+            return await self._store.fail_if_starting(adopted.id)
+        end = max(adopted.started_at, min(last_seen, adopted.timeout_at))
         return await self.stop_local(adopted.id, StopReason.ORPHANED, end)
 
     def is_tearing_down(self, session_id: SessionId) -> bool:
@@ -438,13 +531,18 @@ class SessionService:
 
     # -- shutdown -------------------------------------------------------------------------
     async def shutdown(self) -> None:
-        """Stop every session this instance runs, bill them, and leave no process behind."""
+        """Refuse new creates, let those in flight finish or fail them, stop and bill every
+        session this instance runs, and leave no process behind."""
+        self._closing = True
+        await self._end_creates()
         now = self._clock()
         ids = list(self._running)
         results = await asyncio.gather(
-            *(self.stop_local(i, StopReason.SHUTDOWN, now) for i in ids), return_exceptions=True
+            *(self.stop_local(i, StopReason.SHUTDOWN, now) for i in ids),
+            *self._teardowns.values(),
+            return_exceptions=True,
         )
-        for session_id, result in zip(ids, results, strict=True):
+        for session_id, result in zip(ids, results, strict=False):
             if isinstance(result, BaseException):
                 log.error(
                     "stop at shutdown failed",
@@ -455,6 +553,29 @@ class SessionService:
             await running.handle.close()
         self._running.clear()
         await self._tasks.close()
+
+    async def _end_creates(self) -> None:
+        """Creates in flight finish (a launch has its own timeout) or are cancelled; either
+        way their rows are settled (ACTIVE, then stopped below, or FAILED) before we go on."""
+        pending = {r.task for r in self._creating.values() if r.task is not None}
+        pending = {t for t in pending if not t.done()}
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=self._config.shutdown_grace_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=self._config.shutdown_grace_s)
+        try:
+            async with asyncio.timeout(self._config.shutdown_grace_s):
+                await self._settling.drain()
+        except TimeoutError:
+            log.error("failed creates still settling at shutdown: the next start repairs them")
+        for reservation in list(self._creating.values()):  # their tasks never got to settle
+            try:
+                await self._store.fail_if_starting(reservation.session.id)
+            except Exception:
+                log.exception("could not fail a create at shutdown")
+            self._creating.pop(reservation.session.id, None)
 
 
 class CountedCapacity:
@@ -477,7 +598,7 @@ def _screen(spec: LaunchSpec) -> tuple[int, int]:
 
 
 def with_running_cost(session: Session, now: datetime) -> Session:
-    """While active, the session shows the costs so far (contract §13.2)."""
+    """While active, the session shows the costs so far (docs/api.md, "Billing")."""
     if session.cost_micros is not None or session.status is SessionStatus.STOPPED:
         return session
     bill = pricing.bill(session.started_at, now, session.request.timeout_minutes)

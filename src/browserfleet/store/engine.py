@@ -19,12 +19,19 @@ BUSY_TIMEOUT_SECONDS = 30
 _READ_ONLY = "browserfleet_read_only"
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An engine for `url` (e.g. `sqlite+aiosqlite:////var/lib/browserfleet/db.sqlite3`)."""
+def create_engine(url: str, busy_timeout_s: float = BUSY_TIMEOUT_SECONDS) -> AsyncEngine:
+    """An engine for `url` (e.g. `sqlite+aiosqlite:////var/lib/browserfleet/db.sqlite3`).
+
+    `busy_timeout_s`: how long a statement waits for another process's lock before failing
+    (the API answers that failure with a 503)."""
     if make_url(url).get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True)
-    engine = create_async_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
-    event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+    engine = create_async_engine(url, connect_args={"timeout": busy_timeout_s})
+    event.listen(
+        engine.sync_engine,
+        "connect",
+        lambda conn, record: _on_sqlite_connect(conn, record, busy_timeout_s),
+    )
     event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
     return engine
 
@@ -39,13 +46,15 @@ async def dispose(engine: AsyncEngine) -> None:
     await engine.dispose()
 
 
-def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+def _on_sqlite_connect(
+    dbapi_connection: Any, _record: ConnectionPoolEntry, busy_timeout_s: float
+) -> None:
     # The driver must not issue BEGIN itself: _on_sqlite_begin does, with the mode we want.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         # busy_timeout first: switching to WAL needs a lock another process may hold.
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, much faster

@@ -58,8 +58,10 @@ async def append(
     amount_micros: int | None,
     idempotency_key: str,
     session_id: SessionId | None = None,
+    at: datetime | None = None,
 ) -> None:
-    """Append one entry; a repeated idempotency key violates the unique constraint."""
+    """Append one entry (stamped `at`, else now); a repeated idempotency key violates the
+    unique constraint."""
     await conn.execute(
         insert(ledger_entries).values(
             project_id=project_id,
@@ -67,7 +69,7 @@ async def append(
             kind=kind.value,
             amount_micros=amount_micros,
             idempotency_key=idempotency_key,
-            created_at=datetime.now(UTC),
+            created_at=at or datetime.now(UTC),
         )
     )
 

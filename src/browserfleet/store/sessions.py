@@ -8,11 +8,12 @@ the other finds the row already moved and gets it back unchanged (or an error).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Select, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from browserfleet.clock import Clock, utc_now
 from browserfleet.errors import (
     AccountNotFound,
     ConcurrencyLimitReached,
@@ -50,12 +51,18 @@ class SqlSessionStore:
     """The SessionStore port on a SQLAlchemy async engine (SQLite or PostgreSQL)."""
 
     def __init__(
-        self, engine: AsyncEngine, *, orphan_after: timedelta = DEFAULT_ORPHAN_AFTER
+        self,
+        engine: AsyncEngine,
+        *,
+        orphan_after: timedelta = DEFAULT_ORPHAN_AFTER,
+        clock: Clock = utc_now,
     ) -> None:
         """`orphan_after`: how long an owner may stay silent before adopt() may take its
-        sessions; give it the same value the reaper uses to compute orphaned()'s stale_before."""
+        sessions; give it the same value the reaper uses to compute orphaned()'s stale_before.
+        `clock` stamps what the store decides by itself (failure times, ledger entries)."""
         self._engine = engine
         self._orphan_after = orphan_after
+        self._clock = clock
         self._reader = reader(engine)
 
     async def reserve(self, session: Session, default_limit: int) -> None:
@@ -80,6 +87,7 @@ class SqlSessionStore:
                 kind=LedgerKind.CHARGE,
                 amount_micros=-session.upfront_micros,
                 idempotency_key=ledger.charge_key(session.id),
+                at=self._clock(),
             )
 
     async def mark_active(self, session_id: SessionId, *, pid: int, session_dir: str) -> Session:
@@ -94,15 +102,27 @@ class SqlSessionStore:
     async def mark_failed(self, session_id: SessionId) -> None:
         """STARTING -> FAILED with a full refund; a session already FAILED is left as it is."""
         async with self._engine.begin() as conn:
-            moved = await _move(
-                conn, session_id, _E.LAUNCH_FAILED, finished_at=datetime.now(UTC), cost_micros=0
-            )
-            if moved is None:
+            if await self._fail(conn, session_id) is None:
                 current = await _current(conn, session_id)
                 if current is not None and current.status is SessionStatus.FAILED:
                     return
                 raise _refused_move(current, _E.LAUNCH_FAILED)
-            await _refund_and_release(conn, moved, moved.upfront_micros)
+
+    async def fail_if_starting(self, session_id: SessionId) -> Session | None:
+        """A repair: STARTING -> FAILED with a full refund, if the row is (still) STARTING.
+
+        Returns the failed session, or None when there is no such row or it has moved on
+        (its create finished meanwhile, or another repair got there first)."""
+        async with self._engine.begin() as conn:
+            return await self._fail(conn, session_id)
+
+    async def _fail(self, conn: AsyncConnection, session_id: SessionId) -> Session | None:
+        moved = await _move(
+            conn, session_id, _E.LAUNCH_FAILED, finished_at=self._clock(), cost_micros=0
+        )
+        if moved is not None:
+            await _refund_and_release(conn, moved, moved.upfront_micros, at=self._clock())
+        return moved
 
     async def request_stop(
         self, session_id: SessionId, reason: StopReason, at: datetime
@@ -152,9 +172,14 @@ class SqlSessionStore:
                     kind=LedgerKind.EGRESS,
                     amount_micros=-proxy_cost_micros,
                     idempotency_key=ledger.egress_key(moved.id),
+                    at=self._clock(),
                 )
             await _refund_and_release(
-                conn, moved, moved.upfront_micros - cost_micros, proxy_cost_micros
+                conn,
+                moved,
+                moved.upfront_micros - cost_micros,
+                proxy_cost_micros,
+                at=self._clock(),
             )
             return moved
 
@@ -215,12 +240,18 @@ class SqlSessionStore:
         async with self._engine.begin() as conn:
             await conn.execute(instances.delete().where(instances.c.id == owner))
 
-    async def orphaned(self, stale_before: datetime, exclude: InstanceId) -> Sequence[Session]:
-        """Live sessions with no owner, or whose owner has no instance row or a stale one."""
+    async def orphaned(
+        self,
+        stale_before: datetime,
+        exclude: InstanceId,
+        dead: frozenset[InstanceId] = frozenset(),
+    ) -> Sequence[Session]:
+        """Live sessions with no owner, or whose owner has no instance row or a stale one, or
+        is among `dead` (instances known to be gone whatever their last heartbeat says)."""
         return await self._select(
             sessions.c.status.in_(values_of(LIVE)),
             or_(sessions.c.owner.is_(None), sessions.c.owner != exclude),
-            ~_owner_heard_since(stale_before),
+            or_(~_owner_heard_since(stale_before), sessions.c.owner.in_(sorted(dead))),
         )
 
     async def instances(self) -> Sequence[InstanceRecord]:
@@ -243,22 +274,28 @@ class SqlSessionStore:
         async with self._reader.connect() as conn:
             return frozenset((await conn.scalars(stmt)).all())
 
-    async def adopt(self, session_id: SessionId, new_owner: InstanceId) -> Session | None:
+    async def adopt(
+        self, session_id: SessionId, new_owner: InstanceId, dead_owner: InstanceId | None = None
+    ) -> Session | None:
         """Take over a live session whose owner is still silent, in one conditional UPDATE.
 
         The compare-and-set re-checks, atomically, that the owner is not new_owner and has sent
-        no heartbeat within `orphan_after`; so when two instances race to adopt one orphan, the
-        loser sees the winner's (fresh) ownership and gets None. Adopting a session one already
-        owns returns it unchanged.
+        no heartbeat within `orphan_after` (unless it is `dead_owner`, an instance known to be
+        gone: its process no longer exists); so when two instances race to adopt one orphan,
+        the loser sees the winner's (fresh) ownership and gets None. Adopting a session one
+        already owns returns it unchanged.
         """
-        stale_before = datetime.now(UTC) - self._orphan_after
+        stale_before = self._clock() - self._orphan_after
+        owner_gone = ~_owner_heard_since(stale_before)
+        if dead_owner is not None:
+            owner_gone = or_(owner_gone, sessions.c.owner == dead_owner)
         stmt = (
             update(sessions)
             .where(
                 sessions.c.id == session_id,
                 sessions.c.status.in_(values_of(LIVE)),
                 or_(sessions.c.owner.is_(None), sessions.c.owner != new_owner),
-                ~_owner_heard_since(stale_before),
+                owner_gone,
             )
             .values(owner=new_owner)
             .returning(*sessions.c)
@@ -356,7 +393,7 @@ def _refused_move(current: Session | None, event: SessionEvent) -> Exception:
 
 
 async def _refund_and_release(
-    conn: AsyncConnection, session: Session, refund: int, also_charge: int = 0
+    conn: AsyncConnection, session: Session, refund: int, also_charge: int = 0, *, at: datetime
 ) -> None:
     await ledger.append(
         conn,
@@ -365,6 +402,7 @@ async def _refund_and_release(
         kind=LedgerKind.REFUND,
         amount_micros=refund,
         idempotency_key=ledger.refund_key(session.id),
+        at=at,
     )
     await ledger.release_slot(conn, session.project_id, refund - also_charge)
 

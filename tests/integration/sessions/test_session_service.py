@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -24,14 +27,22 @@ from browserfleet.errors import (
     SessionNotFound,
     TimeoutLimitExceeded,
 )
-from browserfleet.ids import ApiKeyId, InstanceId
-from browserfleet.sessions.model import SessionQuery, SessionRequest, SessionStatus, StopReason
+from browserfleet.ids import ApiKeyId, InstanceId, SessionId
+from browserfleet.sessions.lifecycle import InvalidTransition
+from browserfleet.sessions.model import (
+    Session,
+    SessionQuery,
+    SessionRequest,
+    SessionStatus,
+    StopReason,
+)
 from browserfleet.sessions.reaper import Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService, with_running_cost
 from browserfleet.store.engine import create_engine
 from browserfleet.store.migrate import upgrade
 from browserfleet.store.projects import SqlProjectStore
 from browserfleet.store.sessions import SqlSessionStore
+from browserfleet.tasks import TaskSet
 
 T0 = datetime(2026, 7, 15, 20, 0, tzinfo=UTC)
 SECRET = ServerSecret(b"s" * 32)
@@ -171,15 +182,13 @@ async def test_launch_failure_leaves_nothing_and_refunds(world: World) -> None:
 
 
 async def test_cancelled_create_releases_its_slot(world: World) -> None:
-    world.launcher.gate = asyncio.Event()
-    task = asyncio.ensure_future(world.service.create(world.caller, SessionRequest()))  # noqa: TID251
-    await asyncio.sleep(0.05)
+    task, session_id = await _create_in_background(world)  # held at its launch
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    project = await world.projects.get_project(world.caller.project_id)
-    assert project is not None and project.active_count == 0
+    await _assert_failed_and_refunded(world, session_id)
     assert world.service.local_browser_count() == 0
+    assert world.service.creating() == frozenset()
 
 
 async def test_parallel_creates_never_exceed_the_project_limit(world: World) -> None:
@@ -274,10 +283,12 @@ async def test_shutdown_stops_and_bills_everything(world: World) -> None:
     assert world.launcher.running == []
 
 
-async def test_restart_stops_and_bills_sessions_of_a_dead_instance(world: World) -> None:
+async def test_orphans_of_a_dead_instance_are_billed_up_to_its_last_heartbeat(
+    world: World,
+) -> None:
     session = await world.service.create(world.caller, SessionRequest())
-    await world.store.heartbeat(InstanceId("first"), "elsewhere", 1, T0)
-    world.clock.advance(minutes=10)
+    await world.store.heartbeat(InstanceId("first"), "elsewhere", 1, T0 + timedelta(minutes=4))
+    world.clock.advance(minutes=30)  # the outage: the browser died with its server
     successor = world.another_service()
     reaper = world.reaper(successor)
     await reaper.start()
@@ -285,7 +296,9 @@ async def test_restart_stops_and_bills_sessions_of_a_dead_instance(world: World)
         current = await world.store.get(world.caller.project_id, session.id)
         assert current.status is SessionStatus.STOPPED
         assert current.stop_reason is StopReason.ORPHANED
-        assert current.cost_micros == 3_333  # 10 minutes
+        assert current.finished_at == T0 + timedelta(minutes=4)
+        assert current.cost_micros == 1_333  # 4 minutes, not 30
+        assert await _slots_in_use(world) == 0
     finally:
         await reaper.stop_loops()
         await successor.shutdown()
@@ -389,3 +402,158 @@ async def test_a_refused_session_returns_its_pristine_pooled_browser(world: Worl
         assert len(world.launcher.browsers) >= launched
     finally:
         await pool.aclose()
+
+
+# ---- crash safety: no row stays in an intermediate state ----------------------------------
+
+
+async def _slots_in_use(world: World) -> int:
+    project = await world.projects.get_project(world.caller.project_id)
+    assert project is not None
+    return project.active_count
+
+
+async def _wait_for_status(world: World, session_id: SessionId, status: SessionStatus) -> Session:
+    async with asyncio.timeout(5):
+        while True:
+            current = await world.store.get_any(session_id)
+            if current is not None and current.status is status:
+                return current
+            await asyncio.sleep(0.005)
+
+
+async def _create_in_background(world: World) -> tuple[asyncio.Task[Session], SessionId]:
+    """A create held at its launch (the launcher's gate), once its STARTING row exists."""
+    world.launcher.gate = asyncio.Event()
+    tasks = TaskSet("test-creates")
+    task = tasks.spawn(world.service.create(world.caller, SessionRequest()), name="create")
+    async with asyncio.timeout(5):
+        while not world.service.creating():
+            await asyncio.sleep(0.005)
+    (session_id,) = world.service.creating()
+    await _wait_for_status(world, session_id, SessionStatus.STARTING)
+    return task, session_id
+
+
+async def _assert_failed_and_refunded(world: World, session_id: SessionId) -> None:
+    failed = await _wait_for_status(world, session_id, SessionStatus.FAILED)
+    assert failed.cost_micros == 0
+    entries = await world.projects.ledger_for_session(session_id)
+    assert sorted((e.kind.value, e.amount_micros) for e in entries) == [
+        ("charge", -20_000),
+        ("refund", 20_000),
+    ]
+    assert await _slots_in_use(world) == 0
+
+
+async def test_a_create_caught_by_a_crash_is_failed_and_refunded_by_the_next_start(
+    world: World,
+) -> None:
+    task, session_id = await _create_in_background(world)
+    workdir = world.config.sessions_dir / str(session_id)
+    workdir.mkdir(parents=True)  # what the launch had written so far
+    # The server "dies": its heartbeat stops; a successor starts on the same database.
+    await world.store.heartbeat(InstanceId("first"), "elsewhere", 1, T0)
+    world.clock.advance(minutes=1)
+    successor = world.another_service()
+    reaper = world.reaper(successor)
+    await reaper.start()
+    try:
+        await _assert_failed_and_refunded(world, session_id)
+        assert workdir in world.launcher.removed  # its files go too
+    finally:
+        await reaper.stop_loops()
+        await successor.shutdown()
+    assert world.launcher.gate is not None
+    world.launcher.gate.set()  # the "dead" create wakes up: it can no longer go active
+    with pytest.raises(InvalidTransition):
+        await task
+    assert world.launcher.running == []
+    assert (await world.store.get_any(session_id)).status is SessionStatus.FAILED  # type: ignore[union-attr]
+
+
+async def test_the_sweep_fails_a_starting_row_of_its_own_that_no_create_holds(
+    world: World,
+) -> None:
+    # A create lost without its cleanup (the row was written, then the task vanished).
+    lost = replace(
+        (await world.service.create(world.caller, SessionRequest())),
+        id=SessionId(uuid.uuid4()),
+        token="lost-token",
+        status=SessionStatus.STARTING,
+        session_dir=str(world.config.sessions_dir / "lost"),
+    )
+    await world.store.reserve(lost, 10)
+    await world.reaper().sweep()
+    await _wait_for_status(world, lost.id, SessionStatus.FAILED)
+    entries = await world.projects.ledger_for_session(lost.id)
+    assert sum(e.amount_micros or 0 for e in entries) == 0
+    assert world.config.sessions_dir / "lost" in world.launcher.removed
+
+
+async def test_a_create_past_its_deadline_is_cancelled_and_settled(world: World) -> None:
+    task, session_id = await _create_in_background(world)
+    await world.reaper().sweep()  # in flight and young: left alone
+    assert not task.done()
+    world.clock.advance(minutes=6)
+    await world.reaper().sweep()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await _assert_failed_and_refunded(world, session_id)
+
+
+async def test_shutdown_fails_a_create_that_outlives_its_grace(world: World) -> None:
+    world.service = SessionService(
+        world.store,
+        world.launcher,
+        world.gateway,
+        replace(world.config, shutdown_grace_s=0.2),
+        world.clock,
+    )
+    task, session_id = await _create_in_background(world)
+    await world.service.shutdown()
+    assert task.done()
+    await _assert_failed_and_refunded(world, session_id)
+    with pytest.raises(HostAtCapacity):  # the door is closed
+        await world.service.create(world.caller, SessionRequest())
+
+
+async def test_shutdown_waits_for_a_create_in_flight_then_stops_it(world: World) -> None:
+    task, session_id = await _create_in_background(world)
+    shutdown = asyncio.gather(world.service.shutdown())
+    await asyncio.sleep(0)  # shutdown has begun and waits for the create
+    assert world.launcher.gate is not None
+    world.launcher.gate.set()
+    await shutdown
+    assert (await task).status is SessionStatus.ACTIVE
+    stopped = await _wait_for_status(world, session_id, SessionStatus.STOPPED)
+    assert stopped.stop_reason is StopReason.SHUTDOWN
+    assert await _slots_in_use(world) == 0
+    assert world.launcher.running == []
+
+
+async def test_a_dead_neighbour_on_this_host_is_settled_at_once_at_its_last_heartbeat(
+    world: World,
+) -> None:
+    session = await world.service.create(world.caller, SessionRequest())
+    gone_pid = _a_pid_that_is_not_running()
+    now = T0 + timedelta(seconds=30)
+    await world.store.heartbeat(InstanceId("first"), socket.gethostname(), gone_pid, now)
+    world.clock.now = now + timedelta(seconds=1)  # the heartbeat is fresh, the process is gone
+    successor = world.another_service()
+    reaper = world.reaper(successor)
+    await reaper.start()
+    try:
+        current = await world.store.get(world.caller.project_id, session.id)
+        assert (current.status, current.finished_at) == (SessionStatus.STOPPED, now)
+        assert current.cost_micros == 333
+        assert InstanceId("first") not in {i.id for i in await world.store.instances()}
+    finally:
+        await reaper.stop_loops()
+        await successor.shutdown()
+
+
+def _a_pid_that_is_not_running() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid

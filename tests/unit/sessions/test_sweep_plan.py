@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from browserfleet.ids import ProjectId, SessionId
 from browserfleet.sessions.model import Session, SessionRequest, SessionStatus, StopReason
-from browserfleet.sessions.reaper import plan_sweep
+from browserfleet.sessions.reaper import STARTING_DEADLINE, plan_sweep
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -69,3 +70,20 @@ def test_nothing_live_means_nothing_to_do() -> None:
     assert plan_sweep([], NOW) == plan_sweep([], NOW + timedelta(hours=1))
     assert plan_sweep([], NOW).stops == ()
     assert plan_sweep([], NOW).next_timeout is None
+
+
+def test_a_starting_row_without_a_create_in_flight_is_stuck_at_once() -> None:
+    lost = session("lost", SessionStatus.STARTING, timedelta(minutes=59))
+    plan = plan_sweep([lost], NOW, creating=frozenset())
+    assert (plan.stuck, plan.overdue, plan.stops) == ((lost,), (), ())
+
+
+def test_a_starting_row_in_flight_is_left_alone_until_its_deadline() -> None:
+    young = session("young", SessionStatus.STARTING, timedelta(minutes=59))
+    old = replace(
+        session("old", SessionStatus.STARTING, timedelta(minutes=59)),
+        created_at=NOW - STARTING_DEADLINE - timedelta(seconds=1),
+    )
+    plan = plan_sweep([young, old], NOW, creating=frozenset({young.id, old.id}))
+    assert (plan.stuck, plan.overdue) == ((), (old,))
+    assert plan.next_timeout is None  # starting rows have no timeout to wake for

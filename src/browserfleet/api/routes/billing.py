@@ -1,4 +1,4 @@
-"""`/billing/account`: the key's project, its limits and live usage (contract §2.7)."""
+"""`/billing/account`: the key's project, its limits and live usage (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from browserfleet.api.deps import Caller, Services
 from browserfleet.api.schemas.billing import AccountView
+from browserfleet.api.schemas.browsers import ErrorBody
 
 router = APIRouter(prefix="/billing", tags=["Billing"])
 
@@ -14,8 +15,8 @@ router = APIRouter(prefix="/billing", tags=["Billing"])
     "/account",
     response_model=AccountView,
     responses={
-        401: {"description": "Missing or invalid API key"},
-        404: {"description": "Account not found"},
+        401: {"description": "Missing or invalid API key", "model": ErrorBody},
+        404: {"description": "Account not found", "model": ErrorBody},
     },
     summary="Get Account Billing",
 )

@@ -1,4 +1,4 @@
-"""`/browsers`: create, list, get and stop browser sessions (contract §2.1-2.4)."""
+"""`/browsers`: create, list, get and stop browser sessions (docs/api.md, "Browser sessions")."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from fastapi import APIRouter, Query, status
 
 from browserfleet.api.deps import BaseUrl, Caller, Services
 from browserfleet.api.schemas.browsers import (
+    MAX_METADATA_TERMS,
+    MAX_PAGE_NUMBER,
     BrowserSessionItemView,
     BrowserSessionListResponse,
     BrowserSessionView,
     CreateBrowserSessionRequest,
+    ErrorBody,
     UpdateBrowserSessionRequest,
     parse_metadata_terms,
 )
@@ -24,8 +27,8 @@ router = APIRouter(prefix="/browsers", tags=["Browsers"])
 
 _FILTERS = {"active": SessionStatus.ACTIVE, "stopped": SessionStatus.STOPPED}
 _ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"description": "Missing or invalid API key"},
-    404: {"description": "Session not found"},
+    401: {"description": "Missing or invalid API key", "model": ErrorBody},
+    404: {"description": "Session not found", "model": ErrorBody},
 }
 
 
@@ -35,11 +38,16 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     response_model=BrowserSessionItemView,
     responses={
         **_ERRORS,
-        402: {"description": "Insufficient credits"},
-        403: {"description": "Maximum session timeout is 4 hours (240 minutes)."},
-        404: {"description": "Profile not found"},
-        429: {"description": "Too many concurrent active sessions"},
-        503: {"description": "This host has no room for another browser"},
+        402: {"description": "Insufficient credits", "model": ErrorBody},
+        403: {
+            "description": "Maximum session timeout is 4 hours (240 minutes).",
+            "model": ErrorBody,
+        },
+        404: {"description": "Profile not found", "model": ErrorBody},
+        429: {
+            "description": "Too many concurrent active sessions (`Retry-After` is sent)",
+            "model": ErrorBody,
+        },
     },
     summary="Create Browser Session",
 )
@@ -53,27 +61,32 @@ async def create_browser_session(
 @router.get(
     "",
     response_model=BrowserSessionListResponse,
-    responses=_ERRORS,
+    responses={401: _ERRORS[401]},
     summary="List Browser Sessions",
 )
 async def list_browser_sessions(
     caller: Caller,
     svc: Services,
     base: BaseUrl,
+    metadata: Annotated[
+        list[str],
+        Query(
+            default_factory=list,
+            description="`key` matches any value; `key=value` exactly; repeat to AND "
+            f"(at most {MAX_METADATA_TERMS} terms).",
+            max_length=MAX_METADATA_TERMS,
+        ),
+    ],
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=100)] = 10,
-    page_number: Annotated[int, Query(alias="pageNumber", ge=1)] = 1,
+    page_number: Annotated[int, Query(alias="pageNumber", ge=1, le=MAX_PAGE_NUMBER)] = 1,
     filter_by: Annotated[Literal["active", "stopped"] | None, Query(alias="filterBy")] = None,
     agent_session_id: Annotated[UUID | None, Query(alias="agentSessionId")] = None,
-    metadata: Annotated[
-        list[str] | None,
-        Query(description="`key` matches any value; `key=value` exactly; repeat to AND."),
-    ] = None,
 ) -> BrowserSessionListResponse:
     query = SessionQuery(
         page_size=page_size,
         page_number=page_number,
         status=_FILTERS[filter_by] if filter_by else None,
-        metadata_terms=parse_metadata_terms(metadata or []),
+        metadata_terms=parse_metadata_terms(metadata),
     )
     if agent_session_id is not None:  # standalone sessions never belong to an agent session
         items: list[BrowserSessionItemView] = []

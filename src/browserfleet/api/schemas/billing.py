@@ -1,4 +1,4 @@
-"""Account wire models (contract §3.7)."""
+"""Account wire models (docs/api.md, "Billing account")."""
 
 from __future__ import annotations
 

@@ -1,13 +1,27 @@
-"""Browser session wire models (contract §2.1-2.4, §3.1-3.3) and their one-way conversions."""
+"""Browser session wire models (docs/api.md, "Browser sessions") and their one-way conversions.
+
+Request fields are strict where the API says integer or boolean (`{"timeout": true}` or
+`"30"` is a 422, not one minute or thirty), numbers must be finite, and free text must be
+valid Unicode without NUL (a lone surrogate from a `\ud800` escape cannot be stored).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from browserfleet.api.schemas.countries import ProxyCountryCode
@@ -18,6 +32,36 @@ from browserfleet.sessions.lifecycle import wire_status
 MAX_METADATA_PAIRS = 10
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
+# Filter terms of one list request: two per pair (`key` and `key=value`) are all a session
+# can match; more only cost the database (SQLite refuses ~1000 nested terms).
+MAX_METADATA_TERMS = 2 * MAX_METADATA_PAIRS
+# Pages past this are refused: offsets stay far inside 64-bit integers.
+MAX_PAGE_NUMBER = 1_000_000
+
+
+def _valid_text(value: str) -> str:
+    """Text the database and any JSON encoder can hold: no lone surrogates, no NUL."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (a lone surrogate is not)") from None
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_valid_text)]
+
+
+def _whole_number(value: object) -> object:
+    """A float with no fraction is the integer JSON Schema says it is; the rest is left to
+    StrictInt, which refuses booleans, strings, fractions and non-finite numbers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[StrictInt, BeforeValidator(_whole_number)]
 
 
 class RequestModel(BaseModel):
@@ -31,11 +75,11 @@ class ResponseModel(BaseModel):
 
 
 class CustomProxy(RequestModel):
-    host: str = Field(min_length=1, max_length=255, description="Host of the proxy.")
-    port: int = Field(ge=1, le=65535, description="Port of the proxy.")
-    username: str | None = Field(None, min_length=1, max_length=255)
-    password: str | None = Field(None, min_length=1, max_length=255)
-    ignore_cert_errors: bool | None = Field(
+    host: Text = Field(min_length=1, max_length=255, description="Host of the proxy.")
+    port: JsonInt = Field(ge=1, le=65535, description="Port of the proxy.")
+    username: Text | None = Field(None, min_length=1, max_length=255)
+    password: Text | None = Field(None, min_length=1, max_length=255)
+    ignore_cert_errors: StrictBool | None = Field(
         False, description="Ignore TLS certificate errors of this proxy (this session only)."
     )
 
@@ -50,8 +94,8 @@ class CustomProxy(RequestModel):
 
 
 Metadata = dict[
-    Annotated[str, Field(min_length=1, max_length=MAX_METADATA_KEY)],
-    Annotated[str, Field(max_length=MAX_METADATA_VALUE)],
+    Annotated[Text, Field(min_length=1, max_length=MAX_METADATA_KEY)],
+    Annotated[Text, Field(max_length=MAX_METADATA_VALUE)],
 ]
 
 
@@ -65,19 +109,24 @@ class CreateBrowserSessionRequest(RequestModel):
         description="Up to 10 key-value labels; filterable on the list.",
         max_length=MAX_METADATA_PAIRS,
     )
-    timeout: int | None = Field(
+    timeout: JsonInt | None = Field(
         m.DEFAULT_TIMEOUT_MINUTES,
         ge=1,
         description="Minutes until the session stops by itself (1-240; above 240 is a 403).",
     )
-    browser_screen_width: int | None = Field(None, ge=320, le=6144)
-    browser_screen_height: int | None = Field(None, ge=320, le=3456)
-    allow_resizing: bool | None = Field(False, description="Let clients resize the window.")
-    pdf_renderer_enabled: bool | None = Field(True, description="Render PDFs in a tab.")
-    solve_captchas: bool | None = Field(True, description="Accepted; no solver is built in.")
+    browser_screen_width: JsonInt | None = Field(None, ge=320, le=6144)
+    browser_screen_height: JsonInt | None = Field(None, ge=320, le=3456)
+    allow_resizing: StrictBool | None = Field(False, description="Let clients resize the window.")
+    pdf_renderer_enabled: StrictBool | None = Field(True, description="Render PDFs in a tab.")
+    solve_captchas: StrictBool | None = Field(True, description="Accepted; no solver is built in.")
     custom_proxy: CustomProxy | None = Field(None, description="Your own HTTP or SOCKS5 proxy.")
-    enable_recording: bool | None = Field(False, description="Record the session as MP4.")
-    extension_ids: list[UUID] | None = Field(None, max_length=3)
+    enable_recording: StrictBool | None = Field(False, description="Record the session as MP4.")
+    extension_ids: list[UUID] | None = Field(
+        None,
+        description="Browser extensions are not supported by this server: only an empty list "
+        "(or none) is accepted; any extension id is a 422.",
+        json_schema_extra={"maxItems": 0},
+    )
 
     @field_validator("extension_ids")
     @classmethod
@@ -171,8 +220,15 @@ def live_url_for(base_url: str, cdp_url: str) -> str:
     return f"{base_url.rstrip('/')}/live?wss={quote(cdp_url, safe='')}"
 
 
+class ErrorBody(BaseModel):
+    """Every error answer: `detail` is a message, FastAPI's list of validation errors, or an
+    object with a `message`."""
+
+    detail: str | list[dict[str, Any]] | dict[str, Any]
+
+
 def parse_metadata_terms(terms: list[str]) -> tuple[tuple[str, str | None], ...]:
-    """`key` matches any value; `key=value` matches exactly (contract §2.2)."""
+    """`key` matches any value; `key=value` matches exactly (split at the first `=`)."""
     parsed: list[tuple[str, str | None]] = []
     for term in terms:
         key, sep, value = term.partition("=")

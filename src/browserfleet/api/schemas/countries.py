@@ -1,4 +1,4 @@
-"""The 248 proxy country codes the SDK knows (contract §8.2)."""
+"""The 248 proxy country codes the SDK knows (docs/api.md, "Proxy countries")."""
 
 from typing import Annotated
 
