@@ -509,6 +509,7 @@ async def test_shutdown_fails_a_create_that_outlives_its_grace(world: World) -> 
         world.gateway,
         replace(world.config, shutdown_grace_s=0.2),
         world.clock,
+        secret=SECRET,
     )
     task, session_id = await _create_in_background(world)
     await world.service.shutdown()
