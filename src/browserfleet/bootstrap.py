@@ -21,10 +21,11 @@ from browserfleet.browsers.pool import WarmPool
 from browserfleet.browsers.process import LocalChromiumLauncher
 from browserfleet.capacity import CapacityPolicy, HostAdmission, HostProbe
 from browserfleet.cdp.gateway import CdpGatewayServer
-from browserfleet.egress import PoolPlanner
+from browserfleet.egress import PoolPlanner, RouteRegions
 from browserfleet.ids import InstanceId
 from browserfleet.metrics import CapacityInUse, Metrics
 from browserfleet.proxy import EgressGuard, PoolConfig, load_pool_config, parse_networks
+from browserfleet.regions import region_for
 from browserfleet.sessions.model import DEFAULT_SCREEN_HEIGHT, DEFAULT_SCREEN_WIDTH
 from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService
@@ -109,6 +110,14 @@ def _pool_config(settings: Settings) -> PoolConfig:
     return load_pool_config(path) if path is not None else PoolConfig()
 
 
+def _route_regions(settings: Settings) -> RouteRegions:
+    custom, direct = settings.stealth.custom_proxy_country, settings.stealth.direct_country
+    return RouteRegions(
+        custom=region_for(custom) if custom else None,
+        direct=region_for(direct) if direct else None,
+    )
+
+
 def _watch_runtime(
     metrics: Metrics, gateway: CdpGatewayServer, service: SessionService, capacity: HostAdmission
 ) -> None:
@@ -163,11 +172,13 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             extra_args=tuple(settings.browser.extra_args),
             default_concurrent_limit=settings.limits.default_concurrent_sessions,
             host_max_browsers=settings.limits.host_max_browsers,
+            stealth=settings.stealth.enabled,
         )
         pool_spec = LaunchSpec(
             mode=config.mode,
             screen_width=DEFAULT_SCREEN_WIDTH,
             screen_height=DEFAULT_SCREEN_HEIGHT,
+            stealth=config.stealth,
             extra_args=config.extra_args,
         )
         metrics = Metrics()
@@ -200,7 +211,7 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             pool,
             capacity=capacity,
             metrics=metrics,
-            planner=PoolPlanner(_pool_config(settings), guard),
+            planner=PoolPlanner(_pool_config(settings), guard, _route_regions(settings)),
         )
         _watch_runtime(metrics, gateway, service, capacity)
         reaper = Reaper(

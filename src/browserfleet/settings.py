@@ -9,7 +9,7 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,6 +60,30 @@ class EgressSettings(BaseModel):
     connect_timeout_s: float = Field(10.0, gt=0)
 
 
+class StealthSettings(BaseModel):
+    """Sessions that websites cannot tell from a person's Chrome (README: Stealth)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
+
+    # False: plain Chromium (navigator.webdriver, HeadlessChrome, the host's timezone).
+    enabled: bool = True
+    # Proxy country code whose timezone and locale sessions with a custom proxy show, and the
+    # same for sessions that go direct. None: the host's own timezone and language.
+    custom_proxy_country: str | None = None
+    direct_country: str | None = None
+
+    @field_validator("custom_proxy_country", "direct_country")
+    @classmethod
+    def _known_country(cls, code: str | None) -> str | None:
+        from browserfleet.regions import COUNTRY_REGIONS  # the table is big: only when set
+
+        if code is None:
+            return None
+        if code.lower() not in COUNTRY_REGIONS:
+            raise ValueError(f"{code!r} is not a proxy country code (e.g. us, de, uk)")
+        return code.lower()
+
+
 class LimitSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
 
@@ -88,6 +112,7 @@ class Settings(BaseSettings):
     browser: BrowserSettings = Field(default_factory=BrowserSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
+    stealth: StealthSettings = Field(default_factory=StealthSettings)
 
     def effective_public_url(self, bound_port: int | None = None) -> str:
         if self.public_url:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
+from browserfleet.browsers.stealth import Region
 from browserfleet.ids import InstanceId, ProjectId, SessionId
 from browserfleet.sessions.model import (
     Session,
@@ -107,6 +108,10 @@ class BrowserHandle(Protocol):
     async def reshape(self, width: int, height: int) -> None:
         """Give the running browser a width x height screen and first-window viewport."""
 
+    async def localize(self, region: Region | None) -> None:
+        """Make every target, current and future, show this region's timezone, locale and
+        geolocation (None: the host's). A browser launched without stealth ignores it."""
+
     def route_egress(self, route: object) -> None:
         """Send the browser's traffic by this route (from an EgressPlan) and count from zero."""
 
@@ -141,6 +146,7 @@ class EgressPlan:
     route: object  # opaque here: built by and handed back to the egress runtime
     kind: str  # "managed", "custom" or "direct"
     micros_per_gb: int
+    region: Region | None = None  # where the route appears to be; None: the host's settings
 
 
 class EgressPlanner(Protocol):

@@ -66,6 +66,7 @@ class RuntimeConfig:
     extra_args: tuple[str, ...]
     default_concurrent_limit: int
     host_max_browsers: int
+    stealth: bool = True
 
 
 @dataclass(slots=True)
@@ -82,6 +83,7 @@ def launch_spec_for(request: SessionRequest, config: RuntimeConfig) -> LaunchSpe
         screen_height=request.screen_height,
         ignore_cert_errors=bool(request.custom_proxy and request.custom_proxy.ignore_cert_errors),
         pdf_viewer=request.pdf_viewer,
+        stealth=config.stealth,
         extra_args=config.extra_args,
     )
 
@@ -226,6 +228,7 @@ class SessionService:
         try:
             if plan is not None:
                 handle.route_egress(plan.route)
+                await handle.localize(plan.region)
             self._gateway.open(
                 GatewayRoute(session.token, handle.cdp_port, session.request.allow_resizing)
             )
