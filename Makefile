@@ -9,6 +9,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Lives inside the venv, so deleting the venv also forgets the install.
 STAMP := $(VENV)/.browserfleet-dev.stamp
+# The tests' Node packages (the botd bot detector, puppeteer-core as a client): npm ci from the
+# lockfile; the stamp inside node_modules makes it a no-op until the lockfile changes.
+JS_DIR := tests/support/js
+JS_STAMP := $(JS_DIR)/node_modules/.browserfleet.stamp
 APT_PACKAGES := chromium chromium-headless-shell ffmpeg
 CHROMIUM := /usr/lib/chromium/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null || echo sudo)
@@ -18,7 +22,7 @@ PYTEST_ARGS ?=
 LIFECYCLE_ARGS ?=
 GATEWAY_ARGS ?=
 
-.PHONY: help setup system-deps serve test lint bench clean distclean
+.PHONY: help setup system-deps js-deps serve test lint bench clean distclean
 
 help:
 	@echo "make setup      install Debian's chromium, chromium-headless-shell, ffmpeg; create $(VENV); pip install -e '.[dev]'"
@@ -28,7 +32,16 @@ help:
 	@echo "make bench      run the benchmarks (LIFECYCLE_ARGS='-n 50' GATEWAY_ARGS='--shots 60')"
 	@echo "make clean      remove caches and build artifacts (distclean: also $(VENV))"
 
-setup: system-deps $(STAMP)
+setup: system-deps $(STAMP) js-deps
+
+# Without Node the stealth tests that need it say so in the log; everything else still runs.
+js-deps:
+	@if ! command -v npm >/dev/null; then \
+	  echo "note: npm not found: the botd and Puppeteer stealth tests will be skipped (install nodejs and npm)"; \
+	elif [ ! -f "$(JS_STAMP)" ] || [ "$(JS_DIR)/package-lock.json" -nt "$(JS_STAMP)" ]; then \
+	  echo "==> npm ci ($(JS_DIR))"; \
+	  (cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error) && touch "$(JS_STAMP)"; \
+	fi
 
 # System packages come from Debian only; nothing downloads a browser of its own.
 system-deps:
@@ -92,4 +105,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(JS_DIR)/node_modules

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 # A common desktop taskbar (KDE Plasma, Windows 11 at 100 %).
 TASKBAR_HEIGHT = 48
+# Chromium keeps its windows at least this wide (its toolbar needs it), on a desktop too: a
+# screen narrower than this gets a window that overflows it, as a person's Chrome would.
+MIN_WINDOW_WIDTH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,12 +25,16 @@ class Geometry:
     screen_height: int
 
     @property
+    def avail_height(self) -> int:
+        return self.screen_height - TASKBAR_HEIGHT
+
+    @property
     def window_width(self) -> int:
-        return self.screen_width
+        return max(self.screen_width, MIN_WINDOW_WIDTH)
 
     @property
     def window_height(self) -> int:
-        return self.screen_height - TASKBAR_HEIGHT
+        return self.avail_height
 
     def screen_info_switch(self) -> str:
         """Chromium 156 --screen-info syntax: {origin WxH workAreaBottom=N}."""

@@ -54,8 +54,8 @@ class PageSize:
             geometry.window_height,
             geometry.screen_width,
             geometry.screen_height,
-            geometry.window_width,
-            geometry.window_height,
+            geometry.screen_width,
+            geometry.avail_height,
         )
 
 
