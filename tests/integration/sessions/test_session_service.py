@@ -14,6 +14,7 @@ from runtime_fakes import FakeBrowser, FakeGateway, FakeLauncher
 from browserfleet.auth.model import Principal
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.pool import WarmPool
+from browserfleet.egress import PoolPlanner
 from browserfleet.errors import (
     BrowserLaunchFailed,
     ConcurrencyLimitReached,
@@ -24,6 +25,8 @@ from browserfleet.errors import (
     TimeoutLimitExceeded,
 )
 from browserfleet.ids import ApiKeyId, InstanceId
+from browserfleet.proxy import EgressGuard, parse_pool_config
+from browserfleet.regions import COUNTRY_REGIONS
 from browserfleet.sessions.model import SessionQuery, SessionRequest, SessionStatus, StopReason
 from browserfleet.sessions.reaper import Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService, with_running_cost
@@ -384,3 +387,33 @@ async def test_a_refused_session_returns_its_pristine_pooled_browser(world: Worl
         assert len(world.launcher.browsers) >= launched
     finally:
         await pool.aclose()
+
+
+async def test_a_sessions_browser_is_localized_to_its_routes_region_before_it_is_active(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    await upgrade(url)
+    engine = create_engine(url)
+    projects, store = SqlProjectStore(engine), SqlSessionStore(engine)
+    project = await projects.create_project("p")
+    launcher = FakeLauncher()
+    config = RuntimeConfig(
+        instance=InstanceId("first"),
+        sessions_dir=tmp_path / "sessions",
+        mode=HeadlessMode.NEW,
+        extra_args=(),
+        default_concurrent_limit=3,
+        host_max_browsers=5,
+    )
+    pools = parse_pool_config('[countries]\nde = ["http://127.0.0.1:9"]\n')
+    planner = PoolPlanner(pools, EgressGuard(allow_networks=[]))
+    service = SessionService(store, launcher, FakeGateway(), config, Clock(), planner=planner)
+    caller = Principal(project.id, ApiKeyId(project.id))
+    try:
+        await service.create(caller, SessionRequest(proxy_country_code="de"))
+        await service.create(caller, SessionRequest(proxy_country_code=None))
+        assert [b.regions for b in launcher.browsers] == [[COUNTRY_REGIONS["de"]], [None]]
+    finally:
+        await service.shutdown()
+        await engine.dispose()
