@@ -102,7 +102,8 @@ def pooled_de(
     suite_resources: Any, site: StealthSite, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, dict[str, Any]]]:
     """A server whose `de` pool is the loopback site (as an HTTP proxy), with a warm pool: the
-    session is a pooled browser that learns its region at hand-over."""
+    session is a pooled browser (launched for 1920x1080) that learns its region and its
+    1280x720 screen at hand-over."""
     pools = tmp_path_factory.mktemp("stealth") / "pools.toml"
     pools.write_text(f'[countries]\nde = ["http://user-{{session}}:pw@127.0.0.1:{site.port}"]\n')
     de = start_server(
@@ -113,7 +114,9 @@ def pooled_de(
     janitor = Janitor()
     try:
         wait_for(lambda: _metric(de, "browserfleet_pool_ready") >= 1, 60, what="a pooled browser")
-        view = janitor.create(de, timeout=5, proxyCountryCode="de")
+        view = janitor.create(
+            de, timeout=5, proxyCountryCode="de", browserScreenWidth=1280, browserScreenHeight=720
+        )
         assert _metric(de, 'browserfleet_session_create_seconds_count{source="pool"}') == 1
         yield de, view
     finally:
@@ -288,6 +291,17 @@ def test_a_de_pool_session_is_in_berlin_and_speaks_german(de_probes: Probes, whe
     assert probe["languages"] == ["de-DE", "de", "en-US", "en"]
 
 
+@pytest.mark.parametrize("where", ["first tab", "new tab", "new context"])
+def test_a_reshaped_pooled_sessions_windows_all_fit_its_screen(
+    de_probes: Probes, where: str
+) -> None:
+    # A new context opens a new window: the primer gives it the session's geometry, not the
+    # size the pooled browser was launched with.
+    probe = de_probes[where]
+    assert (probe["screen"]["width"], probe["screen"]["height"]) == (1280, 720)
+    assert probe["outer"] == [1280, 720 - TASKBAR_HEIGHT]
+
+
 def test_a_de_pool_session_sends_german_accept_language_through_its_proxy(
     de_probes: Probes, site: StealthSite
 ) -> None:
@@ -323,7 +337,7 @@ def test_puppeteer_sees_no_tell_and_the_sessions_region(
     assert seen["webdriver"] is False and "Headless" not in seen["userAgent"]
     assert not [b for b in seen["brands"] if "Headless" in b]
     assert seen["timeZone"] == "Europe/Berlin" and seen["languages"][0] == "de-DE"
-    assert seen["outer"] == seen["avail"] == [1920, 1080 - TASKBAR_HEIGHT]
+    assert seen["outer"] == seen["avail"] == [1280, 720 - TASKBAR_HEIGHT]
 
 
 # ---- stealth off -----------------------------------------------------------------------------

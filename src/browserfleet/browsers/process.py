@@ -25,6 +25,7 @@ from types import TracebackType
 from browserfleet.browsers.chromium_args import chromium_args, initial_preferences
 from browserfleet.browsers.devtools_endpoint import DevtoolsEndpoint, wait_for_endpoint
 from browserfleet.browsers.files import BrowserFiles
+from browserfleet.browsers.geometry import Geometry
 from browserfleet.browsers.identity import read_identity
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.stealth import BrowserIdentity, Region, priming
@@ -47,12 +48,19 @@ GROUP_GONE_TIMEOUT_S = 2.0
 PR_SET_PDEATHSIG = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Stealth:
-    """A stealthy browser's own CDP connection to its targets, and what it tells them."""
+@dataclass(slots=True)
+class Presentation:
+    """What the browser's own CDP connection (its primer) tells every target: the window rule
+    of its screen, and with stealth its desktop identity and the session's region."""
 
     primer: TargetPrimer
-    identity: BrowserIdentity
+    geometry: Geometry
+    identity: BrowserIdentity | None  # None: stealth off
+    region: Region | None = None
+
+    async def apply(self) -> None:
+        window = self.geometry.window_bounds()
+        await self.primer.reprime(priming(self.identity, self.region, window))
 
 
 class ChromiumProcess:
@@ -63,10 +71,10 @@ class ChromiumProcess:
         proc: asyncio.subprocess.Process,
         endpoint: DevtoolsEndpoint,
         workdir: Path,
-        stealth: Stealth | None = None,
+        presentation: Presentation,
     ) -> None:
         self._proc = proc
-        self._stealth = stealth
+        self._presentation = presentation
         self._endpoint = endpoint
         self._cdp_port = endpoint.port
         self._workdir = workdir
@@ -95,17 +103,22 @@ class ChromiumProcess:
         return self._files
 
     async def reshape(self, width: int, height: int) -> None:
-        """Change the screen and the first window's viewport of this running browser."""
+        """Change the screen and the first window of this running browser; later windows
+        get the same geometry from the primer."""
         await reshape(self._endpoint.browser_ws_url, self._endpoint.first_page_id, width, height)
+        self._presentation.geometry = Geometry(width, height)
+        await self._present("reshape")
 
     async def localize(self, region: Region | None) -> None:
         """Make every target, current and future, show this region (no-op without stealth)."""
-        if self._stealth is not None:
-            stealth = self._stealth
-            try:
-                await stealth.primer.reprime(priming(stealth.identity, region))
-            except (CdpError, TimeoutError) as error:
-                raise BrowserLaunchFailed(f"could not localize the browser: {error}") from error
+        self._presentation.region = region
+        await self._present("localize")
+
+    async def _present(self, what: str) -> None:
+        try:
+            await self._presentation.apply()
+        except (CdpError, TimeoutError) as error:
+            raise BrowserLaunchFailed(f"could not {what} the browser: {error}") from error
 
     async def wait_closed(self) -> int:
         # shield: a cancelled waiter must not cancel the others' future.
@@ -115,8 +128,7 @@ class ChromiumProcess:
         async with self._close_lock:
             if self._closed:
                 return
-            if self._stealth is not None:
-                await self._stealth.primer.close()
+            await self._presentation.primer.close()
             if not self._exit_code.done():
                 # The leader is alive, so its group id is still ours to signal.
                 _kill_group(self.pid)
@@ -188,7 +200,7 @@ class LocalChromiumLauncher:
         try:
             async with self._launch_slots, asyncio.timeout(self._launch_timeout_s):
                 endpoint = await self._start(spec, workdir, progress)
-                stealth = await self._stealth(spec, endpoint, progress) if spec.stealth else None
+                presentation = await self._present(spec, endpoint, progress)
         except BaseException as exc:
             if progress.primer is not None:
                 await progress.primer.close()
@@ -205,7 +217,7 @@ class LocalChromiumLauncher:
             endpoint.port,
             (time.monotonic() - started) * 1000,
         )
-        return ChromiumProcess(progress.proc, endpoint, workdir, stealth)
+        return ChromiumProcess(progress.proc, endpoint, workdir, presentation)
 
     def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
         return kill_strays(root, keep)
@@ -231,20 +243,22 @@ class LocalChromiumLauncher:
         await fit_window(endpoint.browser_ws_url, endpoint.first_page_id, spec)
         return endpoint
 
-    async def _stealth(
+    async def _present(
         self, spec: LaunchSpec, endpoint: DevtoolsEndpoint, progress: _Progress
-    ) -> Stealth:
-        """The primer that tells every target the browser's desktop identity. The identity
-        is read from the first browser of each mode (the binary does not change under us)."""
-        identity = self._identities.get(spec.mode)
-        if identity is None:
+    ) -> Presentation:
+        """The primer that gives every target the window rule and, with stealth, the
+        browser's desktop identity (read from the first browser of each mode: the binary
+        does not change under us)."""
+        identity = self._identities.get(spec.mode) if spec.stealth else None
+        if spec.stealth and identity is None:
             progress.stage = "reading the user agent"
             identity = await read_identity(endpoint.browser_ws_url)
             self._identities[spec.mode] = identity
         progress.stage = "attaching to the targets"
-        primer = await TargetPrimer.open(endpoint.browser_ws_url, priming(identity, None))
-        progress.primer = primer
-        return Stealth(primer, identity)
+        geometry = Geometry(spec.screen_width, spec.screen_height)
+        first = priming(identity, None, geometry.window_bounds())
+        progress.primer = await TargetPrimer.open(endpoint.browser_ws_url, first)
+        return Presentation(progress.primer, geometry, identity)
 
     async def _spawn(
         self, executable: Path, args: list[str], workdir: Path

@@ -88,8 +88,13 @@ def accept_language(locale: str) -> str:
     return ",".join(dict.fromkeys(ordered))
 
 
-def priming(identity: BrowserIdentity, region: Region | None) -> Priming:
-    """The commands every target gets; without a region, the browser's own locale and zone."""
+def priming(
+    identity: BrowserIdentity | None, region: Region | None, window: JsonObject | None = None
+) -> Priming:
+    """The commands every target gets; without a region, the browser's own locale and zone;
+    without an identity (stealth off), none. `window` is the new-window rule (geometry.py)."""
+    if identity is None:
+        return Priming(window=window)
     user_agent: JsonObject = {
         "userAgent": identity.user_agent,
         "platform": identity.platform,
@@ -97,7 +102,7 @@ def priming(identity: BrowserIdentity, region: Region | None) -> Priming:
     }
     if region is None:
         step: Step = ("Network.setUserAgentOverride", user_agent)
-        return Priming(frame=(step,), worker=(step,))
+        return Priming(frame=(step,), worker=(step,), window=window)
     user_agent["acceptLanguage"] = accept_language(region.locale)
     agent: Step = ("Network.setUserAgentOverride", user_agent)
     frame: list[Step] = [
@@ -112,7 +117,7 @@ def priming(identity: BrowserIdentity, region: Region | None) -> Priming:
             "accuracy": GEOLOCATION_ACCURACY_M,
         }
         frame.append(("Emulation.setGeolocationOverride", position))
-    return Priming(frame=tuple(frame), worker=(agent,))
+    return Priming(frame=tuple(frame), worker=(agent,), window=window)
 
 
 # A city-sized circle: where the region's reference city is, not a street address.

@@ -7,6 +7,10 @@ commands for the target's kind and then its Runtime.runIfWaitingForDebugger on t
 session (Chrome runs them in order), so the target runs with them in effect and the primer
 adds no round trip to its start. Clients that also auto-attach and wait (Playwright,
 Puppeteer) keep their own pause: the target runs once every waiting debugger has let it go.
+
+A window rule, when given, is applied to every new top-level page before it runs: a window
+that does not fit it (a new window opened at the launch size after the screen changed) gets
+its bounds. That costs the new page one round trip.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TypeAlias
 
 from browserfleet.cdp.client import CdpError, JsonObject
 from browserfleet.cdp.link import CdpLink
+from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,8 @@ class Priming:
 
     frame: tuple[Step, ...] = ()
     worker: tuple[Step, ...] = ()
+    # Browser.setWindowBounds's bounds for new windows that do not fit them (None: leave them).
+    window: JsonObject | None = None
 
     def steps(self, kind: TargetKind) -> tuple[Step, ...]:
         if kind is TargetKind.FRAME:
@@ -69,6 +76,7 @@ class TargetPrimer:
         self._priming = priming
         self._attached: dict[str, TargetKind] = {}  # session id -> kind
         self._link: CdpLink | None = None
+        self._tasks = TaskSet("primer")
 
     @classmethod
     async def open(cls, browser_ws_url: str, priming: Priming) -> TargetPrimer:
@@ -90,7 +98,9 @@ class TargetPrimer:
     async def reprime(self, priming: Priming) -> None:
         """Apply new commands to every attached target now, and to every later one."""
         link = self._require_link()
-        self._priming = priming
+        before, self._priming = self._priming, priming
+        if (before.frame, before.worker) == (priming.frame, priming.worker):
+            return  # only the window rule changed: it is for new windows
         answers = []
         for session_id, kind in list(self._attached.items()):
             for method, params in priming.steps(kind):
@@ -99,6 +109,7 @@ class TargetPrimer:
             log.debug("priming an attached target: %s", error)
 
     async def close(self) -> None:
+        await self._tasks.close(grace_s=2.0)
         if self._link is not None:
             await self._link.close()
         self._attached.clear()
@@ -127,11 +138,42 @@ class TargetPrimer:
         steps: list[Step] = list(self._priming.steps(kind))
         if kind is TargetKind.FRAME:
             steps.append(("Target.setAutoAttach", AUTO_ATTACH))  # its iframes and workers
-        if params.get("waitingForDebugger") is True:
-            steps.append((RESUME, {}))
         for method, step_params in steps:
             answer = await link.post(method, step_params, session_id=session_id)
             answer.add_done_callback(_log_failure)
+        if params.get("waitingForDebugger") is not True:
+            return
+        window = self._priming.window
+        if window is None or info.get("type") != "page":
+            (await link.post(RESUME, session_id=session_id)).add_done_callback(_log_failure)
+            return
+        target_id = str(info.get("targetId"))
+        self._tasks.spawn(self._fit_then_resume(session_id, target_id, window), name="window")
+
+    async def _fit_then_resume(self, session_id: str, target_id: str, bounds: JsonObject) -> None:
+        """Give a new page's window the rule's bounds if it does not fit them, then let it run."""
+        link = self._require_link()
+        try:
+            found = await link.call("Browser.getWindowForTarget", {"targetId": target_id})
+            if not fits(found.get("bounds"), bounds):
+                params: JsonObject = {"windowId": found.get("windowId"), "bounds": bounds}
+                await link.call("Browser.setWindowBounds", params)
+        except (CdpError, TimeoutError) as error:
+            log.debug("fitting a new window: %s", error)
+        finally:
+            if link.is_open:
+                (await link.post(RESUME, session_id=session_id)).add_done_callback(_log_failure)
+
+
+def fits(window: object, bounds: JsonObject) -> bool:
+    """A window no larger than the rule's bounds (a popup's own smaller size is kept)."""
+    if not isinstance(window, dict):
+        return False
+    return all(
+        isinstance(window.get(side), int) and window[side] <= limit
+        for side, limit in (("width", bounds.get("width")), ("height", bounds.get("height")))
+        if isinstance(limit, int)
+    )
 
 
 def _log_failure(answer: asyncio.Future[JsonObject]) -> None:

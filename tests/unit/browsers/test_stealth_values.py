@@ -12,7 +12,7 @@ from browserfleet.browsers.stealth import (
     identity_from,
     priming,
 )
-from browserfleet.cdp.primer import RESUME, TargetKind, target_kind
+from browserfleet.cdp.primer import RESUME, Priming, TargetKind, fits, target_kind
 
 HEADLESS_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -153,3 +153,24 @@ def test_target_kinds(target_type: str, kind: TargetKind) -> None:
 def test_identity_is_a_value() -> None:
     assert identity_from(ANSWER) == IDENTITY
     assert isinstance(IDENTITY, BrowserIdentity)
+
+
+@pytest.mark.parametrize(
+    ("window", "fits_it"),
+    [
+        ({"width": 1280, "height": 672}, True),
+        ({"width": 400, "height": 300}, True),  # a popup keeps its own smaller size
+        ({"width": 1920, "height": 1032}, False),  # launched for a bigger screen
+        ({"width": 1280, "height": 673}, False),
+        ({"width": "1280"}, False),
+        (None, False),
+    ],
+)
+def test_a_new_window_fits_the_rule_when_no_larger(window: object, fits_it: bool) -> None:
+    assert fits(window, {"left": 0, "top": 0, "width": 1280, "height": 672}) is fits_it
+
+
+def test_the_window_rule_rides_along_with_or_without_stealth() -> None:
+    window = {"width": 1280, "height": 672}
+    assert priming(None, None, window) == Priming(window=window)  # stealth off: no steps
+    assert priming(IDENTITY, None, window).window == window
