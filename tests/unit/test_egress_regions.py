@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from browserfleet.browsers.stealth import Region
 from browserfleet.egress import PoolPlanner, RouteRegions
 from browserfleet.proxy import EgressGuard, parse_pool_config
@@ -44,3 +46,19 @@ def test_custom_and_direct_routes_take_the_settings_or_the_hosts() -> None:
     assert configured.plan(direct, "s").region == DIRECT
     assert planner().plan(custom, "s").region is None  # the host's own
     assert planner().plan(direct, "s").region is None
+
+
+def test_the_stealth_settings_take_country_codes_in_any_case_and_refuse_others() -> None:
+    from pydantic import ValidationError
+
+    from browserfleet.settings import StealthSettings
+
+    settings = StealthSettings(custom_proxy_country="DE", direct_country="uk")
+    assert (settings.enabled, settings.custom_proxy_country, settings.direct_country) == (
+        True,
+        "de",
+        "uk",
+    )
+    assert StealthSettings().custom_proxy_country is None
+    with pytest.raises(ValidationError, match="not a proxy country code"):
+        StealthSettings(direct_country="gb")
