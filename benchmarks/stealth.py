@@ -28,6 +28,7 @@ from benchmarks.session_lifecycle import fleet_run
 CREATE_P50_TARGET_S = 0.050
 LIFECYCLE_RATIO_TARGET = 1.05
 MODES = ("stealth", "plain")
+STEPS = ("create", "connect", "navigate", "stop")
 
 
 def server_env(stealth: bool, pool_size: int) -> dict[str, str]:
@@ -41,6 +42,7 @@ def server_env(stealth: bool, pool_size: int) -> dict[str, str]:
 async def run(args: argparse.Namespace) -> None:
     creates: dict[str, list[float]] = {m: [] for m in MODES}
     totals: dict[str, list[float]] = {m: [] for m in MODES}
+    steps: dict[tuple[str, str], list[float]] = {(m, s): [] for m in MODES for s in STEPS}
     async with (
         harness.running_fleet(server_env(True, args.pool_size)) as stealthy,
         harness.running_fleet(server_env(False, args.pool_size)) as plain,
@@ -62,11 +64,16 @@ async def run(args: argparse.Namespace) -> None:
                     if index >= args.warmup:
                         creates[mode].append(created)
                         totals[mode].append(marks[-1] - marks[0])
-    report(creates, totals, args)
+                        for step, begin, end in zip(STEPS, marks[:-1], marks[1:], strict=True):
+                            steps[mode, step].append(end - begin)
+    report(creates, totals, steps, args)
 
 
 def report(
-    creates: dict[str, list[float]], totals: dict[str, list[float]], args: argparse.Namespace
+    creates: dict[str, list[float]],
+    totals: dict[str, list[float]],
+    steps: dict[tuple[str, str], list[float]],
+    args: argparse.Namespace,
 ) -> None:
     print()
     print(
@@ -86,6 +93,11 @@ def report(
     harness.print_table(
         "pooled sessions", ["mode", "create p50", "create p95", "lifecycle p50", "p95"], rows
     )
+    step_rows = [
+        [mode, *(f"{harness.percentile(steps[mode, step], 50) * 1000:.1f} ms" for step in STEPS)]
+        for mode in MODES
+    ]
+    harness.print_table("lifecycle steps, p50", ["mode", *STEPS], step_rows)
     create_p50 = harness.percentile(creates["stealth"], 50)
     ratio = harness.ratio(
         harness.percentile(totals["stealth"], 50), harness.percentile(totals["plain"], 50)
