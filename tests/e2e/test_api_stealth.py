@@ -310,6 +310,27 @@ def test_a_de_pool_session_sends_german_accept_language_through_its_proxy(
     assert headers and all(h == "de-DE,de;q=0.9,en-US;q=0.8,en;q=0.7" for h in headers)
 
 
+def test_a_page_granted_geolocation_finds_itself_in_berlin(
+    pooled_de: tuple[Server, dict[str, Any]], site: StealthSite
+) -> None:
+    where = """new Promise((ok, no) => navigator.geolocation.getCurrentPosition(
+        p => ok([p.coords.latitude, p.coords.longitude]), e => no(e.message)))"""
+    state = "navigator.permissions.query({name: 'geolocation'}).then(s => s.state)"
+    with sync_playwright() as pw:
+        browser = pw.chromium.connect_over_cdp(pooled_de[1]["cdpUrl"], timeout=30_000)
+        try:
+            context = browser.contexts[0]
+            page = context.new_page()
+            page.goto(site.url("/probe"))
+            assert page.evaluate(state) == "prompt"  # a fresh profile's, until someone grants
+            context.grant_permissions(["geolocation"], origin=site.url(""))
+            assert page.evaluate(state) == "granted"
+            assert page.evaluate(where) == [52.5, 13.367]  # Berlin, the zone's city
+            page.close()
+        finally:
+            browser.close()
+
+
 def test_botd_says_not_a_bot_in_a_pooled_session(
     pooled_de: tuple[Server, dict[str, Any]], site: StealthSite
 ) -> None:
