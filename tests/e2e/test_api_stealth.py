@@ -359,6 +359,7 @@ def test_puppeteer_sees_no_tell_and_the_sessions_region(
     assert not [b for b in seen["brands"] if "Headless" in b]
     assert seen["timeZone"] == "Europe/Berlin" and seen["languages"][0] == "de-DE"
     assert seen["outer"] == seen["avail"] == [1280, 720 - TASKBAR_HEIGHT]
+    assert seen["focus"] is True  # Puppeteer does not emulate focus; the session does
 
 
 # ---- stealth off -----------------------------------------------------------------------------

@@ -88,6 +88,14 @@ def accept_language(locale: str) -> str:
     return ",".join(dict.fromkeys(ordered))
 
 
+# A person's page is in a focused window: document.hasFocus() is true, as it is with
+# Playwright (which asks the same) but not with a CDP-only client or Puppeteer.
+FOCUS: Step = ("Emulation.setFocusEmulationEnabled", {"enabled": True})
+
+# A city-sized circle: where the region's reference city is, not a street address.
+GEOLOCATION_ACCURACY_M = 5000
+
+
 def priming(
     identity: BrowserIdentity | None, region: Region | None, window: JsonObject | None = None
 ) -> Priming:
@@ -102,11 +110,12 @@ def priming(
     }
     if region is None:
         step: Step = ("Network.setUserAgentOverride", user_agent)
-        return Priming(frame=(step,), worker=(step,), window=window)
+        return Priming(frame=(step, FOCUS), worker=(step,), window=window)
     user_agent["acceptLanguage"] = accept_language(region.locale)
     agent: Step = ("Network.setUserAgentOverride", user_agent)
     frame: list[Step] = [
         agent,
+        FOCUS,
         ("Emulation.setTimezoneOverride", {"timezoneId": region.timezone}),
         ("Emulation.setLocaleOverride", {"locale": region.locale}),
     ]
@@ -118,10 +127,6 @@ def priming(
         }
         frame.append(("Emulation.setGeolocationOverride", position))
     return Priming(frame=tuple(frame), worker=(agent,), window=window)
-
-
-# A city-sized circle: where the region's reference city is, not a street address.
-GEOLOCATION_ACCURACY_M = 5000
 
 
 def _brands(value: object) -> list[JsonObject]:

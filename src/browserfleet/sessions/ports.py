@@ -106,7 +106,8 @@ class BrowserHandle(Protocol):
         sees them."""
 
     async def reshape(self, width: int, height: int) -> None:
-        """Give the running browser a width x height screen and first-window viewport."""
+        """Give the running browser a width x height screen, and each of its windows the
+        desktop geometry on it (browsers/geometry.py)."""
 
     async def localize(self, region: Region | None) -> None:
         """Make every target, current and future, show this region's timezone, locale and
@@ -128,8 +129,8 @@ class BrowserHandle(Protocol):
 
 class BrowserLauncher(Protocol):
     async def launch(self, spec: LaunchSpec, workdir: Path) -> BrowserHandle:
-        """Start Chromium in a fresh workdir; returns once CDP answers and the first page has
-        exactly the spec's viewport. Raises BrowserLaunchFailed (and leaves nothing behind)."""
+        """Start Chromium in a fresh workdir; returns once CDP answers and the first window has
+        the spec's geometry. Raises BrowserLaunchFailed (and leaves nothing behind)."""
 
     def remove_workdir(self, workdir: Path) -> None:
         """Delete a dead browser's workdir and anything of it kept elsewhere (blocking)."""

@@ -15,6 +15,7 @@ try {
     timeZone: Intl.DateTimeFormat().resolvedOptions().timeZone,
     outer: [outerWidth, outerHeight],
     avail: [screen.availWidth, screen.availHeight],
+    focus: document.hasFocus(),
   }));
   await page.close();
   console.log(JSON.stringify(seen));

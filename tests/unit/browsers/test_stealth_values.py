@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from browserfleet.browsers.stealth import (
+    FOCUS,
     BrowserIdentity,
     Region,
     accept_language,
@@ -89,10 +90,14 @@ def test_languages_are_the_locale_its_language_then_english(locale: str, header:
     assert accept_language(locale) == header
 
 
-def test_without_a_region_targets_get_only_the_user_agent() -> None:
+def test_without_a_region_targets_get_the_user_agent_and_focus() -> None:
     steps = priming(IDENTITY, None)
-    assert [m for m, _ in steps.frame] == ["Network.setUserAgentOverride"]
-    assert steps.worker == steps.frame
+    assert steps.frame == (steps.frame[0], FOCUS)
+    assert [m for m, _ in steps.frame] == [
+        "Network.setUserAgentOverride",
+        "Emulation.setFocusEmulationEnabled",
+    ]
+    assert steps.worker == steps.frame[:1]
     (_, params) = steps.frame[0]
     assert params["userAgent"] == IDENTITY.user_agent
     assert params["userAgentMetadata"] == IDENTITY.metadata
@@ -111,6 +116,7 @@ def test_a_region_sets_zone_locale_languages_and_position_on_frames() -> None:
                 "acceptLanguage": "de-DE,de,en-US,en",
             },
         ),
+        ("Emulation.setFocusEmulationEnabled", {"enabled": True}),
         ("Emulation.setTimezoneOverride", {"timezoneId": "Europe/Berlin"}),
         ("Emulation.setLocaleOverride", {"locale": "de-DE"}),
         (
