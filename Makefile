@@ -99,6 +99,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.pool_create $(POOL_ARGS)
 	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 	$(BIN)/python -m benchmarks.egress_proxy $(EGRESS_ARGS)
+	$(BIN)/python -m benchmarks.stealth $(STEALTH_ARGS)
 
 clean:
 	rm -rf build dist .eggs src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache \
