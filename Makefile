@@ -9,9 +9,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Lives inside the venv, so deleting the venv also forgets the install.
 STAMP := $(VENV)/.browserfleet-dev.stamp
-# Puppeteer (puppeteer-core: a client only, no browser download) for the e2e upload tests.
-PUPPETEER_DIR := tests/e2e/puppeteer
-PUPPETEER_STAMP := $(PUPPETEER_DIR)/node_modules/.browserfleet.stamp
+# The tests' Node packages (the botd bot detector, puppeteer-core as a client): npm ci from the
+# lockfile; the stamp inside node_modules makes it a no-op until the lockfile changes.
+JS_DIR := tests/support/js
+JS_STAMP := $(JS_DIR)/node_modules/.browserfleet.stamp
 APT_PACKAGES := chromium chromium-headless-shell ffmpeg
 CHROMIUM := /usr/lib/chromium/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null || echo sudo)
@@ -21,7 +22,7 @@ PYTEST_ARGS ?=
 LIFECYCLE_ARGS ?=
 GATEWAY_ARGS ?=
 
-.PHONY: help setup system-deps serve test lint bench clean distclean
+.PHONY: help setup system-deps js-deps serve test lint bench clean distclean
 
 help:
 	@echo "make setup      install Debian's chromium, chromium-headless-shell, ffmpeg; create $(VENV); pip install -e '.[dev]'"
@@ -31,7 +32,17 @@ help:
 	@echo "make bench      run the benchmarks (LIFECYCLE_ARGS='-n 50' GATEWAY_ARGS='--shots 60')"
 	@echo "make clean      remove caches and build artifacts (distclean: also $(VENV))"
 
-setup: system-deps $(STAMP) $(PUPPETEER_STAMP)
+setup: system-deps $(STAMP) js-deps
+
+# Without Node the stealth tests that need it say so in the log; everything else still runs.
+js-deps:
+	@if ! command -v npm >/dev/null; then \
+	  echo "note: npm not found: the botd and Puppeteer stealth tests will be skipped (install nodejs and npm)"; \
+	elif [ ! -f "$(JS_STAMP)" ] || [ "$(JS_DIR)/package-lock.json" -nt "$(JS_STAMP)" ]; then \
+	  echo "==> npm ci ($(JS_DIR))"; \
+	  if (cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error); then touch "$(JS_STAMP)"; \
+	  else echo "warning: npm ci failed (no registry?): the botd and Puppeteer stealth tests will be skipped"; fi; \
+	fi
 
 # System packages come from Debian only; nothing downloads a browser of its own.
 system-deps:
@@ -67,11 +78,6 @@ $(STAMP): pyproject.toml $(VENV)/pyvenv.cfg
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-$(PUPPETEER_STAMP): $(PUPPETEER_DIR)/package-lock.json
-	@echo "==> npm ci ($(PUPPETEER_DIR))"
-	npm ci --prefix $(PUPPETEER_DIR) --no-audit --no-fund --loglevel=error
-	@touch $@
-
 serve: setup
 	$(BIN)/browserfleet serve $(SERVE_ARGS)
 
@@ -99,6 +105,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 	$(BIN)/python -m benchmarks.egress_proxy $(EGRESS_ARGS)
 	$(BIN)/python -m benchmarks.profile_archive $(ARCHIVE_ARGS)
+	$(BIN)/python -m benchmarks.stealth $(STEALTH_ARGS)
 
 clean:
 	rm -rf build dist .eggs src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache \
@@ -106,4 +113,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(PUPPETEER_DIR)/node_modules
+	rm -rf $(VENV) $(JS_DIR)/node_modules

@@ -31,11 +31,12 @@ from browserfleet.capacity import CapacityPolicy, HostAdmission, HostProbe
 from browserfleet.cdp.gateway import CdpGatewayServer, GatewayLimits
 from browserfleet.cdp.relay import RelayLimits
 from browserfleet.clock import Clock, utc_now
-from browserfleet.egress import PoolPlanner
+from browserfleet.egress import PoolPlanner, RouteRegions
 from browserfleet.ids import InstanceId
 from browserfleet.metrics import CapacityInUse, CdpTraffic, EgressTraffic, Metrics
 from browserfleet.proxy import EgressGuard, PoolConfig, load_pool_config, parse_networks
 from browserfleet.proxy.guard import host_addresses
+from browserfleet.regions import region_for
 from browserfleet.sessions.model import DEFAULT_SCREEN_HEIGHT, DEFAULT_SCREEN_WIDTH
 from browserfleet.sessions.ports import BrowserHandle, BrowserLauncher, CdpGateway, HostCapacity
 from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
@@ -233,6 +234,14 @@ def _pool_config(settings: Settings) -> PoolConfig:
     return load_pool_config(path) if path is not None else PoolConfig()
 
 
+def _route_regions(settings: Settings) -> RouteRegions:
+    custom, direct = settings.stealth.custom_proxy_country, settings.stealth.direct_country
+    return RouteRegions(
+        custom=region_for(custom) if custom else None,
+        direct=region_for(direct) if direct else None,
+    )
+
+
 def _watch_runtime(
     metrics: Metrics,
     gateway: Gateway,
@@ -314,6 +323,7 @@ def _runtime_config(settings: Settings) -> RuntimeConfig:
         extra_args=tuple(settings.browser.extra_args),
         default_concurrent_limit=settings.limits.default_concurrent_sessions,
         host_max_browsers=settings.limits.host_max_browsers,
+        stealth=settings.stealth.enabled,
     )
 
 
@@ -354,6 +364,7 @@ async def build_runtime(
                 mode=config.mode,
                 screen_width=DEFAULT_SCREEN_WIDTH,
                 screen_height=DEFAULT_SCREEN_HEIGHT,
+                stealth=config.stealth,
                 extra_args=config.extra_args,
             ),
             size=settings.browser.effective_pool_size(),
@@ -362,7 +373,9 @@ async def build_runtime(
             on_change=lambda ready, launching: metrics.pool_changed(ready + launching, ready),
             on_launch=lambda ok: metrics.browser_launched() if ok else metrics.launch_failed(),
         )
-        planner = PoolPlanner(_pool_config(settings), egress_guard(settings))
+        planner = PoolPlanner(
+            _pool_config(settings), egress_guard(settings), _route_regions(settings)
+        )
         service = SessionService(
             store,
             launcher,

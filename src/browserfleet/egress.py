@@ -1,4 +1,5 @@
-"""Egress planning: which route a session's traffic takes, at what price (docs/api.md, "Proxies").
+"""Egress planning: which route a session's traffic takes, at what price (docs/api.md,
+"Proxies"), and where it appears to be (timezone, locale: regions.py).
 
 An adapter between the domain's SessionRequest and the proxy runtime's routes: a custom proxy
 wins, then the operator's country pools, then direct. Credentials stay inside the routes.
@@ -7,8 +8,10 @@ wins, then the operator's country pools, then direct. Credentials stay inside th
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from browserfleet.billing.pricing import usd_to_micros
+from browserfleet.browsers.stealth import Region
 from browserfleet.errors import ProxyCountryUnavailable
 from browserfleet.proxy import (
     DirectRoute,
@@ -16,9 +19,9 @@ from browserfleet.proxy import (
     HttpUpstream,
     PoolConfig,
     Socks5Upstream,
-    choose,
 )
-from browserfleet.proxy.pools import NoProxyPool
+from browserfleet.proxy.pools import NoProxyPool, pick, upstream_of
+from browserfleet.regions import region_for
 from browserfleet.sessions.model import CustomProxy, SessionRequest
 from browserfleet.sessions.ports import EgressPlan
 
@@ -43,10 +46,21 @@ def upstream_for(proxy: CustomProxy, guard: EgressGuard) -> HttpUpstream | Socks
     return HttpUpstream(host, proxy.port, proxy.username, proxy.password, guard)
 
 
+@dataclass(frozen=True, slots=True)
+class RouteRegions:
+    """Where sessions whose route has no country appear to be (None: the host's own settings)."""
+
+    custom: Region | None = None
+    direct: Region | None = None
+
+
 class PoolPlanner:
-    def __init__(self, config: PoolConfig, guard: EgressGuard) -> None:
+    def __init__(
+        self, config: PoolConfig, guard: EgressGuard, regions: RouteRegions | None = None
+    ) -> None:
         self._config = config
         self._guard = guard
+        self._regions = regions or RouteRegions()
         self._direct = DirectRoute(guard)
         rates = config.rates
         self._managed = usd_to_micros(rates.managed)
@@ -56,18 +70,33 @@ class PoolPlanner:
     def plan(self, request: SessionRequest, session_key: str) -> EgressPlan:
         if request.custom_proxy is not None:
             route = upstream_for(request.custom_proxy, self._guard)
-            return EgressPlan(route=route, kind="custom", micros_per_gb=self._custom)
+            return EgressPlan(
+                route=route,
+                kind="custom",
+                micros_per_gb=self._custom,
+                region=self._regions.custom,
+            )
         country = request.proxy_country_code
         if country is None:
             return self._direct_plan()
         try:
-            upstream = choose(self._config, country, session_key)
+            entry = pick(self._config, country, session_key)
         except NoProxyPool:
             raise ProxyCountryUnavailable(country) from None
-        if upstream is None:
+        if entry is None:
             log.warning("no proxy pool for country %r: this session goes direct", country)
             return self._direct_plan()
-        return EgressPlan(route=upstream, kind="managed", micros_per_gb=self._managed)
+        return EgressPlan(
+            route=upstream_of(entry, session_key),
+            kind="managed",
+            micros_per_gb=self._managed,
+            region=region_for(country, timezone=entry.timezone, locale=entry.locale),
+        )
 
     def _direct_plan(self) -> EgressPlan:
-        return EgressPlan(route=self._direct, kind="direct", micros_per_gb=self._direct_rate)
+        return EgressPlan(
+            route=self._direct,
+            kind="direct",
+            micros_per_gb=self._direct_rate,
+            region=self._regions.direct,
+        )

@@ -60,6 +60,30 @@ class EgressSettings(BaseModel):
     connect_timeout_s: float = Field(10.0, gt=0)
 
 
+class StealthSettings(BaseModel):
+    """Sessions that websites cannot tell from a person's Chrome (README: Stealth)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
+
+    # False: plain Chromium (navigator.webdriver, HeadlessChrome, the host's timezone).
+    enabled: bool = True
+    # Proxy country code whose timezone and locale sessions with a custom proxy show, and the
+    # same for sessions that go direct. None: the host's own timezone and language.
+    custom_proxy_country: str | None = None
+    direct_country: str | None = None
+
+    @field_validator("custom_proxy_country", "direct_country")
+    @classmethod
+    def _known_country(cls, code: str | None) -> str | None:
+        from browserfleet.regions import COUNTRY_REGIONS  # the table is big: only when set
+
+        if code is None:
+            return None
+        if code.lower() not in COUNTRY_REGIONS:
+            raise ValueError(f"{code!r} is not a proxy country code (e.g. us, de, uk)")
+        return code.lower()
+
+
 class LimitSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
 
@@ -189,6 +213,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     cdp: CdpSettings = Field(default_factory=CdpSettings)
+    stealth: StealthSettings = Field(default_factory=StealthSettings)
 
     def effective_database_url(self) -> str:
         if self.database_url:

@@ -18,11 +18,15 @@ from playwright.sync_api import Error as PlaywrightError
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from browserfleet.browsers.geometry import MIN_WINDOW_WIDTH, TASKBAR_HEIGHT
 from conftest import Janitor, Server, money, wait_for
 
 pytestmark = pytest.mark.e2e
 
 SIZE_JS = "() => [window.innerWidth, window.innerHeight, screen.width, screen.height]"
+# The desktop geometry (README: Screen size): the screen, its work area above a 48 px taskbar,
+# and a window that fills the work area.
+SCREEN_JS = "() => [screen.width, screen.height, screen.availHeight, outerWidth, outerHeight]"
 
 
 class RawCdp:
@@ -81,7 +85,7 @@ def screen_of(playwright: Any, cdp_url: str, pages: PageServer) -> list[int]:
     try:
         page = first_page(browser)
         page.goto(pages.url("/"))
-        return list(page.evaluate(SIZE_JS))
+        return list(page.evaluate(SCREEN_JS))
     finally:
         browser.close()
 
@@ -281,7 +285,7 @@ def test_stop_closes_every_socket_and_discovery_answers_404(
     ],
     ids=["default", "camel", "snake", "minimum", "width-only"],
 )
-def test_viewport_and_screen_are_exactly_the_requested_size(
+def test_the_screen_is_the_requested_size_and_the_window_fills_its_work_area(
     server: Server,
     janitor: Janitor,
     tag: str,
@@ -291,10 +295,13 @@ def test_viewport_and_screen_are_exactly_the_requested_size(
     expected: list[int],
 ) -> None:
     view = janitor.create(server, timeout=2, metadata={"suite": tag}, **body)
-    assert screen_of(playwright, view["cdpUrl"], pages) == expected * 2
+    width, height = expected
+    work = height - TASKBAR_HEIGHT
+    window = max(width, MIN_WINDOW_WIDTH)  # Chromium's narrowest window
+    assert screen_of(playwright, view["cdpUrl"], pages) == [width, height, work, window, work]
 
 
-@pytest.mark.parametrize(("allow", "expected"), [(False, [1280, 800]), (True, [800, 600])])
+@pytest.mark.parametrize("allow", [False, True])
 def test_set_viewport_size_succeeds_but_applies_only_when_resizing_is_allowed(
     server: Server,
     janitor: Janitor,
@@ -302,7 +309,6 @@ def test_set_viewport_size_succeeds_but_applies_only_when_resizing_is_allowed(
     pages: PageServer,
     playwright: Any,
     allow: bool,
-    expected: list[int],
 ) -> None:
     view = janitor.create(
         server,
@@ -316,9 +322,11 @@ def test_set_viewport_size_succeeds_but_applies_only_when_resizing_is_allowed(
     try:
         page = first_page(browser)
         page.goto(pages.url("/"))
+        before = page.evaluate(SIZE_JS)[:2]
+        assert before[0] == 1280 and before[1] < 800 - TASKBAR_HEIGHT  # the browser's own UI
         page.set_viewport_size({"width": 800, "height": 600})  # must not raise either way
         page.wait_for_timeout(300)
-        assert page.evaluate(SIZE_JS)[:2] == expected
+        assert page.evaluate(SIZE_JS)[:2] == ([800, 600] if allow else before)
     finally:
         browser.close()
 

@@ -29,6 +29,7 @@ import pytest
 import pytest_asyncio
 
 from browserfleet.browsers.chromium_args import chromium_args
+from browserfleet.browsers.geometry import TASKBAR_HEIGHT
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
 from browserfleet.cdp.client import CdpConnection
@@ -40,7 +41,10 @@ CHROMIUM = Path("/usr/lib/chromium/chromium")
 HEADLESS_SHELL = Path("/usr/lib/chromium/chromium-headless-shell")
 # Chromium must never resolve an outside name: only loopback traffic.
 RESOLVER_RULES = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
-MEASURE = "[innerWidth, innerHeight, screen.width, screen.height]"
+MEASURE = (
+    "[outerWidth, outerHeight, screen.width, screen.height, screen.availWidth,"
+    " screen.availHeight, innerWidth, innerHeight]"
+)
 MODES = [HeadlessMode.NEW, HeadlessMode.SHELL]
 SIZES = [(1920, 1080), (1280, 720), (800, 600)]
 # The smallest valid one-page PDF.
@@ -144,6 +148,20 @@ async def browser_cdp(port: int) -> AsyncIterator[CdpConnection]:
         yield cdp
 
 
+def assert_desktop_geometry(measured: list[int], spec: LaunchSpec) -> None:
+    """A maximized window on a screen of the spec's size with a taskbar (browsers/geometry.py);
+    the viewport is the window less the browser's UI (none in the headless shell)."""
+    width, height = spec.screen_width, spec.screen_height
+    work_height = height - TASKBAR_HEIGHT
+    assert measured[:6] == [width, work_height, width, height, width, work_height]
+    inner_width, inner_height = measured[6:]
+    assert inner_width == width
+    if spec.mode is HeadlessMode.SHELL:
+        assert inner_height == work_height
+    else:
+        assert 0 < work_height - inner_height <= 150, "the tab strip and toolbar"
+
+
 # ---- viewport and start page ----------------------------------------------------------------
 
 
@@ -155,28 +173,26 @@ async def test_starts_with_exactly_one_blank_page(
     assert [p["url"] for p in pages] == ["about:blank"]
 
 
-async def test_first_page_viewport_and_screen_are_the_spec_size(
+async def test_first_page_has_the_desktop_geometry_of_the_spec_size(
     running: tuple[ChromiumProcess, LaunchSpec],
 ) -> None:
     browser, spec = running
     (page,) = await page_targets(browser.cdp_port)
-    want = [spec.screen_width, spec.screen_height] * 2
     async with browser_cdp(browser.cdp_port) as cdp:
-        assert await measure(cdp, page["id"]) == want
+        assert_desktop_geometry(await measure(cdp, page["id"]), spec)
 
 
 @pytest.mark.parametrize("new_window", [False, True], ids=["tab", "window"])
-async def test_pages_opened_later_have_the_spec_size(
+async def test_pages_opened_later_have_the_same_geometry(
     running: tuple[ChromiumProcess, LaunchSpec], new_window: bool
 ) -> None:
     browser, spec = running
-    want = [spec.screen_width, spec.screen_height] * 2
     async with browser_cdp(browser.cdp_port) as cdp:
         params = {"url": "about:blank", "newWindow": new_window}
         created = await cdp.call("Target.createTarget", params)
         target_id = str(created["targetId"])
         try:
-            assert await measure(cdp, target_id) == want
+            assert_desktop_geometry(await measure(cdp, target_id), spec)
         finally:
             await cdp.call("Target.closeTarget", {"targetId": target_id})
 

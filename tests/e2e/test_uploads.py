@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,14 @@ from typing import Any
 import httpx
 import pytest
 from pages import PageServer
+from stealth_pages import JS_DIR
 
 from conftest import Janitor, Server
 
 pytestmark = pytest.mark.e2e
 
 MB = 1024 * 1024
-PUPPETEER = Path(__file__).parent / "puppeteer"
+PUPPETEER = JS_DIR  # tests/support/js: puppeteer-core, installed by make setup
 FILE_INPUT = "<input type=file id=f multiple>"
 
 
@@ -61,6 +63,8 @@ def test_puppeteer_upload_file_takes_uploaded_files_and_nothing_else(
 
 
 def puppeteer_upload(endpoint: str, path: str) -> dict[str, Any]:
+    if shutil.which("node") is None or not (PUPPETEER / "node_modules" / "puppeteer-core").is_dir():
+        pytest.skip(f"Node.js or {PUPPETEER}/node_modules is missing: run `make setup` with npm")
     done = subprocess.run(
         ["node", str(PUPPETEER / "upload.mjs"), endpoint, path],
         capture_output=True,

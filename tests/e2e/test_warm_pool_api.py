@@ -12,6 +12,7 @@ import pytest
 from pages import PageServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from browserfleet.browsers.geometry import TASKBAR_HEIGHT
 from conftest import Janitor, Server, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +40,7 @@ def viewport(playwright: Any, cdp_url: str) -> list[int]:
     browser = playwright.chromium.connect_over_cdp(cdp_url)
     try:
         page = browser.contexts[0].pages[0]
-        return list(page.evaluate("[innerWidth, innerHeight, screen.width, screen.height]"))
+        return list(page.evaluate("[outerWidth, outerHeight, screen.width, screen.height]"))
     finally:
         browser.close()
 
@@ -53,8 +54,9 @@ def test_sessions_of_any_screen_size_come_from_the_pool_and_it_refills(
     small = janitor.create(server, browserScreenWidth=1280, browserScreenHeight=720)
     assert creates(server, "pool") == 2
     assert creates(server, "cold") == 0
-    assert viewport(playwright, default["cdpUrl"]) == [1920, 1080, 1920, 1080]
-    assert viewport(playwright, small["cdpUrl"]) == [1280, 720, 1280, 720]
+    # A maximized window above the taskbar of a screen of the requested size.
+    assert viewport(playwright, default["cdpUrl"]) == [1920, 1080 - TASKBAR_HEIGHT, 1920, 1080]
+    assert viewport(playwright, small["cdpUrl"]) == [1280, 720 - TASKBAR_HEIGHT, 1280, 720]
     pool_ready(server, 2)  # refilled in the background
     assert metric(server, "browserfleet_browser_launches_total") == 4  # 2 at start, 2 refills
 

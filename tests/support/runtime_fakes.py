@@ -12,6 +12,7 @@ from pathlib import Path
 
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
+from browserfleet.browsers.stealth import Region
 from browserfleet.errors import BrowserLaunchFailed, SessionNotFound
 from browserfleet.proxy import ByteMeter
 from browserfleet.sessions.ports import GatewayRoute
@@ -42,6 +43,7 @@ class FakeBrowser:
         self.closed = 0
         self.reshaped: tuple[int, int] | None = None
         self.route: object = None
+        self.regions: list[Region | None] = []  # every localize() call, in order
         self.traffic = 0
 
     @property
@@ -62,6 +64,9 @@ class FakeBrowser:
 
     def route_egress(self, route: object) -> None:
         self.route = route
+
+    async def localize(self, region: Region | None) -> None:
+        self.regions.append(region)
 
     @property
     def egress_bytes(self) -> int:

@@ -6,12 +6,13 @@ The process layer (process.py) adds the executable, writes the preferences and s
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
+from browserfleet.browsers.geometry import Geometry
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 
 DISABLE_FEATURES = "--disable-features="
+DISABLE_BLINK_FEATURES = "--disable-blink-features="
 # Nothing listens on the discard port: Google endpoints Chromium would call fail at once.
 DEAD_END = "http://127.0.0.1:9"
 START_URL = "about:blank"
@@ -29,6 +30,10 @@ DISABLED_FEATURES: tuple[str, ...] = (
     "MediaRouter",
     "DialMediaRouteProvider",
 )
+
+# Stealth: Blink features that tell a website the browser is automated. AutomationControlled
+# is what makes navigator.webdriver true whenever DevTools remote debugging is on.
+STEALTH_DISABLED_BLINK_FEATURES: tuple[str, ...] = ("AutomationControlled",)
 
 BASE_ARGS: tuple[str, ...] = (
     "--no-first-run",
@@ -63,29 +68,15 @@ BASE_ARGS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class UiInsets:
-    """Pixels the browser's own UI takes from its window: window size = viewport + insets.
-
-    headless=new keeps a hidden toolbar inside --window-size; chromium-headless-shell has none.
-    """
-
-    width: int = 0
-    height: int = 0
-
-
-NO_INSETS = UiInsets()
-
-
 def chromium_args(
     spec: LaunchSpec,
     *,
     user_data_dir: Path,
     no_sandbox: bool,
-    ui_insets: UiInsets = NO_INSETS,
 ) -> list[str]:
     """Every switch for spec (no executable), ending with the start URL."""
-    own_extra, extra_features = _split_disable_features(spec.extra_args)
+    extra_blink, extra_blink_features = _split_switch_list(spec.extra_args, DISABLE_BLINK_FEATURES)
+    own_extra, extra_features = _split_switch_list(extra_blink, DISABLE_FEATURES)
     args = [*BASE_ARGS]
     if spec.mode is HeadlessMode.NEW:
         # chromium-headless-shell is headless by nature and takes no --headless.
@@ -93,9 +84,14 @@ def chromium_args(
     if no_sandbox:
         args.append("--no-sandbox")
     args.append(f"--user-data-dir={user_data_dir}")
-    args += _screen_args(spec, ui_insets)
+    args += _screen_args(spec)
     args += _network_args(spec)
     args.append(DISABLE_FEATURES + ",".join(_unique([*DISABLED_FEATURES, *extra_features])))
+    blink = _unique(
+        [*(STEALTH_DISABLED_BLINK_FEATURES if spec.stealth else ()), *extra_blink_features]
+    )
+    if blink:
+        args.append(DISABLE_BLINK_FEATURES + ",".join(blink))
     args += own_extra
     args.append(START_URL)
     return args
@@ -109,12 +105,13 @@ def initial_preferences(spec: LaunchSpec) -> dict[str, object]:
     return prefs
 
 
-def _screen_args(spec: LaunchSpec, insets: UiInsets) -> list[str]:
-    width, height = spec.screen_width, spec.screen_height
+def _screen_args(spec: LaunchSpec) -> list[str]:
+    """A screen of the spec's size with a taskbar, and a window that fills its work area."""
+    geometry = Geometry(spec.screen_width, spec.screen_height)
     return [
-        f"--window-size={width + insets.width},{height + insets.height}",
-        # Chromium 156 syntax: {origin WxH}; makes screen.width/height the spec's size.
-        f"--screen-info={{0,0 {width}x{height}}}",
+        f"--screen-info={geometry.screen_info_switch()}",
+        "--window-position=0,0",
+        f"--window-size={geometry.window_width},{geometry.window_height}",
     ]
 
 
@@ -128,16 +125,15 @@ def _network_args(spec: LaunchSpec) -> list[str]:
     return args
 
 
-def _split_disable_features(extra: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Extra args without their --disable-features, and the features those named.
-
-    Chromium honours only the last --disable-features, so all of them must become one.
+def _split_switch_list(extra: Iterable[str], switch: str) -> tuple[list[str], list[str]]:
+    """Extra args without their `switch` (a list switch such as --disable-features=), and the
+    items those named. Chromium honours only the last of a switch, so all must become one.
     """
     others: list[str] = []
     features: list[str] = []
     for arg in extra:
-        if arg.startswith(DISABLE_FEATURES):
-            features += [f for f in arg.removeprefix(DISABLE_FEATURES).split(",") if f]
+        if arg.startswith(switch):
+            features += [f for f in arg.removeprefix(switch).split(",") if f]
         else:
             others.append(arg)
     return others, features

@@ -15,6 +15,7 @@ from pathlib import Path
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
+from browserfleet.browsers.stealth import Region
 from browserfleet.proxy import (
     ByteMeter,
     DirectRoute,
@@ -71,6 +72,9 @@ class EgressedBrowser:
 
     async def reshape(self, width: int, height: int) -> None:
         await self._browser.reshape(width, height)
+
+    async def localize(self, region: Region | None) -> None:
+        await self._browser.localize(region)
 
     async def wait_closed(self) -> int:
         return await self._browser.wait_closed()

@@ -24,6 +24,8 @@ class LaunchSpec:
     ignore_cert_errors: bool = False
     # False: PDFs are downloaded instead of rendered in a tab.
     pdf_viewer: bool = True
+    # No automation tells (see browsers/stealth.py); False runs plain Chromium.
+    stealth: bool = True
     extra_args: tuple[str, ...] = ()
 
 

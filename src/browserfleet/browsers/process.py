@@ -22,12 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from browserfleet.browsers.chromium_args import UiInsets, chromium_args, initial_preferences
+from browserfleet.browsers.chromium_args import chromium_args, initial_preferences
 from browserfleet.browsers.devtools_endpoint import DevtoolsEndpoint, wait_for_endpoint
 from browserfleet.browsers.files import BrowserFiles
+from browserfleet.browsers.geometry import Geometry
+from browserfleet.browsers.identity import read_identity
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
+from browserfleet.browsers.stealth import BrowserIdentity, Region, priming
 from browserfleet.browsers.strays import kill_group_members, kill_naming, kill_strays
-from browserfleet.browsers.viewport import fit_viewport, reshape
+from browserfleet.browsers.viewport import fit_window, reshape
+from browserfleet.cdp.client import CdpError
+from browserfleet.cdp.primer import TargetPrimer
 from browserfleet.errors import BrowserLaunchFailed
 from browserfleet.tasks import TaskSet
 
@@ -41,18 +46,35 @@ LOG_TAIL_BYTES = 3000
 REAP_TIMEOUT_S = 5.0
 GROUP_GONE_TIMEOUT_S = 2.0
 PR_SET_PDEATHSIG = 1
-# Measured on Chromium 156 (headless=new hides an 87 px toolbar inside the window); every
-# launch re-measures, so another version corrects itself after one resize.
-INITIAL_INSETS = {HeadlessMode.NEW: UiInsets(0, 87), HeadlessMode.SHELL: UiInsets()}
+
+
+@dataclass(slots=True)
+class Presentation:
+    """What the browser's own CDP connection (its primer) tells every target: the window rule
+    of its screen, and with stealth its desktop identity and the session's region."""
+
+    primer: TargetPrimer
+    geometry: Geometry
+    identity: BrowserIdentity | None  # None: stealth off
+    region: Region | None = None
+
+    async def apply(self) -> None:
+        window = self.geometry.window_bounds()
+        await self.primer.reprime(priming(self.identity, self.region, window))
 
 
 class ChromiumProcess:
     """One running browser. Close it (or use it as an async context manager)."""
 
     def __init__(
-        self, proc: asyncio.subprocess.Process, endpoint: DevtoolsEndpoint, workdir: Path
+        self,
+        proc: asyncio.subprocess.Process,
+        endpoint: DevtoolsEndpoint,
+        workdir: Path,
+        presentation: Presentation,
     ) -> None:
         self._proc = proc
+        self._presentation = presentation
         self._endpoint = endpoint
         self._cdp_port = endpoint.port
         self._workdir = workdir
@@ -81,8 +103,22 @@ class ChromiumProcess:
         return self._files
 
     async def reshape(self, width: int, height: int) -> None:
-        """Change the screen and the first window's viewport of this running browser."""
+        """Change the screen and the first window of this running browser; later windows
+        get the same geometry from the primer."""
         await reshape(self._endpoint.browser_ws_url, self._endpoint.first_page_id, width, height)
+        self._presentation.geometry = Geometry(width, height)
+        await self._present("reshape")
+
+    async def localize(self, region: Region | None) -> None:
+        """Make every target, current and future, show this region (no-op without stealth)."""
+        self._presentation.region = region
+        await self._present("localize")
+
+    async def _present(self, what: str) -> None:
+        try:
+            await self._presentation.apply()
+        except (CdpError, TimeoutError) as error:
+            raise BrowserLaunchFailed(f"could not {what} the browser: {error}") from error
 
     async def wait_closed(self) -> int:
         # shield: a cancelled waiter must not cancel the others' future.
@@ -92,6 +128,7 @@ class ChromiumProcess:
         async with self._close_lock:
             if self._closed:
                 return
+            await self._presentation.primer.close()
             if not self._exit_code.done():
                 # The leader is alive, so its group id is still ours to signal.
                 _kill_group(self.pid)
@@ -131,6 +168,7 @@ class _Progress:
 
     stage: str = "preparing the profile"
     proc: asyncio.subprocess.Process | None = None
+    primer: TargetPrimer | None = None
 
 
 class LocalChromiumLauncher:
@@ -152,7 +190,7 @@ class LocalChromiumLauncher:
         }
         self._no_sandbox = no_sandbox
         self._launch_timeout_s = launch_timeout_s
-        self._insets = dict(INITIAL_INSETS)
+        self._identities: dict[HeadlessMode, BrowserIdentity] = {}
         self._die_with_us = _parent_death_signal()
 
     async def launch(self, spec: LaunchSpec, workdir: Path) -> ChromiumProcess:
@@ -162,7 +200,10 @@ class LocalChromiumLauncher:
         try:
             async with self._launch_slots, asyncio.timeout(self._launch_timeout_s):
                 endpoint = await self._start(spec, workdir, progress)
+                presentation = await self._present(spec, endpoint, progress)
         except BaseException as exc:
+            if progress.primer is not None:
+                await progress.primer.close()
             tail = await _discard(progress.proc, workdir)
             if isinstance(exc, Exception):
                 reason = self._failure_reason(exc, progress)
@@ -176,7 +217,7 @@ class LocalChromiumLauncher:
             endpoint.port,
             (time.monotonic() - started) * 1000,
         )
-        return ChromiumProcess(progress.proc, endpoint, workdir)
+        return ChromiumProcess(progress.proc, endpoint, workdir, presentation)
 
     def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
         return kill_strays(root, keep)
@@ -194,17 +235,30 @@ class LocalChromiumLauncher:
             spec,
             user_data_dir=profile,
             no_sandbox=self._no_sandbox,
-            ui_insets=self._insets[spec.mode],
         )
         progress.proc = await self._spawn(self._executables[spec.mode], args, workdir)
         progress.stage = "waiting for the DevTools endpoint"
         endpoint = await wait_for_endpoint(profile, progress.proc)
-        progress.stage = "checking the viewport"
-        insets = await fit_viewport(endpoint.browser_ws_url, endpoint.first_page_id, spec)
-        if insets != self._insets[spec.mode]:
-            log.info("chromium (%s) UI insets are %s", spec.mode, insets)
-            self._insets[spec.mode] = insets
+        progress.stage = "checking the window"
+        await fit_window(endpoint.browser_ws_url, endpoint.first_page_id, spec)
         return endpoint
+
+    async def _present(
+        self, spec: LaunchSpec, endpoint: DevtoolsEndpoint, progress: _Progress
+    ) -> Presentation:
+        """The primer that gives every target the window rule and, with stealth, the
+        browser's desktop identity (read from the first browser of each mode: the binary
+        does not change under us)."""
+        identity = self._identities.get(spec.mode) if spec.stealth else None
+        if spec.stealth and identity is None:
+            progress.stage = "reading the user agent"
+            identity = await read_identity(endpoint.browser_ws_url)
+            self._identities[spec.mode] = identity
+        progress.stage = "attaching to the targets"
+        geometry = Geometry(spec.screen_width, spec.screen_height)
+        first = priming(identity, None, geometry.window_bounds())
+        progress.primer = await TargetPrimer.open(endpoint.browser_ws_url, first)
+        return Presentation(progress.primer, geometry, identity)
 
     async def _spawn(
         self, executable: Path, args: list[str], workdir: Path

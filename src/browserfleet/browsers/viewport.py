@@ -1,7 +1,7 @@
-"""Makes a fresh browser's first page show exactly the spec's viewport, measuring the UI insets.
+"""Gives a browser's first window the session's geometry (browsers/geometry.py) and checks it.
 
-The launcher starts Chromium with --window-size = viewport + the insets it last measured; this
-checks the first page and, if the guess was wrong, resizes the window and reports the insets.
+At launch the switches already ask for it; fit_window checks the first page and corrects the
+window if Chromium placed it otherwise. reshape gives a running (pooled) browser another screen.
 """
 
 from __future__ import annotations
@@ -10,23 +10,23 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from browserfleet.browsers.chromium_args import UiInsets
+from browserfleet.browsers.geometry import Geometry
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.cdp.client import CdpConnection, JsonObject
 from browserfleet.errors import BrowserLaunchFailed
 
 log = logging.getLogger(__name__)
 
-MEASURE = "[innerWidth, innerHeight, outerWidth, outerHeight, screen.width, screen.height]"
+MEASURE = (
+    "[innerWidth, innerHeight, outerWidth, outerHeight, screen.width, screen.height,"
+    " screen.availWidth, screen.availHeight]"
+)
 # A page may report its size before its first layout settles: look again before resizing.
 SETTLE_TRIES = 3
 SETTLE_INTERVAL_S = 0.03
 # After Browser.setWindowBounds the page needs a frame or two to see its new size.
 RESIZE_TRIES = 50
 RESHAPE_INTERVAL_S = 0.005
-
-
-Size = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,51 +37,54 @@ class PageSize:
     outer_height: int
     screen_width: int
     screen_height: int
+    avail_width: int
+    avail_height: int
 
-    @property
-    def insets(self) -> UiInsets:
-        return UiInsets(self.outer_width - self.inner_width, self.outer_height - self.inner_height)
+    def fits(self, geometry: Geometry) -> bool:
+        """The window fills the work area of a screen of the geometry's size."""
+        return (
+            self.outer_width,
+            self.outer_height,
+            self.screen_width,
+            self.screen_height,
+            self.avail_width,
+            self.avail_height,
+        ) == (
+            geometry.window_width,
+            geometry.window_height,
+            geometry.screen_width,
+            geometry.screen_height,
+            geometry.screen_width,
+            geometry.avail_height,
+        )
 
-    def fits(self, want: Size) -> bool:
-        return (self.inner_width, self.inner_height) == want
 
-
-async def fit_viewport(browser_ws_url: str, target_id: str, spec: LaunchSpec) -> UiInsets:
-    """Ensure the page target's viewport is the spec's size; return the window's UI insets."""
+async def fit_window(browser_ws_url: str, target_id: str, spec: LaunchSpec) -> PageSize:
+    """Ensure the first window has the spec's geometry; return what its page measures."""
+    geometry = Geometry(spec.screen_width, spec.screen_height)
     async with CdpConnection.connect(browser_ws_url) as cdp:
         attached = await cdp.call("Target.attachToTarget", {"targetId": target_id, "flatten": True})
         session_id = str(attached["sessionId"])
-        want = (spec.screen_width, spec.screen_height)
-        size = await _settled_size(cdp, session_id, want, SETTLE_TRIES)
-        if not size.fits(want):
-            log.info(
-                "viewport %dx%d, want %dx%d: resizing the window",
-                size.inner_width,
-                size.inner_height,
-                spec.screen_width,
-                spec.screen_height,
-            )
-            await _resize_window(cdp, target_id, spec, size.insets)
-            size = await _settled_size(cdp, session_id, want, RESIZE_TRIES)
-        if not size.fits(want):
-            raise BrowserLaunchFailed(
-                f"viewport stayed {size.inner_width}x{size.inner_height}, "
-                f"wanted {spec.screen_width}x{spec.screen_height}"
-            )
-        if (size.screen_width, size.screen_height) != (spec.screen_width, spec.screen_height):
-            log.warning(
-                "screen is %dx%d despite --screen-info", size.screen_width, size.screen_height
-            )
-        return size.insets
+        size = await _settled_size(cdp, session_id, geometry, SETTLE_TRIES)
+        if not size.fits(geometry):
+            log.info("window is %s, want %s: moving it", size, geometry)
+            window = await cdp.call("Browser.getWindowForTarget", {"targetId": target_id})
+            bounds = {"windowId": window["windowId"], "bounds": geometry.window_bounds()}
+            await cdp.call("Browser.setWindowBounds", bounds)
+            size = await _settled_size(cdp, session_id, geometry, RESIZE_TRIES)
+        if not size.fits(geometry):
+            raise BrowserLaunchFailed(f"the window stayed {size}, wanted {geometry}")
+        return size
 
 
 async def reshape(browser_ws_url: str, target_id: str, width: int, height: int) -> None:
-    """Give a running browser a new screen and its first window a width x height viewport.
+    """Give a running browser a width x height screen, and its first window that geometry.
 
     Tabs opened later in that window inherit the size (headless=new); the headless shell is
     never reshaped (its pool key keeps the screen). Two pipelined batches: look up, then set
     and measure; the page usually fits at once, else it is looked at every few milliseconds.
     """
+    geometry = Geometry(width, height)
     async with CdpConnection.connect(browser_ws_url) as cdp:
         window, screens, attached = await cdp.call_many(
             [
@@ -93,44 +96,36 @@ async def reshape(browser_ws_url: str, target_id: str, width: int, height: int) 
         session_id = str(attached["sessionId"])
         infos = screens.get("screenInfos")
         updates = [
-            (
-                "Emulation.updateScreen",
-                {"screenId": info["id"], "left": 0, "top": 0, "width": width, "height": height},
-                None,
-            )
+            ("Emulation.updateScreen", geometry.update_screen(info["id"]), None)
             for info in (infos if isinstance(infos, list) else [])
         ]
-        contents = {"windowId": window["windowId"], "width": width, "height": height}
+        bounds = {"windowId": window["windowId"], "bounds": geometry.window_bounds()}
         answers = await cdp.call_many(
             [
-                ("Browser.setContentsSize", contents, None),
                 *updates,
+                ("Browser.setWindowBounds", bounds, None),
                 ("Runtime.evaluate", {"expression": MEASURE, "returnByValue": True}, session_id),
             ]
         )
         size = _page_size(answers[-1])
-        if not _fits_screen(size, width, height):
+        if not size.fits(geometry):
             size = await _settled_size(
-                cdp, session_id, (width, height), RESIZE_TRIES, interval_s=RESHAPE_INTERVAL_S
+                cdp, session_id, geometry, RESIZE_TRIES, interval_s=RESHAPE_INTERVAL_S
             )
-        if not _fits_screen(size, width, height):
+        if not size.fits(geometry):
             raise BrowserLaunchFailed(f"could not reshape the browser to {width}x{height}: {size}")
-
-
-def _fits_screen(size: PageSize, width: int, height: int) -> bool:
-    return size.fits((width, height)) and (size.screen_width, size.screen_height) == (width, height)
 
 
 async def _settled_size(
     cdp: CdpConnection,
     session_id: str,
-    want: Size,
+    geometry: Geometry,
     tries: int,
     interval_s: float = SETTLE_INTERVAL_S,
 ) -> PageSize:
     size = await _measure(cdp, session_id)
     for _ in range(tries - 1):
-        if size.fits(want):
+        if size.fits(geometry):
             break
         await asyncio.sleep(interval_s)
         size = await _measure(cdp, session_id)
@@ -145,17 +140,6 @@ async def _measure(cdp: CdpConnection, session_id: str) -> PageSize:
 def _page_size(answer: JsonObject) -> PageSize:
     result = answer.get("result")
     value = result.get("value") if isinstance(result, dict) else None
-    if not (isinstance(value, list) and len(value) == 6 and all(isinstance(v, int) for v in value)):
+    if not (isinstance(value, list) and len(value) == 8 and all(isinstance(v, int) for v in value)):
         raise BrowserLaunchFailed(f"cannot measure the first page: {answer}")
     return PageSize(*value)
-
-
-async def _resize_window(
-    cdp: CdpConnection, target_id: str, spec: LaunchSpec, insets: UiInsets
-) -> None:
-    window = await cdp.call("Browser.getWindowForTarget", {"targetId": target_id})
-    bounds: JsonObject = {
-        "width": spec.screen_width + insets.width,
-        "height": spec.screen_height + insets.height,
-    }
-    await cdp.call("Browser.setWindowBounds", {"windowId": window["windowId"], "bounds": bounds})

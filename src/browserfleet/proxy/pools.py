@@ -2,7 +2,10 @@
 
 strict_countries = false
 [countries]
-us = ["http://user-{session}:pw@proxy.example:8000"]
+us = ["http://user-{session}:pw@proxy.example:8000",
+      # An entry may say where it is (else the country's defaults apply, see regions.py):
+      {url = "http://user:pw@us-west.example:8000", timezone = "America/Los_Angeles"}]
+de = [{url = "socks5://user:pw@de.example:1080", locale = "de-DE"}]
 "*" = ["socks5://user:pw@fallback.example:1080"]
 [rates]            # USD per GB (10^9 bytes), per route kind
 managed = "5.00"
@@ -13,7 +16,9 @@ direct = "0.20"
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -25,6 +30,8 @@ from browserfleet.proxy.upstream import HttpUpstream, Socks5Upstream
 FALLBACK = "*"
 PLACEHOLDER = "{session}"
 DEFAULT_PORTS = {"http": 80, "socks5": 1080, "socks5h": 1080}
+# language[-Script][-REGION], e.g. de-DE, zh-Hant-TW, es-419
+_LOCALE = re.compile(r"[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?")
 
 
 class PoolConfigError(ValueError):
@@ -49,10 +56,20 @@ class ProxyRates:
 
 
 @dataclass(frozen=True, slots=True)
-class PoolConfig:
-    """Country code (lower case, or "*") to upstream proxy URL templates."""
+class PoolEntry:
+    """One upstream proxy URL template, and where its traffic appears to come from (None: the
+    country's default)."""
 
-    countries: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    url: str = field(repr=False)
+    timezone: str | None = None
+    locale: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """Country code (lower case, or "*") to upstream proxy entries."""
+
+    countries: dict[str, tuple[PoolEntry, ...]] = field(default_factory=dict, repr=False)
     strict_countries: bool = False
     rates: ProxyRates = field(default_factory=ProxyRates)
 
@@ -78,23 +95,32 @@ def parse_pool_config(text: str) -> PoolConfig:
     return PoolConfig(countries, strict, _rates(data.get("rates", {})))
 
 
-def choose(
-    config: PoolConfig, country_code: str, session_key: str
-) -> HttpUpstream | Socks5Upstream | None:
-    """The upstream for a session in a country; None means direct (no pool for it).
+def pick(config: PoolConfig, country_code: str, session_key: str) -> PoolEntry | None:
+    """The pool entry for a session in a country; None means direct (no pool for it).
 
-    The same session always gets the same entry of a pool and the same `{session}` token.
+    The same session always gets the same entry of a pool.
     Raises NoProxyPool when nothing serves the country and strict_countries is set.
     """
     code = country_code.lower()
-    urls = config.countries.get(code) or config.countries.get(FALLBACK)
-    if not urls:
+    entries = config.countries.get(code) or config.countries.get(FALLBACK)
+    if not entries:
         if config.strict_countries:
             raise NoProxyPool(code)
         return None
     digest = hashlib.sha256(f"{code}\x00{session_key}".encode()).digest()
-    url = urls[int.from_bytes(digest[:8], "big") % len(urls)]
-    return parse_proxy_url(url, sticky_token(session_key))
+    return entries[int.from_bytes(digest[:8], "big") % len(entries)]
+
+
+def choose(
+    config: PoolConfig, country_code: str, session_key: str
+) -> HttpUpstream | Socks5Upstream | None:
+    """The upstream of pick()'s entry, its `{session}` filled with the session's own token."""
+    entry = pick(config, country_code, session_key)
+    return None if entry is None else upstream_of(entry, session_key)
+
+
+def upstream_of(entry: PoolEntry, session_key: str) -> HttpUpstream | Socks5Upstream:
+    return parse_proxy_url(entry.url, sticky_token(session_key))
 
 
 def sticky_token(session_key: str) -> str:
@@ -122,18 +148,43 @@ def parse_proxy_url(url: str, session_token: str = "") -> HttpUpstream | Socks5U
         raise PoolConfigError("SOCKS5 credentials must be 1-255 bytes") from None
 
 
-def _countries(raw: Any) -> dict[str, tuple[str, ...]]:
+def _countries(raw: Any) -> dict[str, tuple[PoolEntry, ...]]:
     if not isinstance(raw, dict):
         raise PoolConfigError("[countries] must be a table")
-    countries: dict[str, tuple[str, ...]] = {}
+    countries: dict[str, tuple[PoolEntry, ...]] = {}
     for code, value in raw.items():
-        urls = [value] if isinstance(value, str) else value
-        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls) or not urls:
+        items = [value] if isinstance(value, str | dict) else value
+        if not isinstance(items, list) or not items:
             raise PoolConfigError(f"countries.{code} must be a non-empty list of proxy URLs")
-        for url in urls:
-            parse_proxy_url(url, "validate")
-        countries[code.lower()] = tuple(urls)
+        countries[code.lower()] = tuple(_entry(code, item) for item in items)
     return countries
+
+
+def _entry(code: str, item: object) -> PoolEntry:
+    """A URL string, or a table {url = "...", timezone = "Area/City", locale = "ll-CC"}."""
+    fields = {"url": item} if isinstance(item, str) else item
+    if not isinstance(fields, dict) or not isinstance(fields.get("url"), str):
+        raise PoolConfigError(f"countries.{code}: an entry is a URL or a table with a url")
+    unknown = set(fields) - {"url", "timezone", "locale"}
+    if unknown:
+        raise PoolConfigError(f"countries.{code}: unknown entry keys {sorted(unknown)}")
+    parse_proxy_url(fields["url"], "validate")
+    timezone, locale = fields.get("timezone"), fields.get("locale")
+    if timezone is not None and not _is_timezone(timezone):
+        raise PoolConfigError(f"countries.{code}: {timezone!r} is not an IANA time zone")
+    if locale is not None and not (isinstance(locale, str) and _LOCALE.fullmatch(locale)):
+        raise PoolConfigError(f"countries.{code}: {locale!r} is not a locale such as de-DE")
+    return PoolEntry(fields["url"], timezone, locale)
+
+
+def _is_timezone(name: object) -> bool:
+    if not isinstance(name, str) or ".." in name:
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _rates(raw: Any) -> ProxyRates:

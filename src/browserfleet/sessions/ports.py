@@ -14,6 +14,7 @@ from typing import Protocol
 
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
+from browserfleet.browsers.stealth import Region
 from browserfleet.ids import InstanceId, ProjectId, SessionId
 from browserfleet.sessions.model import (
     Session,
@@ -117,7 +118,12 @@ class BrowserHandle(Protocol):
         sees them."""
 
     async def reshape(self, width: int, height: int) -> None:
-        """Give the running browser a width x height screen and first-window viewport."""
+        """Give the running browser a width x height screen, and each of its windows the
+        desktop geometry on it (browsers/geometry.py)."""
+
+    async def localize(self, region: Region | None) -> None:
+        """Make every target, current and future, show this region's timezone, locale and
+        geolocation (None: the host's). A browser launched without stealth ignores it."""
 
     def route_egress(self, route: object) -> None:
         """Send the browser's traffic by this route (from an EgressPlan) and count from zero."""
@@ -135,8 +141,8 @@ class BrowserHandle(Protocol):
 
 class BrowserLauncher(Protocol):
     async def launch(self, spec: LaunchSpec, workdir: Path) -> BrowserHandle:
-        """Start Chromium in a fresh workdir; returns once CDP answers and the first page has
-        exactly the spec's viewport. Raises BrowserLaunchFailed (and leaves nothing behind)."""
+        """Start Chromium in a fresh workdir; returns once CDP answers and the first window has
+        the spec's geometry. Raises BrowserLaunchFailed (and leaves nothing behind)."""
 
     def remove_workdir(self, workdir: Path) -> None:
         """Delete a dead browser's workdir and anything of it kept elsewhere (blocking)."""
@@ -153,6 +159,7 @@ class EgressPlan:
     route: object  # opaque here: built by and handed back to the egress runtime
     kind: str  # "managed", "custom" or "direct"
     micros_per_gb: int
+    region: Region | None = None  # where the route appears to be; None: the host's settings
 
 
 class EgressPlanner(Protocol):

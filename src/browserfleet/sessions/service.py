@@ -72,6 +72,7 @@ class RuntimeConfig:
     # the cancelled ones as long again to settle their rows (a database that does not answer
     # by then is left to the next start's repair).
     shutdown_grace_s: float = 10.0
+    stealth: bool = True
 
 
 @dataclass(slots=True)
@@ -102,6 +103,7 @@ def launch_spec_for(request: SessionRequest, config: RuntimeConfig) -> LaunchSpe
         screen_height=request.screen_height,
         ignore_cert_errors=bool(request.custom_proxy and request.custom_proxy.ignore_cert_errors),
         pdf_viewer=request.pdf_viewer,
+        stealth=config.stealth,
         extra_args=config.extra_args,
     )
 
@@ -269,6 +271,7 @@ class SessionService:
         try:
             if reservation.plan is not None:
                 handle.route_egress(reservation.plan.route)
+                await handle.localize(reservation.plan.region)
             files = handle.files
             self._gateway.open(
                 GatewayRoute(

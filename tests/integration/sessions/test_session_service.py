@@ -18,6 +18,7 @@ from browserfleet.auth.model import Principal
 from browserfleet.auth.signing import ServerSecret
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.pool import WarmPool
+from browserfleet.egress import PoolPlanner
 from browserfleet.errors import (
     BrowserLaunchFailed,
     ConcurrencyLimitReached,
@@ -28,6 +29,8 @@ from browserfleet.errors import (
     TimeoutLimitExceeded,
 )
 from browserfleet.ids import ApiKeyId, InstanceId, SessionId
+from browserfleet.proxy import EgressGuard, parse_pool_config
+from browserfleet.regions import COUNTRY_REGIONS
 from browserfleet.sessions.lifecycle import InvalidTransition
 from browserfleet.sessions.model import (
     Session,
@@ -558,3 +561,33 @@ def _a_pid_that_is_not_running() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+async def test_a_sessions_browser_is_localized_to_its_routes_region_before_it_is_active(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    await upgrade(url)
+    engine = create_engine(url)
+    projects, store = SqlProjectStore(engine), SqlSessionStore(engine)
+    project = await projects.create_project("p")
+    launcher = FakeLauncher()
+    config = RuntimeConfig(
+        instance=InstanceId("first"),
+        sessions_dir=tmp_path / "sessions",
+        mode=HeadlessMode.NEW,
+        extra_args=(),
+        default_concurrent_limit=3,
+        host_max_browsers=5,
+    )
+    pools = parse_pool_config('[countries]\nde = ["http://127.0.0.1:9"]\n')
+    planner = PoolPlanner(pools, EgressGuard(allow_networks=[]))
+    service = SessionService(store, launcher, FakeGateway(), config, Clock(), planner=planner)
+    caller = Principal(project.id, ApiKeyId(project.id))
+    try:
+        await service.create(caller, SessionRequest(proxy_country_code="de"))
+        await service.create(caller, SessionRequest(proxy_country_code=None))
+        assert [b.regions for b in launcher.browsers] == [[COUNTRY_REGIONS["de"]], [None]]
+    finally:
+        await service.shutdown()
+        await engine.dispose()

@@ -9,21 +9,18 @@ import pytest
 
 from browserfleet.browsers.chromium_args import (
     DISABLED_FEATURES,
-    NO_INSETS,
-    UiInsets,
     chromium_args,
     initial_preferences,
 )
+from browserfleet.browsers.geometry import TASKBAR_HEIGHT
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 
 PROFILE = Path("/srv/bf/sessions/s1/profile")
 SPEC = LaunchSpec(HeadlessMode.NEW, 1920, 1080)
 
 
-def args_of(
-    spec: LaunchSpec = SPEC, *, no_sandbox: bool = False, ui_insets: UiInsets = NO_INSETS
-) -> list[str]:
-    return chromium_args(spec, user_data_dir=PROFILE, no_sandbox=no_sandbox, ui_insets=ui_insets)
+def args_of(spec: LaunchSpec = SPEC, *, no_sandbox: bool = False) -> list[str]:
+    return chromium_args(spec, user_data_dir=PROFILE, no_sandbox=no_sandbox)
 
 
 def values(args: list[str], switch: str) -> list[str]:
@@ -89,16 +86,30 @@ def test_headless_shell_takes_no_headless_switch() -> None:
 
 
 @pytest.mark.parametrize(("width", "height"), [(1920, 1080), (1280, 720), (800, 600), (801, 599)])
-def test_window_and_screen_take_the_spec_size(width: int, height: int) -> None:
+def test_the_screen_has_the_spec_size_and_the_window_fills_its_work_area(
+    width: int, height: int
+) -> None:
     args = args_of(replace(SPEC, screen_width=width, screen_height=height))
-    assert values(args, "--window-size") == [f"{width},{height}"]
-    assert values(args, "--screen-info") == [f"{{0,0 {width}x{height}}}"]
+    assert values(args, "--screen-info") == [
+        f"{{0,0 {width}x{height} workAreaBottom={TASKBAR_HEIGHT}}}"
+    ]
+    assert values(args, "--window-position") == ["0,0"]
+    assert values(args, "--window-size") == [f"{width},{height - TASKBAR_HEIGHT}"]
 
 
-def test_ui_insets_grow_the_window_but_not_the_screen() -> None:
-    args = args_of(ui_insets=UiInsets(width=2, height=87))
-    assert values(args, "--window-size") == ["1922,1167"]
-    assert values(args, "--screen-info") == ["{0,0 1920x1080}"]
+def test_stealth_turns_off_the_automation_flag() -> None:
+    assert values(args_of(), "--disable-blink-features") == ["AutomationControlled"]
+
+
+def test_plain_chromium_without_stealth_keeps_it() -> None:
+    assert not [a for a in args_of(replace(SPEC, stealth=False)) if "blink-features" in a]
+
+
+def test_extra_disable_blink_features_are_merged_into_the_one_switch() -> None:
+    spec = replace(SPEC, extra_args=("--disable-blink-features=Foo,AutomationControlled",))
+    assert values(args_of(spec), "--disable-blink-features") == ["AutomationControlled,Foo"]
+    plain = replace(spec, stealth=False)
+    assert values(args_of(plain), "--disable-blink-features") == ["Foo,AutomationControlled"]
 
 
 def test_direct_connection_has_no_proxy_switches() -> None:

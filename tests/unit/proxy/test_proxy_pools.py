@@ -11,11 +11,13 @@ from browserfleet.proxy.pools import (
     NoProxyPool,
     PoolConfig,
     PoolConfigError,
+    PoolEntry,
     ProxyRates,
     choose,
     load_pool_config,
     parse_pool_config,
     parse_proxy_url,
+    pick,
     sticky_token,
 )
 from browserfleet.proxy.upstream import HttpUpstream, Socks5Upstream
@@ -35,7 +37,7 @@ custom = 0.25
 def test_pool_file_is_parsed_with_rates_as_decimals_and_codes_lower_cased() -> None:
     config = parse_pool_config(POOLS)
     assert set(config.countries) == {"us", "de", "*"}
-    assert config.countries["de"] == ("socks5://de%40user:p%3Ass@de.example:1080",)
+    assert config.countries["de"] == (PoolEntry("socks5://de%40user:p%3Ass@de.example:1080"),)
     assert config.rates == ProxyRates(Decimal("4.50"), Decimal("0.25"), Decimal("0.20"))
     assert not config.strict_countries
 
@@ -107,6 +109,11 @@ def test_proxy_urls_default_their_ports() -> None:
         '[countries]\nus = ["http://user:secretpw@:1"]',
         "[countries]\nus = []",
         "[countries]\nus = [1]",
+        '[countries]\nus = [{timezone = "Europe/Berlin"}]',
+        '[countries]\nus = [{url = "http://user:secretpw@h:1", timezone = "Mars/Olympus"}]',
+        '[countries]\nus = [{url = "http://user:secretpw@h:1", timezone = "../../etc/passwd"}]',
+        '[countries]\nus = [{url = "http://user:secretpw@h:1", locale = "german"}]',
+        '[countries]\nus = [{url = "http://user:secretpw@h:1", city = "Berlin"}]',
         "countries = 3",
         'strict_countries = "yes"',
         '[rates]\nmanaged = "five"',
@@ -131,3 +138,24 @@ def test_pool_file_is_loaded_from_disk(tmp_path: Path) -> None:
     assert load_pool_config(path) == parse_pool_config(POOLS)
     with pytest.raises(PoolConfigError):
         load_pool_config(tmp_path / "missing.toml")
+
+
+def test_an_entry_may_say_where_it_is_and_plain_urls_mix_with_such_entries() -> None:
+    config = parse_pool_config(
+        "[countries]\n"
+        'us = ["http://east:1", {url = "http://west:1", timezone = "America/Los_Angeles"}]\n'
+        'de = {url = "socks5://de:1", locale = "de-AT", timezone = "Europe/Vienna"}\n'
+    )
+    assert config.countries["us"] == (
+        PoolEntry("http://east:1"),
+        PoolEntry("http://west:1", timezone="America/Los_Angeles"),
+    )
+    assert config.countries["de"] == (PoolEntry("socks5://de:1", "Europe/Vienna", "de-AT"),)
+    picked = {pick(config, "us", f"s{i}") for i in range(16)}
+    assert picked == set(config.countries["us"])  # sticky per session, spread over the pool
+
+
+@pytest.mark.parametrize("locale", ["de-DE", "zh-Hant-TW", "es-419", "fil-PH", "en"])
+def test_locales_in_bcp47_form_are_accepted(locale: str) -> None:
+    text = f'[countries]\nus = [{{url = "http://h:1", locale = "{locale}"}}]'
+    assert parse_pool_config(text).countries["us"][0].locale == locale
