@@ -582,7 +582,9 @@ async def test_a_sessions_browser_is_localized_to_its_routes_region_before_it_is
     )
     pools = parse_pool_config('[countries]\nde = ["http://127.0.0.1:9"]\n')
     planner = PoolPlanner(pools, EgressGuard(allow_networks=[]))
-    service = SessionService(store, launcher, FakeGateway(), config, Clock(), planner=planner)
+    service = SessionService(
+        store, launcher, FakeGateway(), config, Clock(), planner=planner, secret=SECRET
+    )
     caller = Principal(project.id, ApiKeyId(project.id))
     try:
         await service.create(caller, SessionRequest(proxy_country_code="de"))
