@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Lives inside the venv, so deleting the venv also forgets the install.
 STAMP := $(VENV)/.browserfleet-dev.stamp
-APT_PACKAGES := chromium chromium-headless-shell ffmpeg
+APT_PACKAGES := chromium chromium-headless-shell ffmpeg bubblewrap
 CHROMIUM := /usr/lib/chromium/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null || echo sudo)
 
@@ -21,7 +21,7 @@ GATEWAY_ARGS ?=
 .PHONY: help setup system-deps serve test lint bench clean distclean
 
 help:
-	@echo "make setup      install Debian's chromium, chromium-headless-shell, ffmpeg; create $(VENV); pip install -e '.[dev]'"
+	@echo "make setup      install Debian's chromium, chromium-headless-shell, ffmpeg, bubblewrap; create $(VENV); pip install -e '.[dev]'"
 	@echo "make serve      run the server (SERVE_ARGS='--port 8000 --data-dir DIR ...')"
 	@echo "make test       run the whole pytest suite (PYTEST_ARGS='tests/unit -x ...')"
 	@echo "make lint       ruff check, ruff format --check, mypy --strict, lint-imports"
@@ -45,7 +45,8 @@ system-deps:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi; \
-	test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) is missing after install" >&2; exit 1; }
+	test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) is missing after install" >&2; exit 1; }; \
+	test -x /usr/bin/bwrap || { echo "error: /usr/bin/bwrap is missing after install" >&2; exit 1; }
 
 $(VENV)/pyvenv.cfg:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \

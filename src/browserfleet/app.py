@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
                 clock=utc_now,
                 public_url=settings.public_url,
                 readiness=runtime.readiness,
+                isolation=runtime.isolation.value,
             )
             # The lifespan state reaches uvicorn's websocket protocol (CDP upgrades skip ASGI).
             yield {GATEWAY_STATE_KEY: runtime.gateway}

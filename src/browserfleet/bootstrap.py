@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -16,6 +17,8 @@ from browserfleet.auth.model import DEFAULT_PROJECT_NAME
 from browserfleet.auth.service import Authenticator
 from browserfleet.billing.account import AccountReader
 from browserfleet.browsers.egress import EgressedBrowser, EgressedLauncher
+from browserfleet.browsers.enclosure import Enclosures
+from browserfleet.browsers.host import HostEnclosures
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.pool import WarmPool
 from browserfleet.browsers.process import LocalChromiumLauncher
@@ -25,10 +28,13 @@ from browserfleet.egress import PoolPlanner
 from browserfleet.ids import InstanceId
 from browserfleet.metrics import CapacityInUse, Metrics
 from browserfleet.proxy import EgressGuard, PoolConfig, load_pool_config, parse_networks
+from browserfleet.sandbox.runner import SandboxConfig, SandboxRunner
+from browserfleet.sandbox.spec import SandboxLimits
+from browserfleet.sandbox.uids import UidRange
 from browserfleet.sessions.model import DEFAULT_SCREEN_HEIGHT, DEFAULT_SCREEN_WIDTH
 from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService
-from browserfleet.settings import BrowserMode, Settings
+from browserfleet.settings import MIB, BrowserMode, Isolation, Settings
 from browserfleet.store.engine import create_engine
 from browserfleet.store.migrate import is_current, upgrade
 from browserfleet.store.projects import SqlProjectStore
@@ -36,6 +42,10 @@ from browserfleet.store.sessions import SqlSessionStore
 
 log = logging.getLogger(__name__)
 INITIAL_KEY_FILE = "initial-api-key"
+NO_ISOLATION_WARNING = (
+    "isolation is 'none': browsers run as the server's own user without an OS sandbox, so any "
+    "tenant can read this host's files and reach its network; use it for development only"
+)
 
 
 def utc_now() -> datetime:
@@ -53,6 +63,7 @@ class Runtime:
     projects: SqlProjectStore
     readiness: Callable[[], Awaitable[list[str]]]
     metrics: Metrics
+    isolation: Isolation
 
 
 @asynccontextmanager
@@ -128,6 +139,35 @@ def _watch_runtime(
     metrics.watch_capacity(capacity_in_use)
 
 
+def sandbox_config(settings: Settings) -> SandboxConfig:
+    sandbox = settings.sandbox
+    return SandboxConfig(
+        bwrap=sandbox.bwrap_path,
+        uids=UidRange(sandbox.uid_first, sandbox.uid_count),
+        limits=SandboxLimits(
+            memory_bytes=sandbox.memory_mb * MIB,
+            pids=sandbox.pids,
+            disk_bytes=sandbox.disk_mb * MIB,
+            tmp_bytes=sandbox.tmp_mb * MIB,
+            shm_bytes=sandbox.shm_mb * MIB,
+        ),
+        run_dir=sandbox.run_dir,
+        executables=(settings.browser.chromium_path, settings.browser.headless_shell_path),
+        cgroup_parent=sandbox.cgroup_parent,
+    )
+
+
+def build_enclosures(settings: Settings) -> Enclosures:
+    """Where browsers run: each in its own sandbox, or (isolation none) on the host as is.
+    Blocking; raises CgroupUnavailable or OSError when sandboxes cannot be prepared."""
+    if settings.sandbox.isolation is Isolation.NONE:
+        log.warning(NO_ISOLATION_WARNING)
+        return HostEnclosures(no_sandbox=settings.browser.no_sandbox)
+    runner = SandboxRunner(sandbox_config(settings))
+    runner.prepare()
+    return runner
+
+
 def headless_mode(settings: Settings) -> HeadlessMode:
     return (
         HeadlessMode.SHELL
@@ -148,10 +188,11 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             )
             sys.stdout.flush()
         settings.sessions_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        enclosures = await asyncio.to_thread(build_enclosures, settings)
         launcher = LocalChromiumLauncher(
             settings.browser.chromium_path,
             settings.browser.headless_shell_path,
-            no_sandbox=settings.browser.no_sandbox,
+            enclosures=enclosures,
             launch_timeout_s=settings.browser.launch_timeout_s,
             parallel_launches=settings.browser.effective_parallel_launches(),
         )
@@ -223,6 +264,7 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 projects=projects,
                 readiness=lambda: readiness_problems(settings),
                 metrics=metrics,
+                isolation=settings.sandbox.isolation,
             )
         finally:
             await reaper.stop_loops()
@@ -230,3 +272,5 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             await pool.aclose()
             await gateway.aclose()
             await reaper.deregister()
+            if isinstance(enclosures, SandboxRunner):
+                enclosures.close()

@@ -32,6 +32,7 @@ from browserfleet.api.websocket_protocol import with_gateway
 from browserfleet.browsers.chromium_args import chromium_args
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.cdp import CdpGatewayServer, ClientPeer
+from browserfleet.cdp.dial import LoopbackDialer
 from browserfleet.errors import SessionNotFound
 from browserfleet.tasks import TaskSet
 
@@ -53,7 +54,7 @@ TWENTY_MB = 20 * 1024 * 1024
 @dataclass(frozen=True, slots=True)
 class Route:
     token: str
-    cdp_port: int
+    devtools: LoopbackDialer
     allow_resizing: bool
 
 
@@ -145,7 +146,7 @@ async def served(chromium: Chromium) -> AsyncIterator[Served]:
         CdpGatewayServer() as gateway,
         httpx.AsyncClient(timeout=10, trust_env=False) as http,
     ):
-        gateway.open(Route(TOKEN, chromium.port, allow_resizing=False))
+        gateway.open(Route(TOKEN, LoopbackDialer(chromium.port), allow_resizing=False))
         app = FastAPI()
         app.include_router(build_cdp_router(gateway))
         app.add_api_websocket_route("/echo", _echo)
@@ -356,7 +357,9 @@ async def test_viewport_changes_only_when_resizing_is_allowed(
     served: Served, allow_resizing: bool
 ) -> None:
     await served.gateway.close(TOKEN)
-    served.gateway.open(Route(TOKEN, served.chromium.port, allow_resizing=allow_resizing))
+    served.gateway.open(
+        Route(TOKEN, LoopbackDialer(served.chromium.port), allow_resizing=allow_resizing)
+    )
     async with async_playwright() as playwright:
         browser = await playwright.chromium.connect_over_cdp(served.cdp_url)
         try:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
+from browserfleet.cdp.dial import LoopbackDialer
 from browserfleet.errors import BrowserLaunchFailed
 from browserfleet.sessions.ports import GatewayRoute
 
@@ -30,8 +31,8 @@ class FakeBrowser:
         return self._pid
 
     @property
-    def cdp_port(self) -> int:
-        return 9
+    def devtools(self) -> LoopbackDialer:
+        return LoopbackDialer(9)
 
     @property
     def workdir(self) -> Path:

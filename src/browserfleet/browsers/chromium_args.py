@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePath
 
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 
@@ -80,11 +80,12 @@ NO_INSETS = UiInsets()
 def chromium_args(
     spec: LaunchSpec,
     *,
-    user_data_dir: Path,
+    user_data_dir: PurePath,
     no_sandbox: bool,
     ui_insets: UiInsets = NO_INSETS,
 ) -> list[str]:
-    """Every switch for spec (no executable), ending with the start URL."""
+    """Every switch for spec (no executable), ending with the start URL. user_data_dir is the
+    profile as the browser sees it (a sandboxed browser sees its own paths, not the host's)."""
     own_extra, extra_features = _split_disable_features(spec.extra_args)
     args = [*BASE_ARGS]
     if spec.mode is HeadlessMode.NEW:

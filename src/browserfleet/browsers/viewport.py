@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from browserfleet.browsers.chromium_args import UiInsets
+from browserfleet.browsers.devtools_endpoint import DevtoolsEndpoint
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.cdp.client import CdpConnection, JsonObject
 from browserfleet.errors import BrowserLaunchFailed
@@ -46,9 +47,10 @@ class PageSize:
         return (self.inner_width, self.inner_height) == want
 
 
-async def fit_viewport(browser_ws_url: str, target_id: str, spec: LaunchSpec) -> UiInsets:
-    """Ensure the page target's viewport is the spec's size; return the window's UI insets."""
-    async with CdpConnection.connect(browser_ws_url) as cdp:
+async def fit_viewport(endpoint: DevtoolsEndpoint, spec: LaunchSpec) -> UiInsets:
+    """Ensure the first page's viewport is the spec's size; return the window's UI insets."""
+    target_id = endpoint.first_page_id
+    async with CdpConnection.connect(endpoint.browser_ws_url, dialer=endpoint.dialer) as cdp:
         attached = await cdp.call("Target.attachToTarget", {"targetId": target_id, "flatten": True})
         session_id = str(attached["sessionId"])
         want = (spec.screen_width, spec.screen_height)
@@ -75,14 +77,15 @@ async def fit_viewport(browser_ws_url: str, target_id: str, spec: LaunchSpec) ->
         return size.insets
 
 
-async def reshape(browser_ws_url: str, target_id: str, width: int, height: int) -> None:
+async def reshape(endpoint: DevtoolsEndpoint, width: int, height: int) -> None:
     """Give a running browser a new screen and its first window a width x height viewport.
 
     Tabs opened later in that window inherit the size (headless=new); the headless shell is
     never reshaped (its pool key keeps the screen). Two pipelined batches: look up, then set
     and measure; the page usually fits at once, else it is looked at every few milliseconds.
     """
-    async with CdpConnection.connect(browser_ws_url) as cdp:
+    target_id = endpoint.first_page_id
+    async with CdpConnection.connect(endpoint.browser_ws_url, dialer=endpoint.dialer) as cdp:
         window, screens, attached = await cdp.call_many(
             [
                 ("Browser.getWindowForTarget", {"targetId": target_id}, None),

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
+from browserfleet.cdp.dial import DevtoolsDialer
 from browserfleet.ids import InstanceId, ProjectId, SessionId
 from browserfleet.sessions.model import (
     Session,
@@ -93,8 +94,9 @@ class BrowserHandle(Protocol):
     def pid(self) -> int: ...
 
     @property
-    def cdp_port(self) -> int:
-        """The browser's DevTools HTTP/WebSocket port on 127.0.0.1."""
+    def devtools(self) -> DevtoolsDialer:
+        """How to reach the browser's DevTools HTTP/WebSocket server (which may listen in a
+        sandbox's own network namespace)."""
 
     @property
     def workdir(self) -> Path: ...
@@ -118,7 +120,8 @@ class BrowserHandle(Protocol):
         """Wait until the browser process exits; returns its exit code."""
 
     async def close(self) -> None:
-        """Kill the whole process group, reap it, and remove the workdir. Idempotent."""
+        """Kill every process of the browser, reap it, remove the workdir and give back what
+        its sandbox held. Idempotent."""
 
 
 class BrowserLauncher(Protocol):
@@ -130,8 +133,10 @@ class BrowserLauncher(Protocol):
         """Delete a dead browser's workdir and anything of it kept elsewhere (blocking)."""
 
     def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
-        """Kill Chromium processes whose user-data-dir lies under root and whose pid is not in
-        keep; returns how many process groups were killed."""
+        """Kill what an earlier run left of browsers under root (a sandboxed launcher: every
+        process, mount and cgroup of its uid range that no live server holds; otherwise
+        Chromium processes whose user-data-dir lies under root and whose pid is not in keep);
+        returns how many browsers were killed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +212,7 @@ class NoMetrics:
 @dataclass(frozen=True, slots=True)
 class GatewayRoute:
     token: str
-    cdp_port: int
+    devtools: DevtoolsDialer
     allow_resizing: bool
 
 

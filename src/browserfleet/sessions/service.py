@@ -227,7 +227,7 @@ class SessionService:
             if plan is not None:
                 handle.route_egress(plan.route)
             self._gateway.open(
-                GatewayRoute(session.token, handle.cdp_port, session.request.allow_resizing)
+                GatewayRoute(session.token, handle.devtools, session.request.allow_resizing)
             )
             self._running[session.id] = _Running(handle, session.token)
             active = await self._store.mark_active(
