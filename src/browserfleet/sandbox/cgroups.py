@@ -123,7 +123,6 @@ class CgroupEvents:
     """How often the caps refused something, from the kernel's counters."""
 
     oom_kills: int  # processes killed for going over the memory cap
-    memory_limit_hits: int
     pids_refused: int  # forks/clones refused at the pids cap
 
 
@@ -153,9 +152,17 @@ class Cgroup:
         return self._plan.pids_parent / self.dirs[0].name
 
     def create(self, limits: SandboxLimits | None) -> None:
-        """Make the leaves and write the caps (None: no caps, for hosts without controllers)."""
-        for directory in self.dirs:
-            directory.mkdir(mode=0o755, exist_ok=True)
+        """Make the leaves and write the caps (None: no caps, for hosts without controllers).
+        A parent another server removed at its shutdown (it was empty then) is made again."""
+        for attempt in range(3):
+            try:
+                for directory in self.dirs:
+                    directory.mkdir(mode=0o755, exist_ok=True)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                CgroupTree(self._plan).prepare(CONTROLLERS if limits is not None else ())
         if limits is None:
             return
         memsw = (self.memory_dir / "memory.memsw.limit_in_bytes").exists()
@@ -195,15 +202,10 @@ class Cgroup:
     def events(self) -> CgroupEvents:
         if self._plan.version == 1:
             oom = _read_keyed(self.memory_dir / "memory.oom_control")
-            failcnt = _read_int(self.memory_dir / "memory.failcnt")
-            return CgroupEvents(
-                oom.get("oom_kill", 0),
-                failcnt,
-                _read_keyed(self.pids_dir / "pids.events").get("max", 0),
-            )
-        memory = _read_keyed(self.memory_dir / "memory.events")
+        else:
+            oom = _read_keyed(self.memory_dir / "memory.events")
         pids = _read_keyed(self.pids_dir / "pids.events")
-        return CgroupEvents(memory.get("oom_kill", 0), memory.get("max", 0), pids.get("max", 0))
+        return CgroupEvents(oom.get("oom_kill", 0), pids.get("max", 0))
 
     def memory_peak(self) -> int:
         name = "memory.max_usage_in_bytes" if self._plan.version == 1 else "memory.peak"
@@ -284,7 +286,7 @@ def enable_controllers(directory: Path, controllers: tuple[str, ...]) -> None:
     except OSError as error:
         if error.errno != errno.EBUSY:
             raise
-        _evacuate(directory)
+        evacuate(directory)
         (directory / "cgroup.subtree_control").write_text(change)
 
 
@@ -292,7 +294,7 @@ def _enabled(directory: Path) -> set[str]:
     return set((directory / "cgroup.subtree_control").read_text().split())
 
 
-def _evacuate(directory: Path) -> None:
+def evacuate(directory: Path) -> None:
     """Move every process of a cgroup v2 directory into its SERVER_LEAF child."""
     leaf = directory / SERVER_LEAF
     leaf.mkdir(mode=0o755, exist_ok=True)

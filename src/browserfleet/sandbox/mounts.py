@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,16 +69,27 @@ def _unescape(field: str) -> str:
     return "".join(out)
 
 
-def sandbox_mounts(entries: list[MountEntry], under: Path | None = None) -> list[Path]:
+def sandbox_mounts(
+    entries: list[MountEntry], under: Path | None = None, uids: Collection[int] | None = None
+) -> list[Path]:
     """Mount points of sandbox workdirs (and their binds), deepest first, optionally only those
-    under a directory."""
+    under a directory, or only those owned by one of some uids."""
     found = {
         e.target
         for e in entries
         if e.source == MOUNT_SOURCE
         and (under is None or e.target == under or e.target.is_relative_to(under))
+        and (uids is None or mount_uid(e) in uids)
     }
-    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+    return sorted(found, key=lambda p: (-len(p.parts), str(p)))
+
+
+def mount_uid(entry: MountEntry) -> int | None:
+    """The uid a tmpfs was mounted for (its uid= option)."""
+    for option in entry.super_options.split(","):
+        if option.startswith("uid=") and option[4:].isdigit():
+            return int(option[4:])
+    return None
 
 
 def current_mounts() -> list[MountEntry]:

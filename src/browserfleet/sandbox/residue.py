@@ -38,10 +38,10 @@ class Residue:
         return found
 
 
-def find_residue(uids: Collection[int], *, under: Path | None = None) -> Residue:
-    """Live processes of the uids, sandbox mounts (under a directory, or anywhere), and leaf
-    cgroups named after one of the uids."""
-    return Residue(uid_processes(uids), sandbox_mounts(current_mounts(), under), uid_cgroups(uids))
+def find_residue(uids: Collection[int]) -> Residue:
+    """Live processes of the uids, sandbox mounts made for them, and cgroups named after them."""
+    mounts = sandbox_mounts(current_mounts(), uids=uids)
+    return Residue(uid_processes(uids), mounts, uid_cgroups(uids))
 
 
 def uid_processes(uids: Collection[int]) -> dict[int, int]:
