@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sandboxes import CHROMIUM, HEADLESS_SHELL, LIMITS, TEST_UIDS, make_runner
+from sandboxes import CHROMIUM, HEADLESS_SHELL, LIMITS, TEST_UIDS, UID_FIRST_ENV, make_runner
 
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
 from browserfleet.cdp.client import CdpConnection
 from browserfleet.cdp.dial import get_json
 from browserfleet.errors import BrowserLaunchFailed
+from browserfleet.proxy import DirectRoute, EgressGuard, EgressProxy
 from browserfleet.sandbox.residue import find_residue, uid_processes
 from browserfleet.sandbox.runner import Sandbox, SandboxRunner
 
@@ -59,9 +60,14 @@ def root(suite_resources: Any) -> Path:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def running(launcher: LocalChromiumLauncher, root: Path) -> AsyncIterator[ChromiumProcess]:
-    browser = await launcher.launch(spec_for(), root / "looked-at")
-    async with browser:
-        yield browser
+    """A browser with its egress proxy, as a session's."""
+    proxy = EgressProxy(DirectRoute(EgressGuard()))
+    try:
+        browser = await launcher.launch(spec_for(), root / "looked-at", egress=proxy)
+        async with browser:
+            yield browser
+    finally:
+        await proxy.aclose()
 
 
 def sandbox_of(browser: ChromiumProcess) -> Sandbox:
@@ -73,9 +79,15 @@ def sandbox_of(browser: ChromiumProcess) -> Sandbox:
 def main_pid(sandbox: Sandbox) -> int:
     for pid in sandbox.cgroup.pids():
         args = cmdline(pid)
-        if args and args[0] == str(CHROMIUM) and not any(a.startswith("--type=") for a in args):
+        binaries = (str(CHROMIUM), str(HEADLESS_SHELL))
+        if args and args[0] in binaries and not any(a.startswith("--type=") for a in args):
             return pid
     raise AssertionError("no Chromium browser process in the sandbox")
+
+
+def is_renderer(pid: int) -> bool:
+    # Chromium rewrites a helper's title into one string: look for a substring.
+    return "--type=renderer" in " ".join(cmdline(pid))
 
 
 def text(path: Path | str) -> str:
@@ -128,10 +140,14 @@ async def test_every_process_runs_as_one_sandbox_uid_never_root_nor_ours(
     pids = sandbox.cgroup.pids()
     assert len(pids) >= 5, "bubblewrap, chromium and its helpers"
     assert sandbox.uid in TEST_UIDS and sandbox.uid not in (0, os.getuid())
+    own_userns = os.readlink(f"/proc/{main_pid(sandbox)}/ns/user")
+    assert own_userns != os.readlink("/proc/self/ns/user")
     for pid in pids:
         assert status(pid, "Uid") == [str(sandbox.uid)] * 4, cmdline(pid)
         assert status(pid, "Gid") == [str(sandbox.uid)] * 4, cmdline(pid)
-        assert status(pid, "CapEff") == ["0000000000000000"], cmdline(pid)
+        # Capabilities only inside a user namespace of its own (Chromium's zygote nests one).
+        if os.readlink(f"/proc/{pid}/ns/user") == own_userns:
+            assert status(pid, "CapEff") == ["0000000000000000"], cmdline(pid)
     assert set(uid_processes({sandbox.uid})) == pids, "nothing of the uid runs outside the cgroup"
 
 
@@ -139,7 +155,7 @@ async def test_renderers_keep_chromiums_own_sandbox(running: ChromiumProcess) ->
     sandbox = sandbox_of(running)
     browser = main_pid(sandbox)
     assert "--no-sandbox" not in cmdline(browser)
-    renderers = [p for p in sandbox.cgroup.pids() if "--type=renderer" in cmdline(p)]
+    renderers = [p for p in sandbox.cgroup.pids() if is_renderer(p)]
     assert renderers
     for pid in renderers:
         assert status(pid, "Seccomp") == ["2"], "a seccomp-bpf filter"
@@ -358,7 +374,7 @@ async def start_server(workdir: Path, stage: str) -> tuple[asyncio.subprocess.Pr
         RESOLVER_RULES,
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(SUPPORT)},
+        env={**os.environ, "PYTHONPATH": str(SUPPORT), UID_FIRST_ENV: str(TEST_UIDS.first)},
     )
     assert server.stdout is not None
     async with asyncio.timeout(30):

@@ -379,9 +379,10 @@ def renderers_of(pids: Iterable[int]) -> list[int]:
     found = []
     for pid in pids:
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
+        # A substring: Chromium rewrites its helpers' titles into one space-separated string.
         if b"--type=renderer" in cmdline:
             found.append(pid)
     return found

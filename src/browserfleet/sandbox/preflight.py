@@ -43,7 +43,6 @@ CAPABILITIES = {
 BWRAP_OPTIONS = (
     "--args",
     "--info-fd",
-    "--block-fd",
     "--size",
     "--perms",
     "--ro-bind-data",

@@ -2,9 +2,9 @@
 
 Building, in order: a uid of the range (whatever a dead holder left of it removed), the
 workdir's tmpfs and the bind bubblewrap reads it from, the cgroup with its caps; then bubblewrap
-starts as that uid, joined to the cgroup, and waits (--block-fd) while the server makes the
-egress proxy's listener inside its network namespace. Tearing down kills the sandbox's pid
-namespace and cgroup, then removes mounts, cgroup and workdir and lets the uid go.
+starts as that uid, joined to the cgroup, and its command waits at a gate (spec.GATE) while the
+server makes the egress proxy's listener inside its network namespace. Tearing down kills the
+sandbox's pid namespace and cgroup, then removes mounts, cgroup and workdir and lets the uid go.
 """
 
 from __future__ import annotations
@@ -109,9 +109,9 @@ class SandboxRunner:
         processes, cgroups and mounts), then sandbox mounts under root that no live holder
         recorded. `keep` is not needed: a live browser's uid is locked by its server."""
         dirty = set(self.locks.recorded()) | set(uid_processes(self.config.uids).values())
-        dirty |= {
-            int(p.name.removeprefix("uid-")) for p in self.tree.leaves() if p.name[4:].isdigit()
-        }
+        # Leaves of other uid ranges (another server's configuration) are not ours to clean.
+        dirty |= {int(p.name[4:]) for p in self.tree.leaves() if p.name[4:].isdigit()}
+        dirty &= set(self.config.uids)
         killed = 0
         held: set[Path] = set()
         for uid in sorted(dirty):
@@ -184,6 +184,8 @@ class SandboxRunner:
             if path in ours:
                 log.warning("unmounting leftover sandbox mount %s", path)
                 unmount_all(path)
+        with contextlib.suppress(OSError):
+            self.staging(uid).rmdir()
         if record is not None or killed:
             log.warning("cleaned up after an earlier holder of sandbox uid %d", uid)
         return killed
@@ -230,7 +232,7 @@ class Sandbox:
         self._proc: asyncio.subprocess.Process | None = None
         self._inner: int = -1  # pidfd of bubblewrap's init of the pid namespace
         self._netns: Netns | None = None
-        self._block: int = -1
+        self._gate: int = -1  # write end of the gate pipe: the sandbox lives while it is open
         self._closed = False
 
     @property
@@ -275,8 +277,8 @@ class Sandbox:
 
     async def spawn(self, argv: Sequence[str], log_fd: int) -> asyncio.subprocess.Process:
         info_r, info_w = os.pipe2(os.O_CLOEXEC)
-        block_r, self._block = os.pipe2(os.O_CLOEXEC)
-        passed = [info_w, block_r]
+        gate_r, self._gate = os.pipe2(os.O_CLOEXEC)
+        passed = [info_w, gate_r]
         try:
             etc = self._runner.etc_fds()
             passed += [fd for _, fd in etc]
@@ -284,7 +286,7 @@ class Sandbox:
                 self._runner.host,
                 self._runner.config.limits,
                 session_source=PurePosixPath(self._runner.staging(self.uid)),
-                fds=SandboxFds(info_w, block_r, tuple(etc)),
+                fds=SandboxFds(info_w, tuple(etc)),
                 env=self._runner.env,
             )
             args_fd = _memfd("bwrap-args", b"".join(o.encode() + b"\0" for o in options))
@@ -296,13 +298,13 @@ class Sandbox:
                 "--args",
                 str(args_fd),
                 "--",
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
+                *spec.gated(argv),
+                stdin=gate_r,
                 stdout=log_fd,
                 stderr=log_fd,
                 env={},
                 cwd="/",
-                pass_fds=[fd for fd in passed if fd not in procs],
+                pass_fds=[fd for fd in passed if fd not in procs and fd != gate_r],
                 start_new_session=True,  # its own process group
                 preexec_fn=_become(procs, self.uid),
             )
@@ -333,12 +335,10 @@ class Sandbox:
         return await self._net().listen(spec.PROXY_PORT)
 
     async def release(self) -> None:
-        if self._block >= 0:
-            # A broken pipe: bubblewrap is gone already, and its exit tells the launcher why.
+        if self._gate >= 0:
+            # A broken pipe: the sandbox is gone already, and its exit tells the launcher why.
             with contextlib.suppress(BrokenPipeError):
-                os.write(self._block, b"1")
-            os.close(self._block)
-            self._block = -1
+                os.write(self._gate, b"go\n")
 
     def dialer(self, port: int) -> DevtoolsDialer:
         return NetnsDialer(self._net(), port)
@@ -363,9 +363,9 @@ class Sandbox:
             return
         self._closed = True
         self.kill()
-        if self._block >= 0:
-            os.close(self._block)
-            self._block = -1
+        if self._gate >= 0:
+            os.close(self._gate)
+            self._gate = -1
         if self._netns is not None:
             self._netns.close()
         if self._inner >= 0:

@@ -67,8 +67,28 @@ class SandboxFds:
     """File descriptors bubblewrap inherits for one sandbox."""
 
     info: int  # bwrap writes {"child-pid": N, ...} here once the namespaces exist
-    block: int  # bwrap waits for a byte here before it runs the command
     etc: tuple[tuple[PurePosixPath, int], ...]  # generated files: (path inside, fd to copy)
+
+
+# The first process inside: a shell on the server's gate pipe (its stdin). It starts the browser
+# only once the server says "go" (the egress proxy listens by then), and kills everything in the
+# sandbox when the pipe's last writer, the server, is gone, however it died. (bubblewrap's own
+# --die-with-parent cannot cover a server that dies before bubblewrap's init has bound itself
+# to its parent: an init orphaned then would run the browser on.) When the browser exits, so
+# does the shell, and with it the sandbox. Only fds 0-9 are usable here: dash knows no more.
+GATE = """read -r go || exit 111
+exec 3<&0 0</dev/null
+"$@" &
+browser=$!
+(while read -r _; do :; done; kill -KILL -1) <&3 &
+exec 3<&-
+wait "$browser"
+"""
+
+
+def gated(argv: Iterable[str]) -> list[str]:
+    """The sandbox's command: argv behind the gate (see GATE)."""
+    return ["/bin/sh", "-c", GATE, "browserfleet-gate", *argv]
 
 
 def bwrap_options(
@@ -107,7 +127,7 @@ def bwrap_options(
     options += ["--remount-ro", "/", "--clearenv"]
     for name, value in env.items():
         options += ["--setenv", name, value]
-    options += ["--chdir", str(SESSION), "--info-fd", str(fds.info), "--block-fd", str(fds.block)]
+    options += ["--chdir", str(SESSION), "--info-fd", str(fds.info)]
     return options
 
 

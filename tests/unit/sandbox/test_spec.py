@@ -7,12 +7,14 @@ from pathlib import PurePosixPath as P
 import pytest
 
 from browserfleet.sandbox.spec import (
+    GATE,
     PASSED_ENV,
     SESSION,
     HostSystem,
     SandboxFds,
     SandboxLimits,
     bwrap_options,
+    gated,
     host_system,
     sandbox_env,
 )
@@ -29,7 +31,7 @@ HOST = HostSystem(
     binds=(P("/usr"), P("/etc/fonts")),
     links=((P("/lib"), "usr/lib"), (P("/etc/localtime"), "/usr/share/zoneinfo/UTC")),
 )
-FDS = SandboxFds(info=7, block=8, etc=((P("/etc/passwd"), 9), (P("/etc/hosts"), 10)))
+FDS = SandboxFds(info=7, etc=((P("/etc/passwd"), 9), (P("/etc/hosts"), 10)))
 STAGING = P("/run/browserfleet/boxes/1879048200")
 
 
@@ -100,11 +102,24 @@ def test_the_environment_is_only_what_we_set() -> None:
     assert pairs(args, "--setenv", 2) == [("HOME", "/session/home"), ("LANG", "C.UTF-8")]
 
 
-def test_it_starts_in_the_session_and_reports_and_waits_on_its_fds() -> None:
+def test_it_starts_in_the_session_and_reports_on_its_info_fd() -> None:
     args = options()
     assert pairs(args, "--chdir") == [("/session",)]
     assert pairs(args, "--info-fd") == [("7",)]
-    assert pairs(args, "--block-fd") == [("8",)]
+    assert "--block-fd" not in args, "the gate holds the command, not bubblewrap"
+
+
+def test_the_command_waits_behind_the_gate() -> None:
+    assert gated(["/usr/lib/chromium/chromium", "--headless=new"]) == [
+        "/bin/sh",
+        "-c",
+        GATE,
+        "browserfleet-gate",
+        "/usr/lib/chromium/chromium",
+        "--headless=new",
+    ]
+    assert GATE.startswith("read -r go || exit 111\n")
+    assert "kill -KILL -1" in GATE
 
 
 def test_sandbox_env_keeps_locale_and_time_zone_and_nothing_else() -> None:
