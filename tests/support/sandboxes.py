@@ -17,11 +17,12 @@ from browserfleet.settings import DEFAULT_UID_FIRST, MIB
 CHROMIUM = Path("/usr/lib/chromium/chromium")
 HEADLESS_SHELL = Path("/usr/lib/chromium/chromium-headless-shell")
 BLOCK = 64
-# Past the default range (0x70000000 + 1024), in systemd's unused range. A helper process the
-# tests start (a server to kill, say) gets the run's block through the environment.
+# Past the default range (0x70000000 + 1024), in systemd's unused range, and within 65536 uids of
+# its start (CI's leak check looks there). A helper process the tests start (a server to kill,
+# say) gets the run's block through the environment.
 UID_FIRST_ENV = "BROWSERFLEET_TEST_UID_FIRST"
 TEST_UIDS = UidRange(
-    int(os.environ.get(UID_FIRST_ENV, DEFAULT_UID_FIRST + 4096 + BLOCK * (os.getpid() % 16384))),
+    int(os.environ.get(UID_FIRST_ENV, DEFAULT_UID_FIRST + 4096 + BLOCK * (os.getpid() % 900))),
     BLOCK,
 )
 LIMITS = SandboxLimits(

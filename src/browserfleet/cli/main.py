@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from browserfleet.cli import admin, doctor, serve
+from browserfleet.cli import admin, doctor, leftovers, serve
 from browserfleet.errors import DomainError
 from browserfleet.settings import Isolation, Settings
 
@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_doctor.add_argument("--port", type=int)
     p_doctor.add_argument("--isolation", choices=[i.value for i in Isolation])
     p_doctor.set_defaults(run=doctor.run)
+
+    p_leftovers = commands.add_parser(
+        "leftovers", help="what dead servers left of their browser sandboxes on this host"
+    )
+    _settings_args(p_leftovers)
+    leftovers.add_arguments(p_leftovers)
+    p_leftovers.set_defaults(run=leftovers.run)
 
     admin.add_key_commands(commands.add_parser("keys", help="API keys"), _settings_args)
     admin.add_project_commands(commands.add_parser("projects", help="projects"), _settings_args)

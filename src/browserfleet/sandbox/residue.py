@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from browserfleet.sandbox.mounts import MountEntry, current_mounts, sandbox_mounts
+from browserfleet.sandbox.mounts import MountEntry, current_mounts, mount_uid, sandbox_mounts
 
 POLL_S = 0.01
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -22,11 +22,22 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 @dataclass(frozen=True, slots=True)
 class Residue:
     processes: dict[int, int] = field(default_factory=dict)  # pid -> uid
-    mounts: list[Path] = field(default_factory=list)
-    cgroups: list[Path] = field(default_factory=list)
+    mounts: dict[Path, int] = field(default_factory=dict)  # mount point -> uid
+    cgroups: dict[Path, int] = field(default_factory=dict)  # cgroup directory -> uid
 
     def __bool__(self) -> bool:
         return bool(self.processes or self.mounts or self.cgroups)
+
+    def without(self, uids: Collection[int]) -> Residue:
+        """This residue but what belongs to these uids."""
+        return Residue(
+            {pid: uid for pid, uid in self.processes.items() if uid not in uids},
+            {path: uid for path, uid in self.mounts.items() if uid not in uids},
+            {path: uid for path, uid in self.cgroups.items() if uid not in uids},
+        )
+
+    def uids(self) -> set[int]:
+        return {*self.processes.values(), *self.mounts.values(), *self.cgroups.values()}
 
     def lines(self) -> list[str]:
         found = [
@@ -40,8 +51,11 @@ class Residue:
 
 def find_residue(uids: Collection[int]) -> Residue:
     """Live processes of the uids, sandbox mounts made for them, and cgroups named after them."""
-    mounts = sandbox_mounts(current_mounts(), uids=uids)
-    return Residue(uid_processes(uids), mounts, uid_cgroups(uids))
+    entries = current_mounts()
+    by_target = {entry.target: mount_uid(entry) for entry in entries}
+    mounts = {path: by_target[path] or 0 for path in sandbox_mounts(entries, uids=uids)}
+    cgroups = {path: int(path.name[4:]) for path in uid_cgroups(uids)}
+    return Residue(uid_processes(uids), mounts, cgroups)
 
 
 def uid_processes(uids: Collection[int]) -> dict[int, int]:

@@ -144,6 +144,21 @@ class UidLocks:
             raise
         return UidLease(uid, fd)
 
+    def held(self, uid: int) -> bool:
+        """Whether a live process holds uid now (its record is left untouched)."""
+        path = self._directory / f"{uid}.lock"
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also drops the lock just taken
+        return False
+
     def recorded(self) -> list[int]:
         """Uids with a lock file: held now, or held once and maybe left dirty."""
         found = []
