@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +16,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from conftest import Janitor, Server, cost6, parse_time, wait_for
+from browserfleet.sandbox.residue import find_residue
+from conftest import BIN, Janitor, Server, cost6, parse_time, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -121,6 +123,17 @@ def test_sigterm_stops_every_session_bills_it_and_leaves_no_process(make_server)
     assert not server.browser_sessions_running() & {v["id"] for v in views}
 
 
+def leftovers(server: Server) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN), "leftovers", "--data-dir", str(server.data_dir)],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_a_server_killed_with_sigkill_is_cleaned_up_and_billed_by_its_restart(
     make_server, janitor: Janitor
 ) -> None:
@@ -132,17 +145,22 @@ def test_a_server_killed_with_sigkill_is_cleaned_up_and_billed_by_its_restart(
             assert resp.status_code == 201, resp.text
             views.append(resp.json())
     browser_pids = [server.browser_main_process(v["id"]).pid for v in views]
+    uids = set(server.session_uids().values())
     time.sleep(1)
     killed_at = datetime.now(UTC)
     server.kill9()
+    # The sandboxes die with the server, before any restart; their mounts and cgroups wait.
+    wait_for(
+        lambda: not find_residue(uids).processes, 10, what="the sandboxes to die with the server"
+    )
+    assert not any(alive(pid) for pid in browser_pids)
+    left = leftovers(server)
+    assert left.returncode == 1 and "sandbox mount" in left.stdout, left.stdout
 
     server.start()  # same data dir, same port
     restarted_at = datetime.now(UTC)
-    wait_for(
-        lambda: not any(alive(pid) for pid in browser_pids),
-        10,
-        what="the orphaned browsers to be killed",
-    )
+    assert not find_residue(uids), "the restart removed every mount and cgroup"
+    assert leftovers(server).returncode == 0
     assert not server.browser_sessions_running() & {v["id"] for v in views}
     with server.http() as client:
 

@@ -528,3 +528,17 @@ async def test_nothing_of_a_stopped_session_remains(attacked: Server) -> None:
     stop(tenant)
     await poll(lambda: not find_residue({uid}), 10)
     assert not tenant.workdir.exists()
+
+
+CYCLES = 12  # CI's share of the 200 cycles `python -m benchmarks.scale --cycles 200` runs
+
+
+async def test_create_stop_cycles_leave_no_process_mount_or_cgroup(attacked: Server) -> None:
+    used = set()
+    for cycle in range(CYCLES):
+        tenant = new_session(attacked, "cold" if cycle % 3 == 2 else "pooled")
+        used.add(tenant.uid)
+        stop(tenant)
+    live = set(attacked.session_uids().values())  # the pool's browser, the module's tenants
+    await poll(lambda: not find_residue(used).without(live), 10)
+    assert len(used - live) >= 2, "uids take turns"

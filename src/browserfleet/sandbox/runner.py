@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import json
 import logging
 import os
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
 KILL_TIMEOUT_S = 5.0
+LOOPBACK_UP_TIMEOUT_S = 10.0
+LOOPBACK_POLL_S = 0.002
 LOCKS_DIR = "uids"
 STAGING_DIR = "boxes"
 # A fraction of the disk quota for Chromium's HTTP cache, the rest for profile and downloads.
@@ -332,7 +335,16 @@ class Sandbox:
             raise BrowserLaunchFailed("bubblewrap's sandbox exited while starting") from error
 
     async def proxy_listener(self) -> socket.socket:
-        return await self._net().listen(spec.PROXY_PORT)
+        # bubblewrap brings the namespace's loopback up while it builds the sandbox, a moment
+        # after it reports the namespace: until then 127.0.0.1 cannot be bound.
+        async with asyncio.timeout(LOOPBACK_UP_TIMEOUT_S):
+            while True:
+                try:
+                    return await self._net().listen(spec.PROXY_PORT)
+                except OSError as error:
+                    if error.errno != errno.EADDRNOTAVAIL:
+                        raise
+                await asyncio.sleep(LOOPBACK_POLL_S)
 
     async def release(self) -> None:
         if self._gate >= 0:
