@@ -119,6 +119,13 @@ def attacked(suite_resources: Any) -> Iterator[Server]:
         server.close()
 
 
+def cmdline_of(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:  # exited meanwhile
+        return b""
+
+
 def pool_ready(server: Server) -> bool:
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
     return any(line == "browserfleet_pool_ready 1.0" for line in text.splitlines())
@@ -190,6 +197,9 @@ async def test_file_urls_show_nothing_of_the_host(tenant: Tenant, route: str) ->
         f"file://{data_dir}/browserfleet.db",
         "file:///session/profile/Default/Preferences",
         f"view-source:file://{data_dir}/initial-api-key",
+        "chrome://version",
+        "chrome://net-export",
+        "devtools://devtools/bundled/inspector.html",
     ]
     async with tenant.cdp(route) as cdp:
         page = await cdp.page()
@@ -198,6 +208,9 @@ async def test_file_urls_show_nothing_of_the_host(tenant: Tenant, route: str) ->
             assert answer is None or answer.get("errorText") == BLOCKED, (url, answer)
             shown = await cdp.evaluate(page, "document.documentElement.innerText")
             assert tenant.server.key not in shown and "root:x:0:0" not in shown
+    # chrome://version would show the command line: it names only the sandbox's own paths.
+    for pid in find_residue({tenant.uid}).processes:
+        assert str(data_dir).encode() not in cmdline_of(pid)
     # Beneath the policy, the OS: the browser's view of the filesystem has none of it.
     root = Path(f"/proc/{tenant.browser()}/root")
     assert not (root / str(data_dir).lstrip("/")).exists()

@@ -418,3 +418,27 @@ async def test_the_sweep_spares_a_live_servers_sandbox(runner: SandboxRunner, ro
     runner.sweep(root, frozenset())
     runner.remove(workdir)
     nothing_left_of(uid, workdir, runner)
+
+
+@pytest.mark.parametrize("after_s", [0.0, 0.002, 0.01, 0.05, 0.2])
+async def test_a_launch_cancelled_at_any_moment_leaves_nothing(
+    launcher: LocalChromiumLauncher,
+    runner: SandboxRunner,
+    root: Path,
+    running: ChromiumProcess,
+    after_s: float,
+) -> None:
+    """Cancelled while a uid is taken, the workdir mounted, bubblewrap starting...: the delay
+    picks the moment (it stands for no condition)."""
+    busy = {sandbox_of(running).uid}
+    workdir = root / f"cancelled-after-{after_s}"
+    async with asyncio.TaskGroup() as group:
+        launch = group.create_task(launcher.launch(spec_for(HeadlessMode.SHELL), workdir))
+        await asyncio.sleep(after_s)
+        launch.cancel()
+    assert launch.cancelled() or launch.exception() is None
+    if not launch.cancelled():  # it won the race: a browser to close like any other
+        await launch.result().close()
+    assert not find_residue(TEST_UIDS).without(busy), find_residue(TEST_UIDS).lines()
+    assert not workdir.exists()
+    assert [uid for uid in TEST_UIDS if runner.locks.held(uid)] == sorted(busy)

@@ -168,11 +168,7 @@ class LocalChromiumLauncher:
         enclosure = await self._enclosures.open(workdir)
         log_path = enclosure.workdir / LOG_NAME
         try:
-            log_fd = os.open(
-                log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600
-            )
-            # Our own reading end: the browser may replace the file by name, never this fd.
-            tail_fd = os.open(log_path, os.O_RDONLY | os.O_NOFOLLOW)
+            log_fd, tail_fd = _open_log(log_path)
         except OSError as error:
             await enclosure.close()
             raise BrowserLaunchFailed(f"cannot create {log_path}: {error}") from error
@@ -256,6 +252,17 @@ async def _discard(
     tail = _log_tail(tail_fd)
     await enclosure.close()
     return tail
+
+
+def _open_log(path: Path) -> tuple[int, int]:
+    """The browser's stdout/stderr, and our own reading end of it: the browser may replace the
+    file by name, never these fds."""
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        return log_fd, os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except BaseException:
+        os.close(log_fd)
+        raise
 
 
 def _log_tail(fd: int) -> str:

@@ -22,6 +22,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.cdp.dial import DevtoolsDialer
@@ -50,6 +51,7 @@ from browserfleet.sandbox.spec import HostSystem, SandboxFds, SandboxLimits
 from browserfleet.sandbox.uids import LeaseRecord, UidLease, UidLocks, UidRange
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PR_SET_PDEATHSIG = 1
 KILL_TIMEOUT_S = 5.0
@@ -98,11 +100,11 @@ class SandboxRunner:
         self.tree.prepare()
 
     async def open(self, workdir: Path) -> Sandbox:
-        lease = await asyncio.to_thread(self.locks.acquire)
+        lease = await _finished(self.locks.acquire, _release)
         if lease is None:
             raise BrowserLaunchFailed(f"every sandbox uid ({self.config.uids}) is in use")
         try:
-            return await asyncio.to_thread(self._build, lease, workdir)
+            return await _finished(lambda: self._build(lease, workdir), Sandbox.teardown)
         except BaseException:
             lease.release()
             raise
@@ -385,6 +387,11 @@ class Sandbox:
             self._inner = -1
         await asyncio.to_thread(self._teardown)
 
+    def teardown(self) -> None:
+        """Close a sandbox nothing was started in (blocking)."""
+        self._closed = True
+        self._teardown()
+
     def _teardown(self) -> None:
         clean = self._cgroup.remove(KILL_TIMEOUT_S)
         staging = self._runner.staging(self.uid)
@@ -498,3 +505,20 @@ async def _read_json(fd: int) -> object:
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _release(lease: UidLease | None) -> None:
+    if lease is not None:
+        lease.release()
+
+
+async def _finished(work: Callable[[], T], undo: Callable[[T], None]) -> T:
+    """work() in a thread; if the caller is cancelled meanwhile, wait for the thread and undo
+    what it made (a lock, a mount), so that a cancelled launch leaves nothing held."""
+    future = asyncio.get_running_loop().run_in_executor(None, work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            undo(await future)
+        raise
