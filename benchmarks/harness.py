@@ -30,8 +30,8 @@ import httpx
 
 from browserfleet.browsers.chromium_args import chromium_args
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
-from browserfleet.sandbox.residue import find_residue
-from browserfleet.sandbox.uids import UidRange
+from browserfleet.sandbox.residue import Residue, find_residue
+from browserfleet.sandbox.uids import UidLocks, UidRange
 from browserfleet.settings import DEFAULT_UID_FIRST
 
 API_KEY_HEADER = "X-Browser-Use-API-Key"
@@ -405,7 +405,7 @@ async def running_fleet(extra_env: dict[str, str] | None = None) -> AsyncIterato
         if leaked:
             log(f"WARNING: browserfleet left {len(leaked)} Chromium process(es) running; killing")
             kill_pids(leaked)
-        if residue := find_residue(FLEET_UIDS):
+        if residue := unheld_residue():
             log("WARNING: sandbox leftovers:\n  " + "\n  ".join(residue.lines()))
             clean = False
         if proc.returncode not in (0, -signal.SIGTERM):
@@ -416,6 +416,14 @@ async def running_fleet(extra_env: dict[str, str] | None = None) -> AsyncIterato
         else:
             log(f"server log kept at {log_file}; its tail:\n{read_stripped(log_file)[-3000:]}")
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def unheld_residue() -> Residue:
+    """Sandbox leftovers of the fleets' uid range, but those of live servers (another fleet of
+    the same benchmark, say): their uids are locked."""
+    locks = UidLocks(Path("/run/browserfleet/uids"), FLEET_UIDS)
+    found = find_residue(FLEET_UIDS)
+    return found.without({uid for uid in found.uids() if locks.held(uid)})
 
 
 async def create_session(

@@ -24,8 +24,9 @@ from browserfleet.cdp.client import CdpConnection
 from browserfleet.cdp.dial import get_json
 from browserfleet.errors import BrowserLaunchFailed
 from browserfleet.proxy import DirectRoute, EgressGuard, EgressProxy
+from browserfleet.sandbox.box import Sandbox
 from browserfleet.sandbox.residue import find_residue, uid_processes
-from browserfleet.sandbox.runner import Sandbox, SandboxRunner
+from browserfleet.sandbox.runner import SandboxRunner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 

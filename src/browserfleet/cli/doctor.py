@@ -31,7 +31,8 @@ from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
 from browserfleet.capacity import MIB, CapacityPolicy, HostProbe, admit, headroom
 from browserfleet.errors import BrowserLaunchFailed
 from browserfleet.sandbox import preflight
-from browserfleet.sandbox.runner import Sandbox, SandboxRunner
+from browserfleet.sandbox.box import Sandbox
+from browserfleet.sandbox.runner import SandboxRunner
 from browserfleet.settings import BrowserMode, Isolation, Settings
 from browserfleet.store.migrate import is_current
 

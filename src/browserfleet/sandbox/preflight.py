@@ -185,6 +185,7 @@ async def _try(runner: SandboxRunner, workdir: Path) -> dict[str, LayerCheck]:
         try:
             proc = await sandbox.spawn(["/usr/bin/true"], log_fd)
         except BrowserLaunchFailed:
+            await sandbox.close()  # every process gone: what it said is all in the log
             return {MOUNTS: _bwrap_failure(log_fd)}
         try:
             listener = await sandbox.proxy_listener()
