@@ -192,11 +192,14 @@ async def test_the_filesystem_is_the_system_read_only_and_its_own_session(
 async def test_only_its_session_tmp_and_shm_are_writable(running: ChromiumProcess) -> None:
     pid = main_pid(sandbox_of(running))
     writable = set()
+    flags = {}
     for line in text(f"/proc/{pid}/mountinfo").splitlines():
         fields = line.split()
-        if "rw" in fields[5].split(","):
+        flags[fields[4]] = fields[5].split(",")
+        if "rw" in flags[fields[4]]:
             writable.add(fields[4])
     assert writable - DEVICES == WRITABLE
+    assert "noexec" in flags["/session"], "nothing the tenant writes there can be run"
 
 
 async def test_proc_shows_only_the_sandboxs_processes(running: ChromiumProcess) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 MOUNT_SOURCE = "browserfleet"
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
+MS_NOEXEC = 0x8
 MS_BIND = 0x1000
 MNT_DETACH = 0x2
 UMOUNT_NOFOLLOW = 0x8
@@ -97,10 +98,11 @@ def current_mounts() -> list[MountEntry]:
 
 
 def mount_tmpfs(target: Path, options: str) -> None:
+    """A tmpfs nothing can be run from (the session's files are data: a tenant that drops a
+    binary there cannot exec or mmap it executable)."""
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
     _call(
-        _libc.mount(
-            MOUNT_SOURCE.encode(), bytes(target), b"tmpfs", MS_NOSUID | MS_NODEV, options.encode()
-        ),
+        _libc.mount(MOUNT_SOURCE.encode(), bytes(target), b"tmpfs", flags, options.encode()),
         f"mount tmpfs on {target}",
     )
 

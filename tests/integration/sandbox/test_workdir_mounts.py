@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,25 @@ def test_a_workdir_tmpfs_is_capped_owned_and_found_again(workdir: Path) -> None:
         for index in range(100):
             (workdir / f"f{index}").touch()
     assert no_inodes.value.errno == errno.ENOSPC
+
+
+def test_nothing_on_a_workdir_can_be_run(workdir: Path) -> None:
+    mount_tmpfs(workdir, tmpfs_options(size=MIB, inodes=64, uid=0, gid=0))
+    tool = workdir / "dropped"
+    tool.write_text("#!/bin/sh\necho ran\n")
+    tool.chmod(0o755)
+    with pytest.raises(PermissionError):
+        subprocess.run([str(tool)], check=False)
+    assert is_noexec(workdir)
+
+
+def is_noexec(target: Path) -> bool:
+    """The mount's own flags (the 6th field of mountinfo)."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if Path(fields[4]) == target:
+            return "noexec" in fields[5].split(",")
+    return False
 
 
 def test_a_bind_shows_the_same_files_and_both_unmount(workdir: Path, tmp_path: Path) -> None:
