@@ -62,7 +62,9 @@ def test_serve_refuses_to_start_when_the_sandbox_uid_cannot_reach_its_files(
 def test_readyz_says_the_browsers_are_sandboxed(server: Server) -> None:
     assert httpx.get(f"{server.url}/readyz", timeout=10).json() == {
         "status": "ready",
+        "problems": [],
         "isolation": "sandbox",
+        "warnings": [],
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import PurePosixPath
 
+from browserfleet.browsers.identity import SECURE_PAGE
 from browserfleet.sandbox.spec import DOWNLOADS, HOME, SANDBOX_UID
 
 POLICY_FILE = PurePosixPath("/etc/chromium/policies/managed/browserfleet.json")
@@ -25,10 +26,15 @@ URL_BLOCKLIST = (
     "chrome-untrusted://*",
     "devtools://*",  # the DevTools front-end, which could open local files in its workspace
 )
-# Internal pages the browser loads itself: headless=new keeps its omnibox popup as a hidden
-# WebUI; blocked, it turns into a second "page" target and a tab navigated to it crashes the
-# browser (Chromium 156).
-URL_ALLOWLIST = ("chrome://omnibox-popup.top-chrome",)
+# Pages the server itself needs, each revealing nothing:
+# - chrome://omnibox-popup.top-chrome: headless=new keeps its omnibox popup as a hidden WebUI;
+#   blocked, it turns into a second "page" target and a tab navigated to it crashes the browser
+#   (Chromium 156).
+# - file:///dev/null: the secure, empty page where the launcher reads the browser's own user
+#   agent and client hints (browsers/identity.py) before stealth overrides them. A filter's path
+#   matches as a prefix; inside the sandbox nothing else in /dev starts with "null", and a
+#   client's CDP commands cannot name file: URLs at all (the gateway's policy refuses them).
+URL_ALLOWLIST = ("chrome://omnibox-popup.top-chrome", SECURE_PAGE)
 
 
 def managed_policy(disk_cache_bytes: int) -> dict[str, object]:

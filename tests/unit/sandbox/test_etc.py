@@ -8,7 +8,7 @@ from pathlib import PurePosixPath as P
 from browserfleet.sandbox.etc import POLICY_FILE, etc_files, managed_policy
 
 
-def test_the_policy_blocks_local_and_internal_schemes_but_the_browsers_own_ui() -> None:
+def test_the_policy_blocks_local_and_internal_schemes_but_the_browsers_own_ui_and_probe() -> None:
     policy = managed_policy(256)
     assert policy["URLBlocklist"] == [
         "file://*",
@@ -16,7 +16,7 @@ def test_the_policy_blocks_local_and_internal_schemes_but_the_browsers_own_ui() 
         "chrome-untrusted://*",
         "devtools://*",
     ]
-    assert policy["URLAllowlist"] == ["chrome://omnibox-popup.top-chrome"]
+    assert policy["URLAllowlist"] == ["chrome://omnibox-popup.top-chrome", "file:///dev/null"]
 
 
 def test_downloads_default_to_the_sessions_own_directory_without_asking() -> None:
