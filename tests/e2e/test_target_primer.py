@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
 from browserfleet.cdp.client import JsonObject
+from browserfleet.cdp.dial import get_json
 from browserfleet.cdp.link import CdpLink
 from browserfleet.cdp.primer import AUTO_ATTACH, RESUME
 
@@ -59,11 +59,18 @@ async def browser(suite_resources: Any) -> AsyncIterator[ChromiumProcess]:
         yield launched
 
 
+async def open_link(browser: ChromiumProcess, client: Client) -> CdpLink:
+    """A browser-level connection through the browser's own DevTools dialer."""
+    version = await get_json(browser.devtools, "/json/version")
+    assert isinstance(version, dict)
+    return await CdpLink.open(
+        str(version["webSocketDebuggerUrl"]), client.on_event, dialer=browser.devtools
+    )
+
+
 async def connect(browser: ChromiumProcess) -> Client:
-    async with httpx.AsyncClient(trust_env=False) as http:
-        version = (await http.get(f"http://127.0.0.1:{browser.cdp_port}/json/version")).json()
     client = Client()
-    client.link = await CdpLink.open(version["webSocketDebuggerUrl"], client.on_event)
+    client.link = await open_link(browser, client)
     await client.link.call("Target.setAutoAttach", AUTO_ATTACH)
     return client
 
@@ -111,10 +118,8 @@ async def test_without_a_waiting_client_the_primer_lets_new_targets_run(
     browser: ChromiumProcess,
 ) -> None:
     """Only the primer waits here: its own resume must start the page (no hang)."""
-    async with httpx.AsyncClient(trust_env=False) as http:
-        version = (await http.get(f"http://127.0.0.1:{browser.cdp_port}/json/version")).json()
     client = Client()
-    client.link = await CdpLink.open(version["webSocketDebuggerUrl"], client.on_event)
+    client.link = await open_link(browser, client)
     try:
         created = await client.link.call("Target.createTarget", {"url": PAGE})
         attached = await client.link.call(
