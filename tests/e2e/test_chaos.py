@@ -10,9 +10,11 @@ first, so "mid-create" is a wide window rather than a race. Budget: about 90 s i
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,12 +34,21 @@ LAUNCH_DELAY_S = 8  # longer than uvicorn's 5 s graceful-shutdown window
 
 
 @pytest.fixture
-def slow_chromium(tmp_path: Path) -> str:
-    """A Chromium that takes LAUNCH_DELAY_S longer to start (the sleep is in its group)."""
-    wrapper = tmp_path / "slow-chromium"
-    wrapper.write_text(f'#!/bin/sh\nsleep {LAUNCH_DELAY_S}\nexec {CHROMIUM} "$@"\n')
-    wrapper.chmod(0o755)
-    return str(wrapper)
+def slow_chromium() -> Iterator[str]:
+    """A Chromium that takes LAUNCH_DELAY_S longer to start (the sleep is in its group).
+
+    The sandbox binds the browser executable's directory read-only at the same path, so the
+    wrapper lives in a directory of its own that the sandbox's user may traverse (pytest's
+    tmp_path is private to root)."""
+    directory = Path(tempfile.mkdtemp(prefix="bf-slow-chromium-"))
+    try:
+        directory.chmod(0o755)
+        wrapper = directory / "slow-chromium"
+        wrapper.write_text(f'#!/bin/sh\nsleep {LAUNCH_DELAY_S}\nexec {CHROMIUM} "$@"\n')
+        wrapper.chmod(0o755)
+        yield str(wrapper)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def db(server: Server) -> Path:

@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 from sandboxes import CHROMIUM, HEADLESS_SHELL, LIMITS, TEST_UIDS, UID_FIRST_ENV, make_runner
 
+from browserfleet.browsers.geometry import TASKBAR_HEIGHT
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
 from browserfleet.cdp.client import CdpConnection
@@ -202,12 +203,29 @@ async def test_only_its_session_tmp_and_shm_are_writable(running: ChromiumProces
     assert "noexec" in flags["/session"], "nothing the tenant writes there can be run"
 
 
+def alive(proc_dir: Path) -> bool:
+    """Not a zombie: an exited process leaves its cgroup but stays in /proc until reaped."""
+    try:
+        stat = (proc_dir / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
 async def test_proc_shows_only_the_sandboxs_processes(running: ChromiumProcess) -> None:
     sandbox = sandbox_of(running)
     view = Path(f"/proc/{main_pid(sandbox)}/root/proc")
-    inside = {int(name) for name in names(view) if name.isdigit()}
+    # Chromium may start or end a helper process between two reads: compare a view of the
+    # pid namespace (zombies aside) taken while the cgroup's membership stayed the same.
+    async with asyncio.timeout(10):
+        while True:
+            before = sandbox.cgroup.pids()
+            inside = {int(name) for name in names(view) if name.isdigit() and alive(view / name)}
+            if sandbox.cgroup.pids() == before:
+                break
+            await asyncio.sleep(0.05)
     assert 1 in inside, "bubblewrap is init of its own pid namespace"
-    assert len(inside) == len(sandbox.cgroup.pids()) - 1, "all but the outer bubblewrap"
+    assert len(inside) == len(before) - 1, "all but the outer bubblewrap"
 
 
 async def test_its_network_is_loopback_holding_devtools_and_its_proxy_listener(
@@ -265,11 +283,21 @@ async def test_the_first_page_has_the_spec_size_in_a_sandbox(
             attached = await cdp.call(
                 "Target.attachToTarget", {"targetId": page["id"], "flatten": True}
             )
-            params = {"expression": "[innerWidth, innerHeight]", "returnByValue": True}
+            expression = "[screen.width, screen.height, innerWidth, innerHeight]"
+            params = {"expression": expression, "returnByValue": True}
             answer = await cdp.call(
                 "Runtime.evaluate", params, session_id=str(attached["sessionId"])
             )
-        assert answer["result"] == {"type": "object", "value": [1024, 640]}
+    # The desktop geometry of browsers/geometry.py: the spec's size is the screen; the window is
+    # maximized on the screen less its taskbar; the viewport is the window less the browser's UI
+    # (none in the headless shell).
+    screen_width, screen_height, inner_width, inner_height = answer["result"]["value"]  # type: ignore[index]
+    work_height = 640 - TASKBAR_HEIGHT
+    assert (screen_width, screen_height, inner_width) == (1024, 640, 1024)
+    if mode is HeadlessMode.SHELL:
+        assert inner_height == work_height
+    else:
+        assert 0 < work_height - inner_height <= 150, "the tab strip and toolbar"
 
 
 async def test_two_sandboxes_share_no_uid_network_or_files(

@@ -15,6 +15,7 @@ import pytest
 from pages import PageServer
 from stealth_pages import JS_DIR
 
+from browserfleet.sandbox.spec import UPLOADS as BROWSER_UPLOADS
 from conftest import Janitor, Server
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +52,8 @@ def test_puppeteer_upload_file_takes_uploaded_files_and_nothing_else(
     first, second = answer.json()["files"]
     assert (first["name"], first["size"], second["name"]) == ("cv.txt", 5, "cv (2).txt")
     uploads = server.data_dir / "sessions" / view["id"] / "uploads"
-    assert first["path"] == str(uploads / "cv.txt")
+    # The path the browser sees inside its sandbox; the file is in the session's dir on the host.
+    assert first["path"] == str(BROWSER_UPLOADS / "cv.txt")
     assert (uploads / "cv.txt").read_bytes() == b"my cv"
 
     endpoint = browser_ws_url(view["cdpUrl"])
