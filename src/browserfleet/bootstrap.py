@@ -108,7 +108,12 @@ async def open_stores(
     url = settings.effective_database_url()
     private_database_files(url)
     await upgrade(url)
-    engine = create_engine(url, settings.database_busy_timeout_s)
+    engine = create_engine(
+        url,
+        settings.database_busy_timeout_s,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
     try:
         orphan_after = timedelta(seconds=settings.heartbeat_interval_s * STALE_HEARTBEATS)
         yield (

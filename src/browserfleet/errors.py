@@ -61,6 +61,11 @@ class InvalidUpload(DomainError):
     """An upload body that is not multipart/form-data with at least one whole file part."""
 
 
+class DatabaseUnavailable(DomainError):
+    """The database cannot be reached or did not answer in time (down, locked past the busy
+    timeout, out of space, too many connections); nothing was written, retrying later may work."""
+
+
 class ProjectNotFound(DomainError):
     """No project of that name (CLI)."""
 
