@@ -1,4 +1,4 @@
-"""The session service over the real SQLite store, with a fake browser runtime."""
+"""The session service over the real store (SQLite and PostgreSQL), with a fake browser runtime."""
 
 from __future__ import annotations
 
@@ -42,7 +42,6 @@ from browserfleet.sessions.model import (
 from browserfleet.sessions.reaper import Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService, with_running_cost
 from browserfleet.store.engine import create_engine
-from browserfleet.store.migrate import upgrade
 from browserfleet.store.projects import SqlProjectStore
 from browserfleet.store.sessions import SqlSessionStore
 from browserfleet.tasks import TaskSet
@@ -97,10 +96,8 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    await upgrade(url)
-    engine = create_engine(url)
+async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
+    engine = create_engine(database_url)
     projects, store = SqlProjectStore(engine), SqlSessionStore(engine)
     project = await projects.create_project("p")
     launcher, gateway, clock = FakeLauncher(), FakeGateway(), Clock()
@@ -564,11 +561,9 @@ def _a_pid_that_is_not_running() -> int:
 
 
 async def test_a_sessions_browser_is_localized_to_its_routes_region_before_it_is_active(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    await upgrade(url)
-    engine = create_engine(url)
+    engine = create_engine(database_url)
     projects, store = SqlProjectStore(engine), SqlSessionStore(engine)
     project = await projects.create_project("p")
     launcher = FakeLauncher()
