@@ -6,7 +6,7 @@ import asyncio
 import socket
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -302,6 +302,61 @@ async def test_orphans_of_a_dead_instance_are_billed_up_to_its_last_heartbeat(
     finally:
         await reaper.stop_loops()
         await successor.shutdown()
+
+
+async def test_a_server_presumed_dead_closes_the_browsers_taken_from_it_at_its_next_sweep(
+    world: World,
+) -> None:
+    """Fencing: the first server froze past the orphan timeout; the second settled its
+    session as of its last heartbeat. When the first wakes, its sweep closes that browser and
+    leaves the row (and the money) as the second booked them."""
+    session = await world.service.create(world.caller, SessionRequest())
+    await world.store.heartbeat(InstanceId("first"), "elsewhere", 1, T0 + timedelta(minutes=4))
+    world.clock.advance(minutes=5)  # the first server is frozen: no heartbeat since
+    successor = world.another_service()
+    await world.reaper(successor).recover_orphans()
+    settled = await world.store.get(world.caller.project_id, session.id)
+    assert (settled.status, settled.owner) == (SessionStatus.STOPPED, InstanceId("second"))
+    assert world.launcher.browsers[0].closed == 0  # still running on the frozen server
+
+    await world.reaper().sweep()  # the first server wakes up
+
+    assert world.launcher.browsers[0].closed == 1
+    assert world.service.local_browser_count() == 0
+    assert await world.store.get(world.caller.project_id, session.id) == settled
+    assert len(await world.projects.ledger_for_session(session.id)) == 2
+    await world.service.shutdown()  # nothing left of it to stop or bill
+    assert len(await world.projects.ledger_for_session(session.id)) == 2
+    await successor.shutdown()
+
+
+async def test_the_sweep_leaves_alone_a_session_created_while_it_reads(world: World) -> None:
+    """A session created from start to end while the sweep's query runs is absent from what
+    the query returns, yet is no session taken over: the sweep noted the browsers running
+    here before it asked."""
+    created: list[Session] = []
+
+    class CreateDuringTheQuery:
+        def __getattr__(self, name: str) -> object:
+            return getattr(world.store, name)
+
+        async def live_owned_by(self, owner: InstanceId) -> Sequence[Session]:
+            found = await world.store.live_owned_by(owner)
+            created.append(await world.service.create(world.caller, SessionRequest()))
+            return found
+
+    reaper = Reaper(
+        world.service,
+        CreateDuringTheQuery(),  # type: ignore[arg-type]
+        world.launcher,
+        ReaperConfig(3600, 2.0, world.config.sessions_dir),
+        world.clock,
+    )
+    await reaper.sweep()
+
+    assert [s.id for s in created] and world.launcher.browsers[0].closed == 0
+    current = await world.store.get(world.caller.project_id, created[0].id)
+    assert current.status is SessionStatus.ACTIVE
 
 
 async def test_stop_from_another_instance_is_carried_out_by_the_owner(world: World) -> None:
