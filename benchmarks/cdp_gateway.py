@@ -2,7 +2,8 @@
 
 Run: python -m benchmarks.cdp_gateway [-n 2000] [--shots 30]. One session; two raw websockets
 (gateway: webSocketDebuggerUrl of {cdpUrl}/json/version; direct: the browser's own DevTools port
-from its DevToolsActivePort file); calls alternate between the two so drift weighs on both alike.
+from its DevToolsActivePort file, dialed inside its sandbox's network namespace); calls
+alternate between the two so drift weighs on both alike.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ if __package__ in (None, ""):  # run as a file: python benchmarks/cdp_gateway.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import harness
+from browserfleet.cdp.dial import DevtoolsDialer, LoopbackDialer
+from browserfleet.sandbox.reach import devtools_dialer, sandbox_uid
 
 LATENCY_TARGET = 1.2  # gateway p50 <= 1.2 x direct p50
 THROUGHPUT_TARGET = 0.9  # gateway MB/s >= 0.9 x direct MB/s
@@ -117,22 +120,22 @@ def png_size(result: dict[str, Any]) -> tuple[int, int, int]:
     return width, height, len(png)
 
 
-def direct_ws_url(data_dir: Path, session_id: str, gateway_url: str) -> str:
-    """The browser's own endpoint, from its DevToolsActivePort file.
-
-    Expected at DATA_DIR/sessions/<id>/profile/; any other file in the data dir that names the
-    same browser (its /devtools/browser/<id> path) also does, should the layout change.
-    """
+def direct_endpoint(
+    data_dir: Path, session_id: str, gateway_url: str
+) -> tuple[str, DevtoolsDialer]:
+    """The browser's own endpoint (from its DevToolsActivePort file) and how to dial it: inside
+    its sandbox's network namespace, or on the host's loopback for a browser without one."""
     browser_path = "/devtools/browser/" + gateway_url.rsplit("/devtools/browser/", 1)[-1]
-    expected = data_dir / "sessions" / session_id / "profile" / "DevToolsActivePort"
-    for path in [expected, *sorted(data_dir.rglob("DevToolsActivePort"))]:
-        lines = harness.read_stripped(path).splitlines()
-        if len(lines) >= 2 and lines[1] == browser_path:
-            return f"ws://127.0.0.1:{lines[0]}{lines[1]}"
-    raise SystemExit(
-        f"no DevToolsActivePort under {data_dir} names {browser_path}: the direct path is "
-        "unknown (does the server launch Chromium with --remote-debugging-pipe?)"
+    workdir = data_dir / "sessions" / session_id
+    lines = harness.read_stripped(workdir / "profile" / "DevToolsActivePort").splitlines()
+    if len(lines) < 2 or lines[1] != browser_path:
+        raise SystemExit(f"{workdir} holds no DevToolsActivePort naming {browser_path}")
+    dialer: DevtoolsDialer = (
+        devtools_dialer(workdir)
+        if sandbox_uid(workdir) is not None
+        else LoopbackDialer(int(lines[0]))
     )
+    return f"ws://127.0.0.1:{lines[0]}{lines[1]}", dialer
 
 
 async def load_busy_page(cdp: RawCdp, url: str) -> None:
@@ -203,14 +206,12 @@ async def measure(fleet: harness.Fleet, args: argparse.Namespace, busy_url: str)
         try:
             version = (await client.get(f"{view['cdpUrl']}/json/version")).json()
             gateway_url = str(version["webSocketDebuggerUrl"])
-            urls = {
-                "gateway": gateway_url,
-                "direct": direct_ws_url(fleet.data_dir, str(view["id"]), gateway_url),
-            }
-            harness.log(f"gateway {urls['gateway']}\n           direct  {urls['direct']}")
+            direct_url, dialer = direct_endpoint(fleet.data_dir, str(view["id"]), gateway_url)
+            harness.log(f"gateway {gateway_url}\n           direct  {direct_url} ({dialer})")
+            options: dict[str, Any] = {"max_size": None, "compression": None, "ping_interval": None}
             async with (
-                connect(urls["gateway"], max_size=None, compression=None, ping_interval=None) as gw,
-                connect(urls["direct"], max_size=None, compression=None, ping_interval=None) as dr,
+                connect(gateway_url, **options) as gw,
+                connect(direct_url, sock=await dialer.connect(), proxy=None, **options) as dr,
             ):
                 paths = {"direct": await RawCdp.attach(dr), "gateway": await RawCdp.attach(gw)}
                 await run_measurements(paths, args, busy_url)

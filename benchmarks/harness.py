@@ -30,6 +30,9 @@ import httpx
 
 from browserfleet.browsers.chromium_args import chromium_args
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
+from browserfleet.sandbox.residue import Residue, find_residue
+from browserfleet.sandbox.uids import UidLocks, UidRange
+from browserfleet.settings import DEFAULT_UID_FIRST
 
 API_KEY_HEADER = "X-Browser-Use-API-Key"
 DEFAULT_CHROMIUM = Path("/usr/lib/chromium/chromium")
@@ -38,6 +41,8 @@ HOST_RESOLVER_RULES = "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 BROWSER_START_TIMEOUT_S = 30.0
+# The servers benchmarks start keep the default sandbox uid range.
+FLEET_UIDS = UidRange(DEFAULT_UID_FIRST, 1024)
 
 # The bare baseline gets the very switches browserfleet gives its browsers (less the egress
 # proxy): built by the same function, so the two can never drift apart.
@@ -400,6 +405,9 @@ async def running_fleet(extra_env: dict[str, str] | None = None) -> AsyncIterato
         if leaked:
             log(f"WARNING: browserfleet left {len(leaked)} Chromium process(es) running; killing")
             kill_pids(leaked)
+        if residue := unheld_residue():
+            log("WARNING: sandbox leftovers:\n  " + "\n  ".join(residue.lines()))
+            clean = False
         if proc.returncode not in (0, -signal.SIGTERM):
             log(f"WARNING: browserfleet exited with {proc.returncode}")
             clean = False
@@ -408,6 +416,14 @@ async def running_fleet(extra_env: dict[str, str] | None = None) -> AsyncIterato
         else:
             log(f"server log kept at {log_file}; its tail:\n{read_stripped(log_file)[-3000:]}")
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def unheld_residue() -> Residue:
+    """Sandbox leftovers of the fleets' uid range, but those of live servers (another fleet of
+    the same benchmark, say): their uids are locked."""
+    locks = UidLocks(Path("/run/browserfleet/uids"), FLEET_UIDS)
+    found = find_residue(FLEET_UIDS)
+    return found.without({uid for uid in found.uids() if locks.held(uid)})
 
 
 async def create_session(

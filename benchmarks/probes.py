@@ -19,6 +19,8 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import harness
+from browserfleet.sandbox.reach import browser_pid, processes, sandbox_uid
+from browserfleet.sandbox.residue import find_residue
 
 POOL_READY_TIMEOUT_S = 120.0
 CREATE_COUNT = "browserfleet_session_create_seconds_count"
@@ -99,20 +101,34 @@ def _cmdline(proc: psutil.Process) -> list[str]:
 
 
 def chromium_processes(directory: Path) -> list[psutil.Process]:
-    """Live Chromium processes (browser, helpers, crashpad) whose command line names `directory`."""
+    """Live processes of the browsers under `directory` (a data dir or one workdir): those of
+    their sandboxes (bubblewrap, Chromium and its helpers, found by the workdirs' owner uids),
+    and Chromium processes whose command line names `directory` (browsers without a sandbox)."""
     marker = str(directory)
-    found = []
+    found: dict[int, psutil.Process] = {}
+    for uid in _sandbox_uids(directory):
+        for pid in processes(uid):
+            with contextlib.suppress(psutil.Error):
+                found[pid] = psutil.Process(pid)
     for proc in psutil.process_iter(["cmdline", "status"]):
         if proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
         cmdline = proc.info["cmdline"] or []
         if cmdline and "chrom" in cmdline[0] and any(marker in part for part in cmdline):
-            found.append(proc)
-    return found
+            found[proc.pid] = proc
+    return list(found.values())
+
+
+def _sandbox_uids(directory: Path) -> set[int]:
+    workdirs = [directory, *(directory / "sessions").glob("*")]
+    return {uid for w in workdirs if (uid := sandbox_uid(w)) is not None}
 
 
 def main_browser(directory: Path) -> psutil.Process:
-    """The browser process (not a --type= helper) whose --user-data-dir lies under `directory`."""
+    """The browser process (not a --type= helper) of the workdir `directory`."""
+    uid = sandbox_uid(directory)
+    if uid is not None and (pid := browser_pid(uid)) is not None:
+        return psutil.Process(pid)
     prefix = f"--user-data-dir={directory}"
     for proc in chromium_processes(directory):
         cmdline = _cmdline(proc)
@@ -124,8 +140,11 @@ def main_browser(directory: Path) -> psutil.Process:
 
 
 def browser_tree(main: psutil.Process, directory: Path) -> list[psutil.Process]:
-    """Every process of one browser: its descendants, its process group (crashpad handlers
-    re-parent away but keep the group) and anything naming its directory."""
+    """Every process of one browser: its sandbox's (bubblewrap and the gate included), or its
+    descendants, its process group (crashpad handlers re-parent away but keep the group) and
+    anything naming its directory."""
+    if (uid := sandbox_uid(directory)) is not None:
+        return [psutil.Process(pid) for pid in processes(uid) if psutil.pid_exists(pid)]
     members = {main.pid: main}
     with contextlib.suppress(psutil.Error):
         for child in main.children(recursive=True):
@@ -189,3 +208,9 @@ def mib(n_bytes: float) -> str:
 
 def percentiles_ms(samples: Sequence[float]) -> list[str]:
     return [ms(harness.percentile(samples, p)) for p in (50, 95, 99)]
+
+
+def sandbox_residue() -> tuple[int, int, int]:
+    """Processes, mounts and cgroups of the sandbox uid range the benchmarks' servers use."""
+    found = find_residue(harness.FLEET_UIDS)
+    return len(found.processes), len(found.mounts), len(found.cgroups)

@@ -50,8 +50,13 @@ class Twin:
     @classmethod
     async def launch_like(cls, session_browser: psutil.Process) -> Twin:
         root = Path(tempfile.mkdtemp(prefix="bfb-"))
-        profile, scratch, config = root / "profile", root / "tmp", root / "config"
-        for directory in (profile, scratch, config):
+        profile, scratch, config, home = (
+            root / "profile",
+            root / "tmp",
+            root / "config",
+            root / "home",
+        )
+        for directory in (profile, scratch, config, home):
             directory.mkdir()
         executable, *flags = session_browser.cmdline()
         args = [
@@ -59,7 +64,16 @@ class Twin:
             for f in flags
             if not f.startswith(PROXY_FLAGS)
         ]
-        env = {**session_browser.environ(), "TMPDIR": str(scratch), "XDG_CONFIG_HOME": str(config)}
+        # A sandboxed session keeps Chromium's own sandbox; bare Chromium as root cannot.
+        if os.geteuid() == 0 and "--no-sandbox" not in args:
+            args.insert(0, "--no-sandbox")
+        env = {
+            **session_browser.environ(),
+            "TMPDIR": str(scratch),
+            "XDG_CONFIG_HOME": str(config),
+            "XDG_CACHE_HOME": str(root / "cache"),
+            "HOME": str(home),
+        }
         process = await asyncio.create_subprocess_exec(
             executable,
             *args,
@@ -290,7 +304,9 @@ class Sample:
     cycle: int
     rss: int
     fds: int
-    chromium: int
+    chromium: int  # processes of browsers (sandboxed: everything in the sandboxes)
+    mounts: int  # sandbox mounts (workdir tmpfs and its staging bind)
+    cgroups: int  # sandbox cgroup leaves
 
 
 @dataclass(slots=True)
@@ -304,11 +320,14 @@ class Cycles:
 
 
 def sample(fleet: harness.Fleet, server: psutil.Process, cycle: int) -> Sample:
+    processes, mounts, cgroups = probes.sandbox_residue()
     return Sample(
         cycle,
         server.memory_info().rss,
         server.num_fds(),
-        len(probes.chromium_processes(fleet.data_dir)),
+        max(processes, len(probes.chromium_processes(fleet.data_dir))),
+        mounts,
+        cgroups,
     )
 
 
@@ -357,9 +376,8 @@ async def run_cycles(args: argparse.Namespace) -> Cycles:
 
 def cycle_rows(cycles: Cycles, args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]]]:
     start, first, last = cycles.samples[0], cycles.samples[1], cycles.samples[-1]
-    peak = Sample(
-        -1, *(max(getattr(s, f) for s in cycles.samples[1:]) for f in ("rss", "fds", "chromium"))
-    )
+    fields = ("rss", "fds", "chromium", "mounts", "cgroups")
+    peak = Sample(-1, *(max(getattr(s, f) for s in cycles.samples[1:]) for f in fields))
     rows = [
         [
             "server RSS, MiB",
@@ -385,6 +403,22 @@ def cycle_rows(cycles: Cycles, args: argparse.Namespace) -> tuple[list[list[str]
             str(peak.chromium),
             str(args.process_tolerance),
         ],
+        [
+            "sandbox mounts",
+            str(start.mounts),
+            str(first.mounts),
+            str(last.mounts),
+            str(peak.mounts),
+            "0",
+        ],
+        [
+            "sandbox cgroups",
+            str(start.cgroups),
+            str(first.cgroups),
+            str(last.cgroups),
+            str(peak.cgroups),
+            "0",
+        ],
     ]
     flat = [
         (
@@ -401,6 +435,12 @@ def cycle_rows(cycles: Cycles, args: argparse.Namespace) -> tuple[list[list[str]
             "Chromium processes flat",
             last.chromium <= first.chromium + args.process_tolerance,
             f"{last.chromium - first.chromium:+d}",
+        ),
+        ("sandbox mounts flat", last.mounts <= first.mounts, f"{last.mounts - first.mounts:+d}"),
+        (
+            "sandbox cgroups flat",
+            last.cgroups <= first.cgroups,
+            f"{last.cgroups - first.cgroups:+d}",
         ),
     ]
     targets = [

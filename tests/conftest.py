@@ -1,9 +1,12 @@
 """Suite-wide leak check: nothing a test started may outlive the run.
 
 Every server the suite starts gets a data dir under a run-specific temp prefix and registers
-its ports here. When the run ends we fail it if any process still names one of those data dirs
-(Chromium via --user-data-dir, or a stray server), if any session dir is left behind, or if
-any registered port still listens. Then we clean up so one leaky run does not poison the next.
+its ports here; every sandbox runs as a uid of this run's block (tests/support/sandboxes.py).
+When the run ends we fail it if any process still names one of those data dirs (a stray
+server, or Chromium on the host via --user-data-dir), if a process, mount or cgroup of the
+run's sandbox uids remains, if any session dir is left behind, or if any registered port still
+listens. Then we clean up so one leaky run does not poison the next (set
+BROWSERFLEET_TEST_KEEP_LOGS=DIR to keep every server's log there).
 
 Also the database fixtures: `database_url` is a fresh migrated database per test on each
 backend (SQLite, and PostgreSQL on one throwaway server the suite starts on first use).
@@ -24,7 +27,11 @@ from pathlib import Path
 import psutil
 import pytest
 from postgres_cluster import PostgresCluster, started_cluster
+from sandboxes import TEST_UIDS
 
+from browserfleet.sandbox.cgroups import remove_dirs
+from browserfleet.sandbox.mounts import unmount_all
+from browserfleet.sandbox.residue import Residue, find_residue, kill_uid
 from browserfleet.store.migrate import upgrade
 
 LEAK_GRACE_S = 10.0
@@ -145,6 +152,11 @@ def leftover_session_dirs(data_dirs: list[Path]) -> list[Path]:
     return left
 
 
+def sandbox_residue() -> Residue:
+    """Processes, mounts and cgroups of this run's sandbox uids."""
+    return find_residue(TEST_UIDS)
+
+
 def find_leaks(resources: SuiteResources) -> list[str]:
     """Leaks that persist past a grace period (browsers take a moment to exit)."""
     deadline = time.monotonic() + LEAK_GRACE_S
@@ -152,7 +164,8 @@ def find_leaks(resources: SuiteResources) -> list[str]:
         procs = processes_of_suite(resources.prefix)
         ports = listening_ports(resources.ports)
         dirs = leftover_session_dirs(resources.data_dirs)
-        if not (procs or ports or dirs) or time.monotonic() > deadline:
+        residue = sandbox_residue()
+        if not (procs or ports or dirs or residue) or time.monotonic() > deadline:
             break
         time.sleep(0.25)
     leaks = []
@@ -164,6 +177,7 @@ def find_leaks(resources: SuiteResources) -> list[str]:
         leaks.append(f"process {proc.pid} still running: {cmd}")
     leaks += [f"port {port} still listening" for port in sorted(ports)]
     leaks += [f"session dir left behind: {path}" for path in dirs]
+    leaks += residue.lines()
     return leaks
 
 
@@ -171,14 +185,25 @@ def clean_up(resources: SuiteResources) -> None:
     for proc in processes_of_suite(resources.prefix):
         with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGKILL)
+    residue = sandbox_residue()
+    for uid in set(residue.processes.values()):
+        with contextlib.suppress(TimeoutError):
+            kill_uid(uid, 5.0)
+    for mount in residue.mounts:
+        with contextlib.suppress(OSError):
+            unmount_all(mount)
+    remove_dirs(residue.cgroups, 5.0)
+    keep = os.environ.get("BROWSERFLEET_TEST_KEEP_LOGS")
     for data_dir in resources.data_dirs:
+        if keep and (data_dir / "server.log").exists():
+            shutil.copy(data_dir / "server.log", Path(keep) / f"{data_dir.name}.log")
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     resources = session.config.stash[RESOURCES_KEY]
-    if not resources.data_dirs and not resources.ports:
+    if not resources.data_dirs and not resources.ports and not sandbox_residue():
         return
     leaks = find_leaks(resources)
     clean_up(resources)

@@ -68,6 +68,7 @@ def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
                 clock=runtime.clock,
                 public_url=settings.public_url,
                 readiness=runtime.readiness,
+                isolation=runtime.isolation.value,
             )
             # The lifespan state reaches uvicorn's websocket protocol (CDP upgrades skip ASGI).
             yield {GATEWAY_STATE_KEY: runtime.gateway}

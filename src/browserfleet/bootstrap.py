@@ -24,6 +24,8 @@ from browserfleet.auth.service import Authenticator
 from browserfleet.auth.signing import ServerSecret, load_or_create_secret, parse_secret
 from browserfleet.billing.account import AccountReader
 from browserfleet.browsers.egress import EgressedLauncher
+from browserfleet.browsers.enclosure import Enclosures
+from browserfleet.browsers.host import HostEnclosures
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.pool import PoolLauncher, WarmPool
 from browserfleet.browsers.process import LocalChromiumLauncher
@@ -37,11 +39,14 @@ from browserfleet.metrics import CapacityInUse, CdpTraffic, EgressTraffic, Metri
 from browserfleet.proxy import EgressGuard, PoolConfig, load_pool_config, parse_networks
 from browserfleet.proxy.guard import host_addresses
 from browserfleet.regions import region_for
+from browserfleet.sandbox.runner import SandboxConfig, SandboxRunner
+from browserfleet.sandbox.spec import SandboxLimits
+from browserfleet.sandbox.uids import UidRange
 from browserfleet.sessions.model import DEFAULT_SCREEN_HEIGHT, DEFAULT_SCREEN_WIDTH
 from browserfleet.sessions.ports import BrowserHandle, BrowserLauncher, CdpGateway, HostCapacity
 from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService
-from browserfleet.settings import BrowserMode, Settings, StorageBackend
+from browserfleet.settings import MIB, BrowserMode, Isolation, Settings, StorageBackend
 from browserfleet.storage.local import LocalBlobStore
 from browserfleet.storage.port import BlobStore
 from browserfleet.store.engine import create_engine
@@ -55,6 +60,10 @@ INITIAL_KEY_FILE = "initial-api-key"
 # busy timeout would make the load balancer's check time out instead of failing.
 READINESS_TIMEOUT_S = 2.0
 _PROBE_FILE = ".ready-probe"
+NO_ISOLATION_WARNING = (
+    "isolation is 'none': browsers run as the server's own user without an OS sandbox, so any "
+    "tenant can read this host's files and reach its network; use it for development only"
+)
 
 
 class RuntimeLauncher(BrowserLauncher, PoolLauncher[BrowserHandle], Protocol):
@@ -97,6 +106,7 @@ class Runtime:
     readiness: Callable[[], Awaitable[list[str]]]
     metrics: Metrics
     clock: Clock
+    isolation: Isolation
 
 
 @asynccontextmanager
@@ -271,6 +281,35 @@ def _watch_runtime(
     metrics.watch_capacity(capacity_in_use)
 
 
+def sandbox_config(settings: Settings) -> SandboxConfig:
+    sandbox = settings.sandbox
+    return SandboxConfig(
+        bwrap=sandbox.bwrap_path,
+        uids=UidRange(sandbox.uid_first, sandbox.uid_count),
+        limits=SandboxLimits(
+            memory_bytes=sandbox.memory_mb * MIB,
+            pids=sandbox.pids,
+            disk_bytes=sandbox.disk_mb * MIB,
+            tmp_bytes=sandbox.tmp_mb * MIB,
+            shm_bytes=sandbox.shm_mb * MIB,
+        ),
+        run_dir=sandbox.run_dir,
+        executables=(settings.browser.chromium_path, settings.browser.headless_shell_path),
+        cgroup_parent=sandbox.cgroup_parent,
+    )
+
+
+def build_enclosures(settings: Settings) -> Enclosures:
+    """Where browsers run: each in its own sandbox, or (isolation none) on the host as is.
+    Blocking; raises CgroupUnavailable or OSError when sandboxes cannot be prepared."""
+    if settings.sandbox.isolation is Isolation.NONE:
+        log.warning(NO_ISOLATION_WARNING)
+        return HostEnclosures(no_sandbox=settings.browser.no_sandbox)
+    runner = SandboxRunner(sandbox_config(settings))
+    runner.prepare()
+    return runner
+
+
 def headless_mode(settings: Settings) -> HeadlessMode:
     return (
         HeadlessMode.SHELL
@@ -296,12 +335,13 @@ def egress_guard(settings: Settings) -> EgressGuard:
     )
 
 
-def real_launcher(settings: Settings) -> EgressedLauncher:
-    """Chromium processes, each behind its own guarded egress proxy."""
+def real_launcher(settings: Settings, enclosures: Enclosures) -> EgressedLauncher:
+    """Chromium processes where `enclosures` puts them, each behind its own guarded egress
+    proxy."""
     launcher = LocalChromiumLauncher(
         settings.browser.chromium_path,
         settings.browser.headless_shell_path,
-        no_sandbox=settings.browser.no_sandbox,
+        enclosures=enclosures,
         launch_timeout_s=settings.browser.launch_timeout_s,
         parallel_launches=settings.browser.effective_parallel_launches(),
     )
@@ -358,67 +398,89 @@ async def build_runtime(
         if key is not None:
             announce_initial_key(settings, key)
         settings.sessions_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        launcher: RuntimeLauncher = adapters.launcher or real_launcher(settings)
-        gateway: Gateway = adapters.gateway or CdpGatewayServer(limits=gateway_limits(settings))
-        capacity = adapters.capacity or real_capacity(settings)
-        config = _runtime_config(settings)
-        metrics = Metrics(project_ids=settings.metrics_project_ids)
-        pool: WarmPool[BrowserHandle] = WarmPool(
-            launcher,
-            LaunchSpec(
-                mode=config.mode,
-                screen_width=DEFAULT_SCREEN_WIDTH,
-                screen_height=DEFAULT_SCREEN_HEIGHT,
-                stealth=config.stealth,
-                extra_args=config.extra_args,
-            ),
-            size=settings.browser.effective_pool_size(),
-            root=settings.sessions_dir,
-            has_room=lambda: service.pool_has_room(pool.total),
-            on_change=lambda ready, launching: metrics.pool_changed(ready + launching, ready),
-            on_launch=lambda ok: metrics.browser_launched() if ok else metrics.launch_failed(),
-        )
-        planner = PoolPlanner(
-            _pool_config(settings), egress_guard(settings), _route_regions(settings)
-        )
-        service = SessionService(
-            store,
-            launcher,
-            gateway,
-            config,
-            clock,
-            pool,
-            capacity=capacity,
-            metrics=metrics,
-            planner=planner,
-            secret=server_secret(settings),
-        )
-        _watch_runtime(metrics, gateway, launcher, service, settings.limits.host_max_browsers)
-        reaper = Reaper(
-            service,
-            store,
-            launcher,
-            ReaperConfig(
-                settings.reaper_interval_s, settings.heartbeat_interval_s, settings.sessions_dir
-            ),
-            clock,
-        )
-        await reaper.start()  # first: it settles and removes what an earlier run left
-        pool.start()
+        launcher = adapters.launcher
+        enclosures: Enclosures | None = None
+        if launcher is None:
+            enclosures = await asyncio.to_thread(build_enclosures, settings)
+            launcher = real_launcher(settings, enclosures)
         try:
-            yield Runtime(
-                sessions=service,
-                authenticator=Authenticator(projects),
-                accounts=AccountReader(projects, settings.limits.default_concurrent_sessions),
-                gateway=gateway,
-                projects=projects,
-                readiness=lambda: readiness_problems(settings, reaper),
-                metrics=metrics,
-                clock=clock,
-            )
+            async with _serving(settings, adapters, launcher, projects, store) as runtime:
+                yield runtime
         finally:
-            await reaper.stop_loops()
-            await service.shutdown()
-            await pool.aclose()
-            await gateway.aclose()
-            await reaper.deregister()
+            if isinstance(enclosures, SandboxRunner):
+                enclosures.close()  # its cgroup parents, once every browser is gone
+
+
+@asynccontextmanager
+async def _serving(
+    settings: Settings,
+    adapters: Adapters,
+    launcher: RuntimeLauncher,
+    projects: SqlProjectStore,
+    store: SqlSessionStore,
+) -> AsyncIterator[Runtime]:
+    """The runtime's services on open stores; on exit stops every session and releases
+    everything but the stores and the launcher's enclosures."""
+    clock = adapters.clock
+    gateway: Gateway = adapters.gateway or CdpGatewayServer(limits=gateway_limits(settings))
+    capacity = adapters.capacity or real_capacity(settings)
+    config = _runtime_config(settings)
+    metrics = Metrics(project_ids=settings.metrics_project_ids)
+    pool: WarmPool[BrowserHandle] = WarmPool(
+        launcher,
+        LaunchSpec(
+            mode=config.mode,
+            screen_width=DEFAULT_SCREEN_WIDTH,
+            screen_height=DEFAULT_SCREEN_HEIGHT,
+            stealth=config.stealth,
+            extra_args=config.extra_args,
+        ),
+        size=settings.browser.effective_pool_size(),
+        root=settings.sessions_dir,
+        has_room=lambda: service.pool_has_room(pool.total),
+        on_change=lambda ready, launching: metrics.pool_changed(ready + launching, ready),
+        on_launch=lambda ok: metrics.browser_launched() if ok else metrics.launch_failed(),
+    )
+    planner = PoolPlanner(_pool_config(settings), egress_guard(settings), _route_regions(settings))
+    service = SessionService(
+        store,
+        launcher,
+        gateway,
+        config,
+        clock,
+        pool,
+        capacity=capacity,
+        metrics=metrics,
+        planner=planner,
+        secret=server_secret(settings),
+    )
+    _watch_runtime(metrics, gateway, launcher, service, settings.limits.host_max_browsers)
+    reaper = Reaper(
+        service,
+        store,
+        launcher,
+        ReaperConfig(
+            settings.reaper_interval_s, settings.heartbeat_interval_s, settings.sessions_dir
+        ),
+        clock,
+    )
+    await reaper.start()  # first: it settles and removes what an earlier run left
+    pool.start()
+    try:
+        yield Runtime(
+            sessions=service,
+            authenticator=Authenticator(projects),
+            accounts=AccountReader(projects, settings.limits.default_concurrent_sessions),
+            gateway=gateway,
+            projects=projects,
+            readiness=lambda: readiness_problems(settings, reaper),
+            metrics=metrics,
+            clock=clock,
+            isolation=settings.sandbox.isolation,
+        )
+    finally:
+        await reaper.stop_loops()
+        await service.shutdown()
+        await pool.aclose()
+        await gateway.aclose()
+        await reaper.deregister()

@@ -38,6 +38,8 @@ class BrowserSettings(BaseModel):
     parallel_launches: int | None = Field(None, ge=1)
     # Extra Chromium switches, e.g. the tests' --host-resolver-rules.
     extra_args: list[str] = Field(default_factory=list)
+    # Only with isolation "none" (a sandboxed browser always keeps Chromium's own sandbox):
+    # Chromium refuses to start as root with its sandbox on.
     no_sandbox: bool = True
     # Warm pool: browsers launched ahead of demand. None sizes it to the host; 0 disables it.
     pool_size: int | None = Field(None, ge=0)
@@ -188,6 +190,42 @@ class CdpSettings(BaseModel):
     max_fragments: int = Field(1024, ge=1)
 
 
+class Isolation(StrEnum):
+    SANDBOX = "sandbox"  # every browser in an OS sandbox of its own (the default)
+    NONE = "none"  # browsers run as the server's user: development without namespaces only
+
+
+MIB = 1024 * 1024
+# The first uid of systemd's unused range 1879048192..2147483647 (0x70000000): no distribution,
+# systemd or container manager allocates there (systemd.io/UIDS-GIDS).
+DEFAULT_UID_FIRST = 0x70000000
+
+
+class SandboxSettings(BaseModel):
+    """The per-browser OS sandbox. Limits are ceilings, not reservations (see the README)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
+
+    isolation: Isolation = Isolation.SANDBOX
+    bwrap_path: Path = Path("/usr/bin/bwrap")
+    # Sandboxes run as uids uid_first .. uid_first + uid_count - 1, one uid per browser.
+    uid_first: int = Field(DEFAULT_UID_FIRST, ge=65536, le=2**31 - 1)
+    uid_count: int = Field(1024, ge=1, le=65536)
+    # Memory of everything in the sandbox, including what it writes to its tmpfs (disk, /tmp,
+    # /dev/shm): a busy browser plus a full disk stays under it.
+    memory_mb: int = Field(4096, ge=256)
+    # Tasks (processes and threads): Chromium runs ~20-40 threads per process.
+    pids: int = Field(2048, ge=64)
+    disk_mb: int = Field(1024, ge=64)  # the session directory: profile, cache, downloads
+    tmp_mb: int = Field(256, ge=16)
+    shm_mb: int = Field(1024, ge=16)
+    # Host-wide: uid lock files and mount points. Its ancestors must be traversable by all.
+    run_dir: Path = Path("/run/browserfleet")
+    # A cgroup path (the same in each hierarchy) for sandboxes' cgroups, instead of
+    # "<the server's own cgroup>/browserfleet".
+    cgroup_parent: str | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BROWSERFLEET_", env_nested_delimiter="__", extra="ignore"
@@ -225,6 +263,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     cdp: CdpSettings = Field(default_factory=CdpSettings)
     stealth: StealthSettings = Field(default_factory=StealthSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
 
     @field_validator("database_url")
     @classmethod

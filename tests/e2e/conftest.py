@@ -27,6 +27,9 @@ import psutil
 import pytest
 from browser_use_sdk.v3 import BrowserUse
 from pages import PageServer
+from sandboxes import TEST_UIDS, uid_env
+
+from browserfleet.sandbox.reach import browser_pid, processes
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin" / "browserfleet"
@@ -63,6 +66,7 @@ def base_env(**overrides: str) -> dict[str, str]:
             # No warm pool: a pooled browser's workdir is not sessions/<session id>, and the
             # tests find a session's processes by that path.
             "BROWSERFLEET_BROWSER__POOL_SIZE": str(POOL_SIZE),
+            **uid_env(),
         }
     )
     env.update(overrides)
@@ -109,6 +113,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
         self.key = ""
+        self.seen_uids: set[int] = set()
 
     # ---- process control -------------------------------------------------
     @property
@@ -246,47 +251,40 @@ class Server:
         return BrowserUse(api_key=key or self.key, base_url=self.api("v3"), timeout=60)
 
     # ---- processes -------------------------------------------------------
-    def processes(self) -> list[psutil.Process]:
-        """Every process (Chromium and helpers) naming this server's data dir."""
-        marker = str(self.data_dir)
-        found = []
-        for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+    def session_uids(self) -> dict[str, int]:
+        """Sandbox uid of each workdir (session or warm-pool browser) of this server."""
+        uids = {}
+        sessions = self.data_dir / "sessions"
+        for workdir in sessions.iterdir() if sessions.is_dir() else []:
             try:
-                if proc.pid == self.pid or proc.info["status"] == psutil.STATUS_ZOMBIE:
-                    continue
-                if any(marker in part for part in proc.info["cmdline"] or []):
-                    found.append(proc)
-            except (psutil.NoSuchProcess, psutil.AccessDenied, AssertionError):
+                uid = workdir.stat().st_uid
+            except FileNotFoundError:
                 continue
+            if uid in TEST_UIDS:
+                uids[workdir.name] = uid
+        self.seen_uids.update(uids.values())
+        return uids
+
+    def processes(self) -> list[psutil.Process]:
+        """Every process (bubblewrap, Chromium and helpers) of this server's sandboxes, those
+        gone with their workdir included (every uid this test saw it use)."""
+        found = []
+        for uid in self.seen_uids | set(self.session_uids().values()):
+            for pid in processes(uid):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    found.append(psutil.Process(pid))
         return found
 
     def browser_sessions_running(self) -> set[str]:
-        """Workdir names (session ids, or warm-pool browsers) of main Chromium processes."""
-        ids = set()
-        sessions_dir = str(self.data_dir / "sessions") + "/"
-        for proc in self.processes():
-            try:
-                cmd = proc.cmdline()
-            except psutil.Error:
-                continue
-            if any(part.startswith("--type=") for part in cmd):
-                continue
-            for part in cmd:
-                if part.startswith("--user-data-dir=") and sessions_dir in part:
-                    ids.add(part.split(sessions_dir, 1)[1].split("/", 1)[0])
-        return ids
+        """Workdir names (session ids, or warm-pool browsers) whose Chromium runs."""
+        return {name for name, uid in self.session_uids().items() if browser_pid(uid) is not None}
 
     def browser_main_process(self, session_id: str) -> psutil.Process:
-        for proc in self.processes():
-            try:
-                cmd = proc.cmdline()
-            except psutil.Error:
-                continue
-            if any(p.startswith("--type=") for p in cmd):
-                continue
-            if any(p.startswith("--user-data-dir=") and session_id in p for p in cmd):
-                return proc
-        raise AssertionError(f"no Chromium main process for session {session_id}")
+        uid = self.session_uids().get(session_id)
+        pid = browser_pid(uid) if uid is not None else None
+        if pid is None:
+            raise AssertionError(f"no Chromium main process for session {session_id}")
+        return psutil.Process(pid)
 
 
 class Janitor:

@@ -1,16 +1,17 @@
-"""The launcher's minimal CDP client against a real browser: batches keep their order."""
+"""The launcher's minimal CDP client against a real, sandboxed browser (reached through its
+dialer, inside the sandbox's network namespace): batches keep their order."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from sandboxes import CHROMIUM, HEADLESS_SHELL, make_runner
 
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.process import LocalChromiumLauncher
 from browserfleet.cdp.client import CdpConnection, CdpError
+from browserfleet.cdp.dial import get_json
 
 pytestmark = pytest.mark.e2e
 
@@ -25,13 +26,14 @@ SPEC = LaunchSpec(
 async def test_a_batch_answers_in_command_order_and_names_a_failing_method(
     suite_resources: Any,
 ) -> None:
-    launcher = LocalChromiumLauncher(
-        Path("/usr/lib/chromium/chromium"), Path("/usr/lib/chromium/chromium-headless-shell")
-    )
+    runner = make_runner()
+    launcher = LocalChromiumLauncher(CHROMIUM, HEADLESS_SHELL, enclosures=runner)
     browser = await launcher.launch(SPEC, suite_resources.new_data_dir() / "b")
     try:
-        version = await _browser_ws(browser.cdp_port)
-        async with CdpConnection.connect(version) as cdp:
+        version = await get_json(browser.devtools, "/json/version")
+        assert isinstance(version, dict)
+        ws_url = str(version["webSocketDebuggerUrl"])
+        async with CdpConnection.connect(ws_url, dialer=browser.devtools) as cdp:
             answers = await cdp.call_many(
                 [
                     ("Browser.getVersion", None, None),
@@ -50,9 +52,4 @@ async def test_a_batch_answers_in_command_order_and_names_a_failing_method(
                 )
     finally:
         await browser.close()
-
-
-async def _browser_ws(port: int) -> str:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        version = (await client.get(f"http://127.0.0.1:{port}/json/version")).json()
-    return str(version["webSocketDebuggerUrl"])
+        runner.close()

@@ -1,4 +1,5 @@
-"""LocalChromiumLauncher against the real Chromium: viewport, cleanup, failures, strays.
+"""LocalChromiumLauncher against the real Chromium on the host (isolation none): viewport,
+cleanup, failures, strays. The sandboxed launcher has its own tests (test_sandbox_launcher.py).
 
 Launches are shared where a test only looks (one browser per mode and size); tests that kill
 or close get their own. Every workdir lives under the suite's data-dir prefix, so the suite's
@@ -23,7 +24,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import pytest
 import pytest_asyncio
@@ -33,6 +33,8 @@ from browserfleet.browsers.geometry import TASKBAR_HEIGHT
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
 from browserfleet.cdp.client import CdpConnection
+from browserfleet.cdp.dial import DevtoolsDialer
+from browserfleet.cdp.dial import get_json as dial_json
 from browserfleet.errors import BrowserLaunchFailed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -117,11 +119,6 @@ def assert_nothing_left(pid: int, workdir: Path, descendants: Sequence[int] = ()
     assert not workdir.exists(), "the workdir was not removed"
 
 
-async def get_json(port: int, path: str) -> Any:
-    async with httpx.AsyncClient(trust_env=False) as http:
-        return (await http.get(f"http://127.0.0.1:{port}{path}")).json()
-
-
 async def wait_until(check: Callable[[], object], timeout_s: float) -> None:
     """Poll outside state (the process table, files) that no event can announce."""
     async with asyncio.timeout(timeout_s):
@@ -129,8 +126,10 @@ async def wait_until(check: Callable[[], object], timeout_s: float) -> None:
             await asyncio.sleep(0.02)
 
 
-async def page_targets(port: int) -> list[dict[str, Any]]:
-    return [t for t in await get_json(port, "/json/list") if t["type"] == "page"]
+async def page_targets(devtools: DevtoolsDialer) -> list[dict[str, Any]]:
+    targets = await dial_json(devtools, "/json/list")
+    assert isinstance(targets, list)
+    return [t for t in targets if t["type"] == "page"]
 
 
 async def measure(cdp: CdpConnection, target_id: str) -> list[int]:
@@ -142,9 +141,10 @@ async def measure(cdp: CdpConnection, target_id: str) -> list[int]:
 
 
 @asynccontextmanager
-async def browser_cdp(port: int) -> AsyncIterator[CdpConnection]:
-    version = await get_json(port, "/json/version")
-    async with CdpConnection.connect(version["webSocketDebuggerUrl"]) as cdp:
+async def browser_cdp(devtools: DevtoolsDialer) -> AsyncIterator[CdpConnection]:
+    version = await dial_json(devtools, "/json/version")
+    assert isinstance(version, dict)
+    async with CdpConnection.connect(str(version["webSocketDebuggerUrl"]), dialer=devtools) as cdp:
         yield cdp
 
 
@@ -169,7 +169,7 @@ async def test_starts_with_exactly_one_blank_page(
     running: tuple[ChromiumProcess, LaunchSpec],
 ) -> None:
     browser, _ = running
-    pages = await page_targets(browser.cdp_port)
+    pages = await page_targets(browser.devtools)
     assert [p["url"] for p in pages] == ["about:blank"]
 
 
@@ -177,8 +177,8 @@ async def test_first_page_has_the_desktop_geometry_of_the_spec_size(
     running: tuple[ChromiumProcess, LaunchSpec],
 ) -> None:
     browser, spec = running
-    (page,) = await page_targets(browser.cdp_port)
-    async with browser_cdp(browser.cdp_port) as cdp:
+    (page,) = await page_targets(browser.devtools)
+    async with browser_cdp(browser.devtools) as cdp:
         assert_desktop_geometry(await measure(cdp, page["id"]), spec)
 
 
@@ -187,7 +187,7 @@ async def test_pages_opened_later_have_the_same_geometry(
     running: tuple[ChromiumProcess, LaunchSpec], new_window: bool
 ) -> None:
     browser, spec = running
-    async with browser_cdp(browser.cdp_port) as cdp:
+    async with browser_cdp(browser.devtools) as cdp:
         params = {"url": "about:blank", "newWindow": new_window}
         created = await cdp.call("Target.createTarget", params)
         target_id = str(created["targetId"])
@@ -367,8 +367,8 @@ async def test_pdf_viewer_off_downloads_pdfs_instead_of_showing_them(
         prefs_file = browser.workdir / "profile" / "Default" / "Preferences"
         prefs = json.loads(prefs_file.read_text()) if prefs_file.exists() else {}
         assert prefs.get("plugins", {}).get("always_open_pdf_externally") == pref
-        (page,) = await page_targets(browser.cdp_port)
-        async with browser_cdp(browser.cdp_port) as cdp:
+        (page,) = await page_targets(browser.devtools)
+        async with browser_cdp(browser.devtools) as cdp:
             downloads = {"behavior": "allow", "downloadPath": str(browser.workdir / "downloads")}
             await cdp.call("Browser.setDownloadBehavior", downloads)
             attached = await cdp.call(

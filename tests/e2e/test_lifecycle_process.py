@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,7 +17,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from conftest import Janitor, Server, cost6, parse_time, wait_for
+from browserfleet.sandbox.residue import find_residue
+from conftest import BIN, Janitor, Server, cost6, parse_time, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -132,6 +134,17 @@ def last_heartbeat(server: Server) -> datetime:
     )
 
 
+def leftovers(server: Server) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN), "leftovers", "--data-dir", str(server.data_dir)],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_a_server_killed_with_sigkill_is_cleaned_up_and_billed_by_its_restart(
     make_server, janitor: Janitor
 ) -> None:
@@ -143,17 +156,22 @@ def test_a_server_killed_with_sigkill_is_cleaned_up_and_billed_by_its_restart(
             assert resp.status_code == 201, resp.text
             views.append(resp.json())
     browser_pids = [server.browser_main_process(v["id"]).pid for v in views]
+    uids = set(server.session_uids().values())
     started = max(parse_time(v["startedAt"]) for v in views)
     wait_for(lambda: last_heartbeat(server) > started, what="a heartbeat after the creates")
     killed_at = datetime.now(UTC)
     server.kill9()
+    # The sandboxes die with the server, before any restart; their mounts and cgroups wait.
+    wait_for(
+        lambda: not find_residue(uids).processes, 10, what="the sandboxes to die with the server"
+    )
+    assert not any(alive(pid) for pid in browser_pids)
+    left = leftovers(server)
+    assert left.returncode == 1 and "sandbox mount" in left.stdout, left.stdout
 
     server.start()  # same data dir, same port
-    wait_for(
-        lambda: not any(alive(pid) for pid in browser_pids),
-        10,
-        what="the orphaned browsers to be killed",
-    )
+    assert not find_residue(uids), "the restart removed every mount and cgroup"
+    assert leftovers(server).returncode == 0
     assert not server.browser_sessions_running() & {v["id"] for v in views}
     with server.http() as client:
 

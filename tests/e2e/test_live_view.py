@@ -34,6 +34,7 @@ from browserfleet.api.routes import live
 from browserfleet.api.routes.cdp import build_cdp_router
 from browserfleet.api.websocket_protocol import GATEWAY_STATE_KEY, GatewayWebSocketProtocol
 from browserfleet.cdp import CdpGatewayServer
+from browserfleet.cdp.dial import LoopbackDialer
 from browserfleet.liveview import input_events as ie
 from conftest import wait_for
 
@@ -181,7 +182,7 @@ NOWHERE = PurePosixPath("/nonexistent")
 @dataclass(frozen=True, slots=True)
 class Route:
     token: str
-    cdp_port: int
+    devtools: LoopbackDialer
     allow_resizing: bool
     downloads: PurePosixPath = NOWHERE / "downloads"
     uploads: PurePosixPath = NOWHERE / "uploads"
@@ -256,7 +257,10 @@ def harness(page_base: str, suite_resources: Any) -> Iterator[Harness]:
         stack.callback(target.kill)
         doomed = launch_target(suite_resources.new_data_dir())
         stack.callback(doomed.kill)
-        routes = [Route(TOKEN, target.port, False), Route(DOOMED_TOKEN, doomed.port, False)]
+        routes = [
+            Route(TOKEN, LoopbackDialer(target.port), False),
+            Route(DOOMED_TOKEN, LoopbackDialer(doomed.port), False),
+        ]
         server = ThreadedUvicorn(gateway_app(routes))
         suite_resources.ports.add(server.port)
         base = stack.enter_context(server)

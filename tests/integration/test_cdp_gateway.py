@@ -33,6 +33,7 @@ from browserfleet.api.websocket_protocol import with_gateway
 from browserfleet.browsers.chromium_args import chromium_args
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.cdp import CdpGatewayServer, ClientPeer, GatewayLimits, RelayLimits
+from browserfleet.cdp.dial import LoopbackDialer
 from browserfleet.cdp.policy import REVIEWED, RULES
 from browserfleet.errors import SessionNotFound
 from browserfleet.tasks import TaskSet
@@ -58,7 +59,7 @@ NOWHERE = PurePosixPath("/nonexistent")
 @dataclass(frozen=True, slots=True)
 class Route:
     token: str
-    cdp_port: int
+    devtools: LoopbackDialer
     allow_resizing: bool
     downloads: PurePosixPath = NOWHERE / "downloads"
     uploads: PurePosixPath = NOWHERE / "uploads"
@@ -166,7 +167,7 @@ LIMITS = GatewayLimits(
 def route(port: int, files: Path, *, allow_resizing: bool = False) -> Route:
     return Route(
         TOKEN,
-        port,
+        LoopbackDialer(port),
         allow_resizing,
         PurePosixPath(files / "downloads"),
         PurePosixPath(files / "uploads"),

@@ -11,10 +11,11 @@ from typing import Protocol
 
 import psutil
 import pytest
+from sandboxes import TEST_UIDS
 
 from browserfleet.cli import doctor
 from browserfleet.cli.doctor import Status, check_data_dir, check_database, check_port, redact
-from browserfleet.settings import BrowserSettings, Settings
+from browserfleet.settings import BrowserSettings, Isolation, SandboxSettings, Settings
 from browserfleet.store.migrate import upgrade
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")
@@ -48,6 +49,12 @@ def listening_port() -> Iterator[int]:
         yield server.getsockname()[1]
 
 
+def sandboxed(**settings: object) -> Settings:
+    """Settings with this run's sandbox uids (the suite's leak check watches them)."""
+    uids = SandboxSettings(uid_first=TEST_UIDS.first, uid_count=TEST_UIDS.count)
+    return Settings(sandbox=uids, **settings)  # type: ignore[arg-type]
+
+
 def doctor_lines(settings: Settings, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
     code = doctor.run(settings, argparse.Namespace())
     return code, capsys.readouterr().out.splitlines()
@@ -69,12 +76,15 @@ def processes_naming(path: Path) -> list[int]:
 def test_a_healthy_host_passes_with_a_real_launch(
     data_dir: Path, free_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = Settings(data_dir=data_dir, port=free_port)
+    settings = sandboxed(data_dir=data_dir, port=free_port)
     asyncio.run(upgrade(settings.effective_database_url()))
 
     code, lines = doctor_lines(settings, capsys)
 
     assert code == 0, lines
+    for layer in ("user", "mounts", "network", "cgroups", "chromium sandbox"):
+        assert line_of(lines, f"sandbox/{layer}").startswith(f"OK   sandbox/{layer}: ")
+    assert f"uids {TEST_UIDS}" in line_of(lines, "sandbox/user")
     assert line_of(lines, "chromium binary").startswith(f"OK   chromium binary: {CHROMIUM}: ")
     assert "Chromium " in line_of(lines, "chromium binary")
     # A loaded CI box may launch slowly: that is a warning, never a failure.
@@ -96,7 +106,7 @@ def test_a_bogus_chromium_path_fails(
     data_dir: Path, free_port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bogus = tmp_path / "no-such-chromium"
-    settings = Settings(
+    settings = sandboxed(
         data_dir=data_dir, port=free_port, browser=BrowserSettings(chromium_path=bogus)
     )
 
@@ -117,7 +127,7 @@ def test_a_binary_that_cannot_launch_a_browser_fails(
     data_dir: Path, free_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # /bin/true answers `--version` (coreutils) but exits at once: no DevTools endpoint.
-    settings = Settings(
+    settings = sandboxed(
         data_dir=data_dir,
         port=free_port,
         browser=BrowserSettings(chromium_path=Path("/bin/true"), launch_timeout_s=5),
@@ -132,6 +142,20 @@ def test_a_binary_that_cannot_launch_a_browser_fails(
     assert launch.endswith("-> run the binary by hand to see why; check no_sandbox and extra_args")
     assert processes_naming(data_dir) == []
     assert list(data_dir.iterdir()) == []  # the launch's scratch dir is gone
+
+
+def test_without_isolation_there_is_one_warning_and_the_launch_runs_on_the_host(
+    data_dir: Path, free_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = sandboxed(data_dir=data_dir, port=free_port)
+    settings = settings.model_copy(
+        update={"sandbox": settings.sandbox.model_copy(update={"isolation": Isolation.NONE})}
+    )
+    code, lines = doctor_lines(settings, capsys)
+    assert code == 0, lines
+    assert line_of(lines, "isolation").startswith("WARN isolation: isolation is 'none'")
+    assert not any(line.split()[1].startswith("sandbox/") for line in lines)
+    assert line_of(lines, "browser launch").startswith(("OK ", "WARN "))
 
 
 async def test_a_port_in_use_is_a_warning(listening_port: int) -> None:

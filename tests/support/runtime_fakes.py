@@ -13,6 +13,7 @@ from pathlib import Path
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.browsers.stealth import Region
+from browserfleet.cdp.dial import LoopbackDialer
 from browserfleet.errors import BrowserLaunchFailed, SessionNotFound
 from browserfleet.proxy import ByteMeter
 from browserfleet.sessions.ports import GatewayRoute
@@ -51,8 +52,8 @@ class FakeBrowser:
         return self._pid
 
     @property
-    def cdp_port(self) -> int:
-        return 9
+    def devtools(self) -> LoopbackDialer:
+        return LoopbackDialer(9)
 
     @property
     def workdir(self) -> Path:

@@ -26,6 +26,7 @@ class ApiServices:
     clock: Clock
     public_url: str | None
     readiness: Callable[[], Awaitable[list[str]]]
+    isolation: str = "sandbox"  # "none": /readyz shows a warning
 
 
 def services(request: Request) -> ApiServices:

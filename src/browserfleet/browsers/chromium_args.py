@@ -6,7 +6,7 @@ The process layer (process.py) adds the executable, writes the preferences and s
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import PurePath
 
 from browserfleet.browsers.geometry import Geometry
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
@@ -71,10 +71,11 @@ BASE_ARGS: tuple[str, ...] = (
 def chromium_args(
     spec: LaunchSpec,
     *,
-    user_data_dir: Path,
+    user_data_dir: PurePath,
     no_sandbox: bool,
 ) -> list[str]:
-    """Every switch for spec (no executable), ending with the start URL."""
+    """Every switch for spec (no executable), ending with the start URL. user_data_dir is the
+    profile as the browser sees it (a sandboxed browser sees its own paths, not the host's)."""
     extra_blink, extra_blink_features = _split_switch_list(spec.extra_args, DISABLE_BLINK_FEATURES)
     own_extra, extra_features = _split_switch_list(extra_blink, DISABLE_FEATURES)
     args = [*BASE_ARGS]

@@ -1,8 +1,9 @@
 """Browsers that reach the network only through their own egress proxy.
 
-EgressedLauncher starts a per-browser forwarding proxy, then Chromium pointed at it. The proxy
-begins on a guarded direct route and is given the session's route when the browser is handed
-out, so a pooled browser can serve any proxy setting.
+EgressedLauncher has the launcher start a per-browser forwarding proxy where the browser's
+network is (on the host's loopback, or inside a sandbox's network namespace) and point Chromium
+at it. The proxy begins on a guarded direct route and is given the session's route when the
+browser is handed out, so a pooled browser can serve any proxy setting.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
 from browserfleet.browsers.stealth import Region
+from browserfleet.cdp.dial import DevtoolsDialer
 from browserfleet.proxy import (
     ByteMeter,
     DirectRoute,
@@ -47,8 +49,8 @@ class EgressedBrowser:
         return self._browser.pid
 
     @property
-    def cdp_port(self) -> int:
-        return self._browser.cdp_port
+    def devtools(self) -> DevtoolsDialer:
+        return self._browser.devtools
 
     @property
     def workdir(self) -> Path:
@@ -125,12 +127,9 @@ class EgressedLauncher:
 
     async def launch(self, spec: LaunchSpec, workdir: Path) -> EgressedBrowser:
         proxy = EgressProxy(DirectRoute(self._guard), connect_timeout_s=self._connect_timeout_s)
-        port = await proxy.start()
         self._open.add(proxy)
         try:
-            browser = await self._launcher.launch(
-                replace(spec, proxy_server=f"http://127.0.0.1:{port}"), workdir
-            )
+            browser = await self._launcher.launch(spec, workdir, egress=proxy)
         except BaseException:
             await proxy.aclose()
             self._retire(proxy)

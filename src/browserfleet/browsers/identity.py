@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from browserfleet.browsers.devtools_endpoint import DevtoolsEndpoint
 from browserfleet.browsers.stealth import IDENTITY_JS, BrowserIdentity, identity_from
 from browserfleet.cdp.client import CdpConnection, JsonObject
 from browserfleet.errors import BrowserLaunchFailed
@@ -19,9 +20,9 @@ POLL_S = 0.01
 TRIES = 300
 
 
-async def read_identity(browser_ws_url: str) -> BrowserIdentity:
+async def read_identity(endpoint: DevtoolsEndpoint) -> BrowserIdentity:
     """Ask a fresh secure page what the browser is, before anything overrides it."""
-    async with CdpConnection.connect(browser_ws_url) as cdp:
+    async with CdpConnection.connect(endpoint.browser_ws_url, dialer=endpoint.dialer) as cdp:
         context = await cdp.call("Target.createBrowserContext", {"disposeOnDetach": True})
         try:
             target = await cdp.call(

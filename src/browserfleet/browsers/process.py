@@ -1,37 +1,35 @@
 """Local Chromium processes: LocalChromiumLauncher starts them, a ChromiumProcess owns one.
 
-Each browser runs in its own process group, dies with our process (PR_SET_PDEATHSIG) and
-lives in its own workdir (profile, TMPDIR, log), which closing or a failed launch removes.
+Where a browser runs (on the host, or in an OS sandbox) is its Enclosure's business; this module
+builds the command line, drives the launch (DevTools endpoint, viewport) within its timeout and
+a bounded number of parallel launches, and kills, reaps and cleans up on close or on failure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import hashlib
-import json
 import logging
 import os
-import shutil
-import signal
-import tempfile
+import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from browserfleet.browsers.chromium_args import chromium_args, initial_preferences
 from browserfleet.browsers.devtools_endpoint import DevtoolsEndpoint, wait_for_endpoint
+from browserfleet.browsers.enclosure import Enclosure, Enclosures
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.geometry import Geometry
+from browserfleet.browsers.host import HostEnclosures
 from browserfleet.browsers.identity import read_identity
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.stealth import BrowserIdentity, Region, priming
-from browserfleet.browsers.strays import kill_group_members, kill_naming, kill_strays
 from browserfleet.browsers.viewport import fit_window, reshape
 from browserfleet.cdp.client import CdpError
+from browserfleet.cdp.dial import DevtoolsDialer
 from browserfleet.cdp.primer import TargetPrimer
 from browserfleet.errors import BrowserLaunchFailed
 from browserfleet.tasks import TaskSet
@@ -39,13 +37,9 @@ from browserfleet.tasks import TaskSet
 log = logging.getLogger(__name__)
 
 LOG_NAME = "chromium.log"
-PROFILE_DIR = "profile"
-CONFIG_DIR = "config"
 LOG_TAIL_BYTES = 3000
-# SIGKILL leaves nothing to wait for but the kernel: these only bound a wedged system.
+# SIGKILL leaves nothing to wait for but the kernel: this only bounds a wedged system.
 REAP_TIMEOUT_S = 5.0
-GROUP_GONE_TIMEOUT_S = 2.0
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass(slots=True)
@@ -63,6 +57,12 @@ class Presentation:
         await self.primer.reprime(priming(self.identity, self.region, window))
 
 
+class ProxyStarter(Protocol):
+    """The browser's egress proxy, started on the listener its enclosure provides."""
+
+    async def start(self, sock: socket.socket | None = None) -> int: ...
+
+
 class ChromiumProcess:
     """One running browser. Close it (or use it as an async context manager)."""
 
@@ -70,15 +70,13 @@ class ChromiumProcess:
         self,
         proc: asyncio.subprocess.Process,
         endpoint: DevtoolsEndpoint,
-        workdir: Path,
+        enclosure: Enclosure,
         presentation: Presentation,
     ) -> None:
         self._proc = proc
         self._presentation = presentation
         self._endpoint = endpoint
-        self._cdp_port = endpoint.port
-        self._workdir = workdir
-        self._files = BrowserFiles.unsandboxed(workdir)
+        self._enclosure = enclosure
         self._exit_code: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._tasks = TaskSet(f"chromium-{proc.pid}")
         # One waiter reaps the process; any number of callers await its future.
@@ -88,24 +86,29 @@ class ChromiumProcess:
 
     @property
     def pid(self) -> int:
+        """The process the server spawned (Chromium, or the sandbox holding it)."""
         return self._proc.pid
 
     @property
-    def cdp_port(self) -> int:
-        return self._cdp_port
+    def devtools(self) -> DevtoolsDialer:
+        return self._endpoint.dialer
+
+    @property
+    def enclosure(self) -> Enclosure:
+        return self._enclosure
 
     @property
     def workdir(self) -> Path:
-        return self._workdir
+        return self._enclosure.workdir
 
     @property
     def files(self) -> BrowserFiles:
-        return self._files
+        return self._enclosure.files
 
     async def reshape(self, width: int, height: int) -> None:
         """Change the screen and the first window of this running browser; later windows
         get the same geometry from the primer."""
-        await reshape(self._endpoint.browser_ws_url, self._endpoint.first_page_id, width, height)
+        await reshape(self._endpoint, width, height)
         self._presentation.geometry = Geometry(width, height)
         await self._present("reshape")
 
@@ -129,9 +132,7 @@ class ChromiumProcess:
             if self._closed:
                 return
             await self._presentation.primer.close()
-            if not self._exit_code.done():
-                # The leader is alive, so its group id is still ours to signal.
-                _kill_group(self.pid)
+            self._enclosure.kill()
             try:
                 async with asyncio.timeout(REAP_TIMEOUT_S):
                     await asyncio.shield(self._exit_code)
@@ -139,7 +140,7 @@ class ChromiumProcess:
                 log.error(
                     "chromium pid %d not reaped %.0fs after SIGKILL", self.pid, REAP_TIMEOUT_S
                 )
-            await asyncio.to_thread(_sweep, self.pid, self._workdir)
+            await self._enclosure.close()
             if self._exit_code.done():
                 # Else the waiter keeps waiting: cancelling it would hang wait_closed() forever.
                 await self._tasks.close()
@@ -177,10 +178,13 @@ class LocalChromiumLauncher:
         chromium_path: Path,
         headless_shell_path: Path,
         *,
+        enclosures: Enclosures | None = None,
         no_sandbox: bool = True,
         launch_timeout_s: float = 20.0,
         parallel_launches: int = 2,
     ) -> None:
+        """`enclosures` says where browsers run; by default on the host, with Chromium's own
+        sandbox off when `no_sandbox` (needed when the server runs as root)."""
         # A launch costs ~2 CPU-seconds: beyond a few at once they only slow each other down
         # (and past the timeout). Extra launches wait their turn; the timeout starts after.
         self._launch_slots = asyncio.Semaphore(max(1, parallel_launches))
@@ -188,27 +192,39 @@ class LocalChromiumLauncher:
             HeadlessMode.NEW: chromium_path,
             HeadlessMode.SHELL: headless_shell_path,
         }
-        self._no_sandbox = no_sandbox
+        self._enclosures = enclosures or HostEnclosures(no_sandbox=no_sandbox)
         self._launch_timeout_s = launch_timeout_s
         self._identities: dict[HeadlessMode, BrowserIdentity] = {}
-        self._die_with_us = _parent_death_signal()
 
-    async def launch(self, spec: LaunchSpec, workdir: Path) -> ChromiumProcess:
-        _claim_workdir(workdir)
+    async def launch(
+        self, spec: LaunchSpec, workdir: Path, *, egress: ProxyStarter | None = None
+    ) -> ChromiumProcess:
+        """Start Chromium in a fresh workdir; with `egress`, its traffic goes through that proxy,
+        started on a listener where the browser's network is."""
         started = time.monotonic()
         progress = _Progress()
+        enclosure = await self._enclosures.open(workdir)
+        log_path = enclosure.workdir / LOG_NAME
+        try:
+            log_fd, tail_fd = _open_log(log_path)
+        except OSError as error:
+            await enclosure.close()
+            raise BrowserLaunchFailed(f"cannot create {log_path}: {error}") from error
         try:
             async with self._launch_slots, asyncio.timeout(self._launch_timeout_s):
-                endpoint = await self._start(spec, workdir, progress)
+                endpoint = await self._start(spec, enclosure, egress, progress, log_fd)
                 presentation = await self._present(spec, endpoint, progress)
         except BaseException as exc:
             if progress.primer is not None:
                 await progress.primer.close()
-            tail = await _discard(progress.proc, workdir)
+            tail = await _discard(progress.proc, enclosure, tail_fd)
             if isinstance(exc, Exception):
                 reason = self._failure_reason(exc, progress)
                 raise BrowserLaunchFailed(f"{reason}; {LOG_NAME} ends with:\n{tail}") from exc
             raise  # cancelled: cleaned up, now let it through
+        finally:
+            os.close(log_fd)  # the browser has its own copy; ours would leak
+            os.close(tail_fd)
         assert progress.proc is not None
         log.info(
             "chromium (%s) pid %d on port %d ready in %.0f ms",
@@ -217,30 +233,40 @@ class LocalChromiumLauncher:
             endpoint.port,
             (time.monotonic() - started) * 1000,
         )
-        return ChromiumProcess(progress.proc, endpoint, workdir, presentation)
+        return ChromiumProcess(progress.proc, endpoint, enclosure, presentation)
 
     def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
-        return kill_strays(root, keep)
+        return self._enclosures.sweep(root, keep)
 
     def remove_workdir(self, workdir: Path) -> None:
-        remove_workdir(workdir)
+        self._enclosures.remove(workdir)
 
     async def _start(
-        self, spec: LaunchSpec, workdir: Path, progress: _Progress
+        self,
+        spec: LaunchSpec,
+        enclosure: Enclosure,
+        egress: ProxyStarter | None,
+        progress: _Progress,
+        log_fd: int,
     ) -> DevtoolsEndpoint:
-        profile = workdir / PROFILE_DIR
-        _write_profile(workdir, spec)
+        if egress is not None:
+            spec = replace(spec, proxy_server=f"http://{enclosure.proxy_address()}")
+        enclosure.write_preferences(initial_preferences(spec))
         progress.stage = "spawning chromium"
         args = chromium_args(
             spec,
-            user_data_dir=profile,
-            no_sandbox=self._no_sandbox,
+            user_data_dir=enclosure.browser_profile,
+            no_sandbox=not enclosure.chromium_sandbox,
         )
-        progress.proc = await self._spawn(self._executables[spec.mode], args, workdir)
+        progress.proc = await enclosure.spawn([str(self._executables[spec.mode]), *args], log_fd)
+        if egress is not None:
+            progress.stage = "starting the egress proxy"
+            await egress.start(await enclosure.proxy_listener())
+        await enclosure.release()
         progress.stage = "waiting for the DevTools endpoint"
-        endpoint = await wait_for_endpoint(profile, progress.proc)
+        endpoint = await wait_for_endpoint(enclosure.profile, progress.proc, enclosure.dialer)
         progress.stage = "checking the window"
-        await fit_window(endpoint.browser_ws_url, endpoint.first_page_id, spec)
+        await fit_window(endpoint, spec)
         return endpoint
 
     async def _present(
@@ -252,39 +278,15 @@ class LocalChromiumLauncher:
         identity = self._identities.get(spec.mode) if spec.stealth else None
         if spec.stealth and identity is None:
             progress.stage = "reading the user agent"
-            identity = await read_identity(endpoint.browser_ws_url)
+            identity = await read_identity(endpoint)
             self._identities[spec.mode] = identity
         progress.stage = "attaching to the targets"
         geometry = Geometry(spec.screen_width, spec.screen_height)
         first = priming(identity, None, geometry.window_bounds())
-        progress.primer = await TargetPrimer.open(endpoint.browser_ws_url, first)
+        progress.primer = await TargetPrimer.open(
+            endpoint.browser_ws_url, first, dialer=endpoint.dialer
+        )
         return Presentation(progress.primer, geometry, identity)
-
-    async def _spawn(
-        self, executable: Path, args: list[str], workdir: Path
-    ) -> asyncio.subprocess.Process:
-        # XDG_CONFIG_HOME: Chromium's default-profile files and crashpad's database (whose
-        # handlers leave our process group) land in the workdir and name it on their cmdline.
-        env = {
-            **os.environ,
-            "TMPDIR": str(scratch_dir(workdir)),
-            "XDG_CONFIG_HOME": str(workdir / CONFIG_DIR),
-        }
-        output = os.open(workdir / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            return await asyncio.create_subprocess_exec(
-                executable,
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=output,
-                stderr=output,
-                env=env,
-                cwd=workdir,
-                start_new_session=True,  # its own process group, killed as one
-                preexec_fn=self._die_with_us,
-            )
-        finally:
-            os.close(output)  # the child has its own copy; ours would leak
 
     def _failure_reason(self, exc: Exception, progress: _Progress) -> str:
         if isinstance(exc, TimeoutError):
@@ -294,82 +296,34 @@ class LocalChromiumLauncher:
         return f"{type(exc).__name__} while {progress.stage}: {exc}"
 
 
-def scratch_dir(workdir: Path) -> Path:
-    """The browser's TMPDIR: short, because Chromium puts its SingletonSocket there and a Unix
-    socket path must fit in 108 bytes, which a data dir of any real length would overflow.
-    Derived from the workdir, so whoever removes a workdir can remove its scratch dir too."""
-    digest = hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"browserfleet-{digest}"
-
-
-def remove_workdir(workdir: Path) -> None:
-    """Delete a browser's workdir and its scratch dir (blocking)."""
-    shutil.rmtree(scratch_dir(workdir), ignore_errors=True)
-    shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _claim_workdir(workdir: Path) -> None:
-    if workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
-        raise BrowserLaunchFailed(f"workdir {workdir} already exists and is not empty")
-    workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-
-
-def _write_profile(workdir: Path, spec: LaunchSpec) -> None:
-    scratch = scratch_dir(workdir)
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(mode=0o700)
-    (workdir / CONFIG_DIR).mkdir()
-    BrowserFiles.unsandboxed(workdir).create()
-    default = workdir / PROFILE_DIR / "Default"
-    default.mkdir(parents=True)
-    if prefs := initial_preferences(spec):
-        (default / "Preferences").write_text(json.dumps(prefs))
-
-
-def _parent_death_signal() -> Callable[[], None]:
-    """A preexec_fn that has the kernel SIGKILL the child when our (forking) thread dies."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # we died before prctl took effect
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return preexec
-
-
-async def _discard(proc: asyncio.subprocess.Process | None, workdir: Path) -> str:
-    """Kill and reap a failed launch, remove its workdir; return the tail of its log."""
+async def _discard(
+    proc: asyncio.subprocess.Process | None, enclosure: Enclosure, tail_fd: int
+) -> str:
+    """Kill and reap a failed launch, clean up its enclosure; return the tail of its log."""
+    enclosure.kill()
     if proc is not None:
-        _kill_group(proc.pid)
-        await proc.wait()
-    tail = _log_tail(workdir / LOG_NAME)
-    await asyncio.to_thread(_sweep, proc.pid if proc else None, workdir)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REAP_TIMEOUT_S):
+                await proc.wait()
+    tail = _log_tail(tail_fd)
+    await enclosure.close()
     return tail
 
 
-def _kill_group(group: int) -> None:
-    # ProcessLookupError: already gone, and nothing left in its group.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(group, signal.SIGKILL)
-
-
-def _sweep(group: int | None, workdir: Path) -> None:
-    """Make sure nothing of the browser survives, then delete its files (blocking)."""
-    if group is not None and not kill_group_members(group, GROUP_GONE_TIMEOUT_S):
-        log.error("processes of chromium group %d survived SIGKILL", group)
-    # Crashpad's handlers leave the group (setsid) but name the workdir; they exit on their own
-    # within milliseconds of the browser, this makes sure. Anything else here escaped.
-    if escaped := kill_naming(workdir):
-        log.info("killed %d process(es) of chromium group %s outside it", escaped, group)
-    remove_workdir(workdir)
-
-
-def _log_tail(path: Path) -> str:
+def _open_log(path: Path) -> tuple[int, int]:
+    """The browser's stdout/stderr, and our own reading end of it: the browser may replace the
+    file by name, never these fds."""
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     try:
-        with open(path, "rb") as log_file:
-            log_file.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
-            return log_file.read().decode(errors="replace")
+        return log_fd, os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except BaseException:
+        os.close(log_fd)
+        raise
+
+
+def _log_tail(fd: int) -> str:
+    try:
+        size = os.fstat(fd).st_size
+        return os.pread(fd, LOG_TAIL_BYTES, max(0, size - LOG_TAIL_BYTES)).decode(errors="replace")
     except OSError:
         return "(no log)"

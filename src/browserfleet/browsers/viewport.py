@@ -10,6 +10,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from browserfleet.browsers.devtools_endpoint import DevtoolsEndpoint
 from browserfleet.browsers.geometry import Geometry
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.cdp.client import CdpConnection, JsonObject
@@ -59,10 +60,11 @@ class PageSize:
         )
 
 
-async def fit_window(browser_ws_url: str, target_id: str, spec: LaunchSpec) -> PageSize:
+async def fit_window(endpoint: DevtoolsEndpoint, spec: LaunchSpec) -> PageSize:
     """Ensure the first window has the spec's geometry; return what its page measures."""
     geometry = Geometry(spec.screen_width, spec.screen_height)
-    async with CdpConnection.connect(browser_ws_url) as cdp:
+    target_id = endpoint.first_page_id
+    async with CdpConnection.connect(endpoint.browser_ws_url, dialer=endpoint.dialer) as cdp:
         attached = await cdp.call("Target.attachToTarget", {"targetId": target_id, "flatten": True})
         session_id = str(attached["sessionId"])
         size = await _settled_size(cdp, session_id, geometry, SETTLE_TRIES)
@@ -77,7 +79,7 @@ async def fit_window(browser_ws_url: str, target_id: str, spec: LaunchSpec) -> P
         return size
 
 
-async def reshape(browser_ws_url: str, target_id: str, width: int, height: int) -> None:
+async def reshape(endpoint: DevtoolsEndpoint, width: int, height: int) -> None:
     """Give a running browser a width x height screen, and its first window that geometry.
 
     Tabs opened later in that window inherit the size (headless=new); the headless shell is
@@ -85,7 +87,8 @@ async def reshape(browser_ws_url: str, target_id: str, width: int, height: int) 
     and measure; the page usually fits at once, else it is looked at every few milliseconds.
     """
     geometry = Geometry(width, height)
-    async with CdpConnection.connect(browser_ws_url) as cdp:
+    target_id = endpoint.first_page_id
+    async with CdpConnection.connect(endpoint.browser_ws_url, dialer=endpoint.dialer) as cdp:
         window, screens, attached = await cdp.call_many(
             [
                 ("Browser.getWindowForTarget", {"targetId": target_id}, None),

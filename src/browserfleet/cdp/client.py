@@ -14,6 +14,8 @@ from typing import TypeAlias
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from browserfleet.cdp.dial import DevtoolsDialer
+
 JsonObject: TypeAlias = dict[str, object]
 Command: TypeAlias = tuple[str, JsonObject | None, str | None]  # method, params, session id
 
@@ -37,11 +39,25 @@ class CdpConnection:
     @classmethod
     @asynccontextmanager
     async def connect(
-        cls, ws_url: str, *, open_timeout_s: float = 5.0, call_timeout_s: float = 10.0
+        cls,
+        ws_url: str,
+        *,
+        dialer: DevtoolsDialer | None = None,
+        open_timeout_s: float = 5.0,
+        call_timeout_s: float = 10.0,
     ) -> AsyncIterator[CdpConnection]:
+        """Open ws_url; through `dialer` when given (a browser in another network namespace),
+        else by its host and port."""
+        async with asyncio.timeout(open_timeout_s):
+            sock = await dialer.connect() if dialer is not None else None
         # DevTools frames can be large (screenshots, DOM) and Chrome does not compress them.
         async with connect(
-            ws_url, max_size=None, compression=None, open_timeout=open_timeout_s, proxy=None
+            ws_url,
+            max_size=None,
+            compression=None,
+            open_timeout=open_timeout_s,
+            proxy=None,
+            sock=sock,
         ) as ws:
             yield cls(ws, call_timeout_s)
 

@@ -1,4 +1,4 @@
-"""The CDP gateway: maps each session's secret token to its browser on 127.0.0.1.
+"""The CDP gateway: maps each session's secret token to its browser's DevTools server.
 
 Serves the rewritten /json/* discovery answers and relays DevTools websockets; closing a token
 closes every socket of it. Knows nothing of sessions: the session service opens and closes
@@ -16,9 +16,8 @@ from pathlib import PurePosixPath
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-import httpx
-
 from browserfleet.cdp.client import CdpConnection, CdpError
+from browserfleet.cdp.dial import DevtoolsDialer, fetch, get_json
 from browserfleet.cdp.discovery import (
     DISCOVERY_PATHS,
     PASSTHROUGH_PATHS,
@@ -80,7 +79,7 @@ class RouteSpec(Protocol):
     def token(self) -> str: ...
 
     @property
-    def cdp_port(self) -> int: ...
+    def devtools(self) -> DevtoolsDialer: ...
 
     @property
     def allow_resizing(self) -> bool: ...
@@ -96,7 +95,7 @@ class RouteSpec(Protocol):
 
 @dataclass(eq=False, slots=True)
 class _Route:
-    cdp_port: int
+    devtools: DevtoolsDialer
     policy: SessionPolicy
     counters: Counters = field(default_factory=Counters)
     relays: set[Relay] = field(default_factory=set)
@@ -134,8 +133,7 @@ class CdpGatewayServer:
         self._limits = limits or GatewayLimits()
         self._routes: dict[str, _Route] = {}
         self._retired = Counters()  # traffic of closed routes, so totals never go backwards
-        # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback calls.
-        self._http = httpx.AsyncClient(timeout=http_timeout_s, trust_env=False)
+        self._http_timeout_s = http_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._close_timeout_s = close_timeout_s
         self._tasks = TaskSet("cdp-gateway")
@@ -152,23 +150,20 @@ class CdpGatewayServer:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every token, then the shared HTTP client."""
-        try:
-            await asyncio.gather(*(self.close(token) for token in list(self._routes)))
-            await self._tasks.close(grace_s=self._close_timeout_s)
-        finally:
-            await self._http.aclose()
+        """Close every token and end every connection's task."""
+        await asyncio.gather(*(self.close(token) for token in list(self._routes)))
+        await self._tasks.close(grace_s=self._close_timeout_s)
 
     def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
         """Run `work` (a client connection's handling) as a task the gateway owns and ends."""
         self._tasks.spawn(work, name=name)
 
     def open(self, route: RouteSpec) -> None:
-        """Start serving /cdp/{token}/... for the browser on 127.0.0.1:{cdp_port}."""
+        """Start serving /cdp/{token}/... for the browser its dialer reaches."""
         if route.token in self._routes:
             raise ValueError("this token is already open")
         policy = SessionPolicy(route.downloads, route.uploads, route.allow_resizing)
-        self._routes[route.token] = _Route(route.cdp_port, policy)
+        self._routes[route.token] = _Route(route.devtools, policy)
 
     async def close(self, token: str) -> None:
         """Forget the token and close its sockets with 1001; idempotent."""
@@ -203,18 +198,18 @@ class CdpGatewayServer:
         """Chrome's answer to `path` (a DISCOVERY_PATHS key), its websocket URLs rewritten."""
         route = self._route(token)
         upstream_path = DISCOVERY_PATHS[path]
-        url = f"http://127.0.0.1:{route.cdp_port}{upstream_path}"
         try:
-            response = await self._http.get(url)
-        except httpx.HTTPError as exc:
+            async with asyncio.timeout(self._http_timeout_s):
+                status, body = await fetch(route.devtools, upstream_path)
+        except (OSError, ValueError, TimeoutError) as exc:
             raise BrowserUnreachable from exc
-        if response.status_code != 200:
-            raise BrowserUnreachable(f"{upstream_path} answered {response.status_code}")
+        if status != 200:
+            raise BrowserUnreachable(f"{upstream_path} answered {status}")
         if route.closed:
             raise SessionNotFound
         if upstream_path in PASSTHROUGH_PATHS:
-            return response.content
-        return rewrite_body(response.content, gateway_prefix(public_base, token))
+            return body
+        return rewrite_body(body, gateway_prefix(public_base, token))
 
     async def relay(
         self, token: str, kind: str, target_id: str, key: str, client: ClientPeer
@@ -284,7 +279,9 @@ class CdpGatewayServer:
         url = version.get("webSocketDebuggerUrl") if isinstance(version, dict) else None
         if not isinstance(url, str):
             raise BrowserUnreachable("no browser websocket")
-        async with CdpConnection.connect(url, call_timeout_s=self._connect_timeout_s) as cdp:
+        async with CdpConnection.connect(
+            url, dialer=route.devtools, call_timeout_s=self._connect_timeout_s
+        ) as cdp:
             if limit is Limit.CONTEXTS:
                 found = (await cdp.call("Target.getBrowserContexts")).get("browserContextIds")
                 return len(found) if isinstance(found, list) else 0
@@ -295,9 +292,9 @@ class CdpGatewayServer:
 
     async def _http_json(self, route: _Route, path: str) -> object:
         try:
-            response = await self._http.get(f"http://127.0.0.1:{route.cdp_port}{path}")
-            return response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            async with asyncio.timeout(self._http_timeout_s):
+                return await get_json(route.devtools, path)
+        except (OSError, ValueError, TimeoutError) as exc:
             raise BrowserUnreachable from exc
 
     def _route(self, token: str) -> _Route:
@@ -311,11 +308,16 @@ class CdpGatewayServer:
         if not (_TARGET_PART.fullmatch(kind) and _TARGET_PART.fullmatch(target_id)):
             raise TargetNotFound
         loop = asyncio.get_running_loop()
-        request, accept = browser_request(route.cdp_port, f"/devtools/{kind}/{target_id}")
+        request, accept = browser_request(route.devtools.port, f"/devtools/{kind}/{target_id}")
         peer: BrowserPeer | None = None
         try:
             async with asyncio.timeout(self._connect_timeout_s):
-                _, peer = await loop.create_connection(BrowserPeer, "127.0.0.1", route.cdp_port)
+                sock = await route.devtools.connect()
+                try:
+                    _, peer = await loop.create_connection(BrowserPeer, sock=sock)
+                except BaseException:
+                    sock.close()
+                    raise
                 peer.connected.write(request)
                 head, early = await peer.answer
             status = browser_status(head, accept)

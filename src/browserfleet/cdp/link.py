@@ -18,6 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from browserfleet.cdp.client import CdpError, JsonObject
+from browserfleet.cdp.dial import DevtoolsDialer
 from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,27 @@ class CdpLink:
         ws_url: str,
         on_event: EventHandler,
         *,
+        dialer: DevtoolsDialer | None = None,
         open_timeout_s: float = 5.0,
         call_timeout_s: float = 10.0,
     ) -> Self:
-        ws = await connect(
-            ws_url, max_size=None, compression=None, open_timeout=open_timeout_s, proxy=None
-        )
+        """Open ws_url; through `dialer` when given (a browser in another network namespace),
+        else by its host and port."""
+        async with asyncio.timeout(open_timeout_s):
+            sock = await dialer.connect() if dialer is not None else None
+        try:
+            ws = await connect(
+                ws_url,
+                max_size=None,
+                compression=None,
+                open_timeout=open_timeout_s,
+                proxy=None,
+                sock=sock,
+            )
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
         return cls(ws, on_event, call_timeout_s)
 
     @property

@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import TypeAlias
 
 from browserfleet.cdp.client import CdpError, JsonObject
+from browserfleet.cdp.dial import DevtoolsDialer
 from browserfleet.cdp.link import CdpLink
 from browserfleet.tasks import TaskSet
 
@@ -70,7 +71,8 @@ class Priming:
 
 
 class TargetPrimer:
-    """Open with `await TargetPrimer.open(browser_ws_url, priming)`; `close()` when done."""
+    """Open with `await TargetPrimer.open(browser_ws_url, priming, dialer=...)`; `close()`
+    when done."""
 
     def __init__(self, priming: Priming) -> None:
         self._priming = priming
@@ -79,9 +81,13 @@ class TargetPrimer:
         self._tasks = TaskSet("primer")
 
     @classmethod
-    async def open(cls, browser_ws_url: str, priming: Priming) -> TargetPrimer:
+    async def open(
+        cls, browser_ws_url: str, priming: Priming, *, dialer: DevtoolsDialer | None = None
+    ) -> TargetPrimer:
+        """Connect to the browser (through `dialer`, which reaches its DevTools server where
+        it listens) and attach to every target."""
         primer = cls(priming)
-        primer._link = await CdpLink.open(browser_ws_url, primer._on_event)
+        primer._link = await CdpLink.open(browser_ws_url, primer._on_event, dialer=dialer)
         try:
             # Attaches to the targets already there too (they are not waiting).
             await primer._link.call("Target.setAutoAttach", AUTO_ATTACH)

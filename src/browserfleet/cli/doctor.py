@@ -1,6 +1,6 @@
-"""`browserfleet doctor`: check what a server needs (Chromium, ffmpeg, data dir, blob storage,
-database, port, host capacity) and print one line per finding with what to fix. Never prints
-secrets.
+"""`browserfleet doctor`: check what a server needs (Chromium, each layer of the browser sandbox,
+ffmpeg, data dir, blob storage, database, port, host capacity) and print one line per finding
+with what to fix. Never prints secrets.
 """
 
 from __future__ import annotations
@@ -21,14 +21,19 @@ import httpx
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from browserfleet.bootstrap import headless_mode
+from browserfleet.bootstrap import NO_ISOLATION_WARNING, headless_mode, sandbox_config
+from browserfleet.browsers.enclosure import Enclosures
+from browserfleet.browsers.host import HostEnclosures
 from browserfleet.browsers.launch_spec import LaunchSpec
-from browserfleet.browsers.process import LocalChromiumLauncher
+from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
 from browserfleet.capacity import MIB, CapacityPolicy, HostProbe, admit, headroom
 from browserfleet.cli.doctor_storage import check_storage
 from browserfleet.cli.findings import Finding, Status
 from browserfleet.errors import BrowserLaunchFailed, DatabaseUnavailable
-from browserfleet.settings import BrowserMode, Settings
+from browserfleet.sandbox import preflight
+from browserfleet.sandbox.box import Sandbox
+from browserfleet.sandbox.runner import SandboxRunner
+from browserfleet.settings import BrowserMode, Isolation, Settings
 from browserfleet.store.migrate import is_current
 
 GIB = 1024 * MIB
@@ -55,7 +60,9 @@ async def diagnose(settings: Settings) -> list[Finding]:
     """Every finding, in the order an operator would fix them."""
     in_use, other = _binaries(settings)
     findings = [await check_binary(*in_use, required=True)]
-    if findings[0].status is Status.OK:
+    layers = await check_isolation(settings)
+    findings += layers
+    if findings[0].status is Status.OK and all(f.status is not Status.FAIL for f in layers):
         findings.append(await check_launch(settings))
     findings.append(await check_binary(*other, required=False))
     findings.append(await check_ffmpeg())
@@ -129,13 +136,42 @@ async def check_ffmpeg() -> Finding:
     return Finding(Status.OK, "ffmpeg", f"{path}: {version}")
 
 
+async def check_isolation(settings: Settings) -> list[Finding]:
+    """One finding per layer of the browser sandbox (or one warning: no sandbox at all)."""
+    if settings.sandbox.isolation is Isolation.NONE:
+        return [Finding(Status.WARN, "isolation", NO_ISOLATION_WARNING, "drop --isolation none")]
+    findings = []
+    for layer in await preflight.check(sandbox_config(settings)):
+        status = Status.OK if layer.ok else Status.FAIL
+        findings.append(Finding(status, f"sandbox/{layer.layer}", layer.detail, layer.fix))
+    return findings
+
+
+def _enclosures(settings: Settings) -> Enclosures:
+    if settings.sandbox.isolation is Isolation.NONE:
+        return HostEnclosures(no_sandbox=settings.browser.no_sandbox)
+    runner = SandboxRunner(sandbox_config(settings))
+    runner.prepare()
+    return runner
+
+
 async def check_launch(settings: Settings) -> Finding:
-    """Start the configured browser for real (CDP up, viewport checked), then close it."""
+    """Start the configured browser for real (CDP up, viewport checked), then close it. In a
+    sandbox, also check that its renderers run in Chromium's own sandbox (seccomp filter)."""
+    enclosures = _enclosures(settings)
+    try:
+        return await _launch(settings, enclosures)
+    finally:
+        if isinstance(enclosures, SandboxRunner):
+            enclosures.close()
+
+
+async def _launch(settings: Settings, enclosures: Enclosures) -> Finding:
     mode = headless_mode(settings)
     launcher = LocalChromiumLauncher(
         settings.browser.chromium_path,
         settings.browser.headless_shell_path,
-        no_sandbox=settings.browser.no_sandbox,
+        enclosures=enclosures,
         launch_timeout_s=settings.browser.launch_timeout_s,
     )
     spec = LaunchSpec(mode, *DOCTOR_SCREEN, extra_args=tuple(settings.browser.extra_args))
@@ -144,12 +180,20 @@ async def check_launch(settings: Settings) -> Finding:
     with tempfile.TemporaryDirectory(prefix="doctor-", dir=parent) as scratch:
         started = time.monotonic()
         try:
-            async with await launcher.launch(spec, Path(scratch) / "browser"):
+            async with await launcher.launch(spec, Path(scratch) / "browser") as browser:
                 elapsed = time.monotonic() - started
+                unsandboxed = await asyncio.to_thread(_unsandboxed_renderers, browser)
         except BrowserLaunchFailed as error:
             reason = str(error).splitlines()[0]
             fix = "run the binary by hand to see why; check no_sandbox and extra_args"
             return Finding(Status.FAIL, "browser launch", reason, fix)
+    if unsandboxed:
+        return Finding(
+            Status.FAIL,
+            "browser launch",
+            f"renderer(s) {unsandboxed} run without Chromium's seccomp sandbox",
+            "allow nested user namespaces (see sandbox/chromium)",
+        )
     detail = f"{mode} browser with CDP ready in {elapsed * 1000:.0f} ms, closed"
     if elapsed > settings.browser.launch_timeout_s / 2:
         fix = "the host is slow or overloaded: launches are close to timing out"
@@ -305,3 +349,35 @@ def check_capacity(settings: Settings) -> Finding:
             Status.WARN, "capacity", detail, f"no browser would start: {decision.reason}"
         )
     return Finding(Status.OK, "capacity", detail)
+
+
+def _unsandboxed_renderers(browser: ChromiumProcess) -> list[int]:
+    """Renderers of a sandboxed browser without a seccomp filter (none outside a sandbox)."""
+    enclosure = browser.enclosure
+    if not isinstance(enclosure, Sandbox):
+        return []
+    return [pid for pid in renderers_of(enclosure.cgroup.pids()) if seccomp_mode(pid) != 2]
+
+
+def renderers_of(pids: Iterable[int]) -> list[int]:
+    found = []
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        # A substring: Chromium rewrites its helpers' titles into one space-separated string.
+        if b"--type=renderer" in cmdline:
+            found.append(pid)
+    return found
+
+
+def seccomp_mode(pid: int) -> int | None:
+    """/proc/<pid>/status Seccomp: 0 none, 1 strict, 2 filter (None: gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Seccomp:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None

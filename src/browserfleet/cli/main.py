@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from browserfleet.cli import admin, doctor, serve
+from browserfleet.cli import admin, doctor, leftovers, serve
 from browserfleet.errors import DomainError
-from browserfleet.settings import Settings
+from browserfleet.settings import Isolation, Settings
 
 
 def _settings_args(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--host")
     p_serve.add_argument("--port", type=int)
     p_serve.add_argument("--public-url", help="base of the URLs handed to clients")
+    p_serve.add_argument(
+        "--isolation",
+        choices=[i.value for i in Isolation],
+        help="sandbox (default): every browser in its own OS sandbox; none: no sandbox, for "
+        "development on a machine without namespaces",
+    )
     p_serve.set_defaults(run=serve.run)
 
     p_migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
@@ -39,7 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_args(p_doctor)
     p_doctor.add_argument("--host")
     p_doctor.add_argument("--port", type=int)
+    p_doctor.add_argument("--isolation", choices=[i.value for i in Isolation])
     p_doctor.set_defaults(run=doctor.run)
+
+    p_leftovers = commands.add_parser(
+        "leftovers", help="what dead servers left of their browser sandboxes on this host"
+    )
+    _settings_args(p_leftovers)
+    leftovers.add_arguments(p_leftovers)
+    p_leftovers.set_defaults(run=leftovers.run)
 
     admin.add_key_commands(commands.add_parser("keys", help="API keys"), _settings_args)
     admin.add_project_commands(commands.add_parser("projects", help="projects"), _settings_args)
@@ -52,6 +66,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
+    if getattr(args, "isolation", None) is not None:
+        overrides["sandbox"] = {"isolation": args.isolation}
     return Settings(**overrides)
 
 

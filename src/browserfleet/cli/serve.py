@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 
 import uvicorn
 
 from browserfleet.api.http_protocol import HttpLimits, guarded_http
 from browserfleet.api.websocket_protocol import GatewayWebSocketProtocol
 from browserfleet.app import create_app
+from browserfleet.bootstrap import NO_ISOLATION_WARNING, sandbox_config
 from browserfleet.logs import configure_logging
-from browserfleet.settings import Settings
+from browserfleet.sandbox import preflight
+from browserfleet.settings import Isolation, Settings
 
 # Only non-CDP websockets use uvicorn's own implementation; none of them carries large messages.
 WS_MAX_SIZE = 1024 * 1024
@@ -30,6 +34,15 @@ def http_limits(settings: Settings) -> HttpLimits:
 
 def run(settings: Settings, _args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
+    if settings.sandbox.isolation is Isolation.NONE:
+        sys.stderr.write(f"WARNING: {NO_ISOLATION_WARNING}\n")
+    else:
+        checks = asyncio.run(preflight.check(sandbox_config(settings)))
+        if not all(c.ok for c in checks):
+            sys.stderr.write(f"error: {preflight.SandboxUnavailable(checks)}\n")
+            sys.stderr.write("(browserfleet doctor shows every layer; --isolation none runs ")
+            sys.stderr.write("without a sandbox, for development only)\n")
+            return 2
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

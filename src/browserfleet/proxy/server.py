@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -117,9 +118,14 @@ class EgressProxy:
             raise RuntimeError("the egress proxy is not started")
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def start(self) -> int:
-        """Listen on an ephemeral port of `host`; return the port."""
-        self._server = await asyncio.start_server(self._accept, self._host, 0, limit=READ_LIMIT)
+    async def start(self, sock: socket.socket | None = None) -> int:
+        """Accept on `sock` (a listening socket, which the proxy then owns: e.g. one created in a
+        sandbox's network namespace), else listen on an ephemeral port of `host`; return the
+        port."""
+        if sock is not None:
+            self._server = await asyncio.start_server(self._accept, sock=sock, limit=READ_LIMIT)
+        else:
+            self._server = await asyncio.start_server(self._accept, self._host, 0, limit=READ_LIMIT)
         return self.port
 
     async def aclose(self) -> None:

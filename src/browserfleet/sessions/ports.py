@@ -15,6 +15,7 @@ from typing import Protocol
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.browsers.stealth import Region
+from browserfleet.cdp.dial import DevtoolsDialer
 from browserfleet.ids import InstanceId, ProjectId, SessionId
 from browserfleet.sessions.model import (
     Session,
@@ -106,8 +107,9 @@ class BrowserHandle(Protocol):
     def pid(self) -> int: ...
 
     @property
-    def cdp_port(self) -> int:
-        """The browser's DevTools HTTP/WebSocket port on 127.0.0.1."""
+    def devtools(self) -> DevtoolsDialer:
+        """How to reach the browser's DevTools HTTP/WebSocket server (which may listen in a
+        sandbox's own network namespace)."""
 
     @property
     def workdir(self) -> Path: ...
@@ -136,7 +138,8 @@ class BrowserHandle(Protocol):
         """Wait until the browser process exits; returns its exit code."""
 
     async def close(self) -> None:
-        """Kill the whole process group, reap it, and remove the workdir. Idempotent."""
+        """Kill every process of the browser, reap it, remove the workdir and give back what
+        its sandbox held. Idempotent."""
 
 
 class BrowserLauncher(Protocol):
@@ -148,8 +151,10 @@ class BrowserLauncher(Protocol):
         """Delete a dead browser's workdir and anything of it kept elsewhere (blocking)."""
 
     def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
-        """Kill Chromium processes whose user-data-dir lies under root and whose pid is not in
-        keep; returns how many process groups were killed."""
+        """Kill what an earlier run left of browsers under root (a sandboxed launcher: every
+        process, mount and cgroup of its uid range that no live server holds; otherwise
+        Chromium processes whose user-data-dir lies under root and whose pid is not in keep);
+        returns how many browsers were killed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,11 +230,12 @@ class NoMetrics:
 
 @dataclass(frozen=True, slots=True)
 class GatewayRoute:
-    """What the CDP gateway needs of a session: its token, browser, and its directories as the
-    browser sees them (downloads are confined there, uploads must come from there)."""
+    """What the CDP gateway needs of a session: its token, how to reach its browser's DevTools,
+    and its directories as the browser sees them (downloads are confined there, uploads must
+    come from there)."""
 
     token: str = field(repr=False)  # a credential: never in a log line
-    cdp_port: int
+    devtools: DevtoolsDialer
     allow_resizing: bool
     downloads: PurePosixPath
     uploads: PurePosixPath

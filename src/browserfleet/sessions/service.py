@@ -276,7 +276,7 @@ class SessionService:
             self._gateway.open(
                 GatewayRoute(
                     session.token,
-                    handle.cdp_port,
+                    handle.devtools,
                     session.request.allow_resizing,
                     downloads=files.downloads,
                     uploads=files.uploads,

@@ -261,4 +261,9 @@ async def test_metrics_show_sessions_and_egress_traffic(api: Api) -> None:
 
 async def test_health_and_readiness(api: Api) -> None:
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
-    assert (await api.client.get("/readyz")).json() == {"status": "ready", "problems": []}
+    assert (await api.client.get("/readyz")).json() == {
+        "status": "ready",
+        "problems": [],
+        "isolation": "sandbox",
+        "warnings": [],
+    }

@@ -15,12 +15,23 @@ class Health(BaseModel):
     status: str
 
 
+# Ready, but loudly: an operator chose to run without sandboxes (a development machine), so
+# refusing traffic would help nobody; monitoring sees the field on every probe.
+NO_ISOLATION = (
+    "isolation is none: browsers run without an OS sandbox; tenants can reach this host's "
+    "files and network"
+)
+
+
 class Readiness(BaseModel):
-    """`detail` joins the problems, so a 503 here reads like every other error."""
+    """`detail` joins the problems, so a 503 here reads like every other error. `isolation` is
+    "sandbox" or "none" (then `warnings` says what that means)."""
 
     status: str
     detail: str | None = None
     problems: list[str] = []
+    isolation: str
+    warnings: list[str] = []
 
 
 @router.get("/healthz", response_model=Health)
@@ -35,7 +46,15 @@ async def healthz() -> Health:
 )
 async def readyz(svc: Services) -> JSONResponse:
     problems = await svc.readiness()
+    warnings = [NO_ISOLATION] if svc.isolation == "none" else []
     if problems:
-        body = Readiness(status="not ready", detail="; ".join(problems), problems=problems)
+        body = Readiness(
+            status="not ready",
+            detail="; ".join(problems),
+            problems=problems,
+            isolation=svc.isolation,
+            warnings=warnings,
+        )
         return JSONResponse(body.model_dump(), status_code=503)
-    return JSONResponse(Readiness(status="ready").model_dump(exclude_none=True))
+    ready = Readiness(status="ready", isolation=svc.isolation, warnings=warnings)
+    return JSONResponse(ready.model_dump(exclude_none=True))
