@@ -66,6 +66,11 @@ class DatabaseUnavailable(DomainError):
     timeout, out of space, too many connections); nothing was written, retrying later may work."""
 
 
+class SecretMismatch(DomainError):
+    """This server's secret is not the one the other servers on its database use (their CDP
+    tokens would not match); it must not serve."""
+
+
 class ProjectNotFound(DomainError):
     """No project of that name (CLI)."""
 

@@ -53,6 +53,8 @@ HTTP_ERRORS: dict[type[e.DomainError], HttpError] = {
     e.AccountNotFound: HttpError(404, "Account not found"),
     e.ProjectNotFound: HttpError(404, "Project not found"),
     e.ApiKeyNotFound: HttpError(404, "API key not found"),
+    # Raised at startup only (the server refuses to serve); never a client's doing.
+    e.SecretMismatch: HttpError(500, INTERNAL_ERROR),
     e.ProxyCountryUnavailable: HttpError(
         422, "No proxy pool serves this country on this server", body_field="proxyCountryCode"
     ),

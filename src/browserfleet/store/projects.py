@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import ColumnElement, RowMapping, func, insert, select, update
+from sqlalchemy import ColumnElement, Insert, RowMapping, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -21,7 +22,7 @@ from browserfleet.ids import ApiKeyId, ProjectId, SessionId
 from browserfleet.store import ledger
 from browserfleet.store.ledger import LedgerEntry, LedgerKind
 from browserfleet.store.session_queries import LIVE, values_of
-from browserfleet.store.tables import api_keys, projects, sessions
+from browserfleet.store.tables import api_keys, projects, sessions, shared_settings
 from browserfleet.store.transactions import Transactions
 
 
@@ -152,6 +153,21 @@ class SqlProjectStore:
 
         return await self._tx.write(work)
 
+    async def claim_shared(self, name: str, value: str) -> str:
+        """The value every server on this database uses for `name`: `value` if this is the
+        first to claim it (servers starting at once all get the first writer's), else the
+        value already stored."""
+
+        async def work(conn: AsyncConnection) -> str:
+            await conn.execute(_insert_if_absent(conn.dialect.name, name, value))
+            stored = await conn.scalar(
+                select(shared_settings.c.value).where(shared_settings.c.name == name)
+            )
+            assert isinstance(stored, str)
+            return stored
+
+        return await self._tx.write(work)
+
     async def count_projects(self) -> int:
         async def work(conn: AsyncConnection) -> int:
             return await conn.scalar(select(func.count()).select_from(projects)) or 0
@@ -177,6 +193,14 @@ class SqlProjectStore:
 
     async def ledger_for_project(self, project_id: ProjectId) -> Sequence[LedgerEntry]:
         return await self._tx.read(lambda conn: ledger.entries_for_project(conn, project_id))
+
+
+def _insert_if_absent(dialect: str, name: str, value: str) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING: the loser of a race waits for the winner's commit
+    and then inserts nothing (no unique-violation error to handle)."""
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = make(shared_settings).values(name=name, value=value)
+    return stmt.on_conflict_do_nothing(index_elements=[shared_settings.c.name])
 
 
 async def _record_credit_set(

@@ -24,8 +24,16 @@ from browserfleet.store.engine import create_engine, dispose
 from browserfleet.store.migrate import _PG_MIGRATION_LOCK, _config, is_current, upgrade
 from browserfleet.store.tables import metadata
 
-HEAD = "0002"
-TABLES = {"projects", "api_keys", "sessions", "session_metadata", "ledger_entries", "instances"}
+HEAD = "0003"
+TABLES = {
+    "projects",
+    "api_keys",
+    "sessions",
+    "session_metadata",
+    "ledger_entries",
+    "instances",
+    "shared_settings",
+}
 
 
 async def _schema(url: str) -> tuple[dict[str, object], list[str]]:
