@@ -256,3 +256,26 @@ async def _until(check: Callable[[], Any], what: str, timeout: float = 15.0) -> 
             return value
         assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
         await asyncio.sleep(0.1)
+
+
+@only_postgresql
+async def test_a_server_started_with_another_secret_exits_and_says_why(
+    start_servers: Callable[[int], list[FakeServer]], suite_resources: Any
+) -> None:
+    (a,) = start_servers(1)
+    port = free_port()
+    suite_resources.ports.add(port)
+    stranger = FakeServer(
+        suite_resources.new_data_dir(),
+        port,
+        {**a.settings, "BROWSERFLEET_SERVER_SECRET": secrets.token_hex(32)},
+    )
+    stranger.spawn()
+    try:
+        assert stranger.proc is not None
+        assert stranger.proc.wait(timeout=60) != 0
+        assert "give every server the same BROWSERFLEET_SERVER_SECRET" in stranger.log()
+        assert stranger.settings["BROWSERFLEET_SERVER_SECRET"] not in stranger.log()
+    finally:
+        stranger.stop()
+    assert a.browsers_running() == 0  # the first one serves on
