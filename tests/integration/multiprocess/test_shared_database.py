@@ -24,7 +24,8 @@ from browserfleet.store.ledger import LedgerKind, replay_balance
 from browserfleet.store.projects import SqlProjectStore
 from browserfleet.store.tables import instances, sessions
 
-HEARTBEAT_S = 0.5
+HEARTBEAT_S = 0.5  # takeover tests: a server silent for 3 beats (1.5 s) is dead
+CALM_HEARTBEAT_S = 5.0
 LIMIT = 3
 STORM = 24  # creates at once, half on each server
 only_postgresql = pytest.mark.parametrize("database", ["postgresql"], indirect=True)
@@ -33,17 +34,20 @@ only_postgresql = pytest.mark.parametrize("database", ["postgresql"], indirect=T
 @pytest.fixture
 def start_servers(
     suite_resources: Any, database_url: str
-) -> Iterator[Callable[[int], list[FakeServer]]]:
-    """Start n servers on the test's database, sharing the server secret (as they must)."""
+) -> Iterator[Callable[..., list[FakeServer]]]:
+    """Start n servers on the test's database, sharing the server secret (as they must).
+    `heartbeat_s`: short where a test waits for a takeover; long elsewhere, so a server slowed
+    down by a loaded machine is never taken for dead in the middle of another test."""
     started: list[FakeServer] = []
-    shared = {
-        "BROWSERFLEET_DATABASE_URL": database_url,
-        "BROWSERFLEET_SERVER_SECRET": secrets.token_hex(32),
-        "BROWSERFLEET_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S),
-        "BROWSERFLEET_REAPER_INTERVAL_S": "0.25",
-    }
+    secret = secrets.token_hex(32)
 
-    def start(n: int) -> list[FakeServer]:
+    def start(n: int, heartbeat_s: float = CALM_HEARTBEAT_S) -> list[FakeServer]:
+        shared = {
+            "BROWSERFLEET_DATABASE_URL": database_url,
+            "BROWSERFLEET_SERVER_SECRET": secret,
+            "BROWSERFLEET_HEARTBEAT_INTERVAL_S": str(heartbeat_s),
+            "BROWSERFLEET_REAPER_INTERVAL_S": "0.25",
+        }
         fresh = []
         for _ in range(n):
             port = free_port()
@@ -115,7 +119,7 @@ async def _assert_settled_once(books: SqlProjectStore, name: str) -> None:
 
 
 async def test_a_create_storm_on_two_servers_never_exceeds_the_project_limit(
-    start_servers: Callable[[int], list[FakeServer]],
+    start_servers: Callable[..., list[FakeServer]],
     books: SqlProjectStore,
     database_url: str,
 ) -> None:
@@ -148,7 +152,7 @@ async def test_a_create_storm_on_two_servers_never_exceeds_the_project_limit(
 
 @only_postgresql
 async def test_a_stop_asked_on_the_other_server_is_carried_out_by_the_owner(
-    start_servers: Callable[[int], list[FakeServer]], books: SqlProjectStore
+    start_servers: Callable[..., list[FakeServer]], books: SqlProjectStore
 ) -> None:
     a, b = start_servers(2)
     key = _initial_key(a, b)
@@ -171,9 +175,9 @@ async def test_a_stop_asked_on_the_other_server_is_carried_out_by_the_owner(
 
 @only_postgresql
 async def test_kill_9_of_one_server_the_other_adopts_and_bills_at_its_last_heartbeat(
-    start_servers: Callable[[int], list[FakeServer]], books: SqlProjectStore, database_url: str
+    start_servers: Callable[..., list[FakeServer]], books: SqlProjectStore, database_url: str
 ) -> None:
-    a, b = start_servers(2)
+    a, b = start_servers(2, heartbeat_s=HEARTBEAT_S)
     key = _initial_key(a, b)
     async with _client(a, key) as on_a, _client(b, key) as on_b:
         views = [(await on_a.post("/browsers", json={"timeout": 5})).json() for _ in range(2)]
@@ -199,11 +203,11 @@ async def test_kill_9_of_one_server_the_other_adopts_and_bills_at_its_last_heart
 
 @only_postgresql
 async def test_a_frozen_server_is_taken_over_and_closes_its_browsers_when_it_wakes(
-    start_servers: Callable[[int], list[FakeServer]], books: SqlProjectStore
+    start_servers: Callable[..., list[FakeServer]], books: SqlProjectStore
 ) -> None:
     """Fencing: SIGSTOP A past the orphan timeout; B settles its session as of A's last
     heartbeat; SIGCONT A: its next sweep closes that browser and leaves the books alone."""
-    a, b = start_servers(2)
+    a, b = start_servers(2, heartbeat_s=HEARTBEAT_S)
     key = _initial_key(a, b)
     async with _client(a, key) as on_a, _client(b, key) as on_b:
         created = (await on_a.post("/browsers", json={"timeout": 5})).json()
@@ -260,7 +264,7 @@ async def _until(check: Callable[[], Any], what: str, timeout: float = 15.0) -> 
 
 @only_postgresql
 async def test_a_server_started_with_another_secret_exits_and_says_why(
-    start_servers: Callable[[int], list[FakeServer]], suite_resources: Any
+    start_servers: Callable[..., list[FakeServer]], suite_resources: Any
 ) -> None:
     (a,) = start_servers(1)
     port = free_port()
