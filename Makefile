@@ -13,7 +13,8 @@ STAMP := $(VENV)/.browserfleet-dev.stamp
 # lockfile; the stamp inside node_modules makes it a no-op until the lockfile changes.
 JS_DIR := tests/support/js
 JS_STAMP := $(JS_DIR)/node_modules/.browserfleet.stamp
-APT_PACKAGES := chromium chromium-headless-shell ffmpeg bubblewrap
+# postgresql: the tests start a throwaway PostgreSQL server of their own (never the system's).
+APT_PACKAGES := chromium chromium-headless-shell ffmpeg bubblewrap postgresql
 CHROMIUM := /usr/lib/chromium/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null || echo sudo)
 
@@ -25,7 +26,7 @@ GATEWAY_ARGS ?=
 .PHONY: help setup system-deps js-deps serve test lint bench clean distclean
 
 help:
-	@echo "make setup      install Debian's chromium, chromium-headless-shell, ffmpeg, bubblewrap; create $(VENV); pip install -e '.[dev]'"
+	@echo "make setup      install Debian's chromium, chromium-headless-shell, ffmpeg, bubblewrap, postgresql; create $(VENV); pip install -e '.[dev]'"
 	@echo "make serve      run the server (SERVE_ARGS='--port 8000 --data-dir DIR ...')"
 	@echo "make test       run the whole pytest suite (PYTEST_ARGS='tests/unit -x ...')"
 	@echo "make lint       ruff check, ruff format --check, mypy --strict, lint-imports"
@@ -61,6 +62,8 @@ system-deps:
 	fi; \
 	test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) is missing after install" >&2; exit 1; }; \
 	test -x /usr/bin/bwrap || { echo "error: /usr/bin/bwrap is missing after install" >&2; exit 1; }; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  || { echo "error: PostgreSQL's initdb is missing after install" >&2; exit 1; }; \
 	if ! command -v npm >/dev/null; then \
 	  echo "==> apt-get install nodejs npm"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \

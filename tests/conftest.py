@@ -7,6 +7,9 @@ server, or Chromium on the host via --user-data-dir), if a process, mount or cgr
 run's sandbox uids remains, if any session dir is left behind, or if any registered port still
 listens. Then we clean up so one leaky run does not poison the next (set
 BROWSERFLEET_TEST_KEEP_LOGS=DIR to keep every server's log there).
+
+Also the database fixtures: `database_url` is a fresh migrated database per test on each
+backend (SQLite, and PostgreSQL on one throwaway server the suite starts on first use).
 """
 
 from __future__ import annotations
@@ -17,16 +20,19 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import pytest
+from postgres_cluster import PostgresCluster, started_cluster
 from sandboxes import TEST_UIDS
 
 from browserfleet.sandbox.cgroups import remove_dirs
 from browserfleet.sandbox.mounts import unmount_all
 from browserfleet.sandbox.residue import Residue, find_residue, kill_uid
+from browserfleet.store.migrate import upgrade
 
 LEAK_GRACE_S = 10.0
 
@@ -55,6 +61,64 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def suite_resources(pytestconfig: pytest.Config) -> SuiteResources:
     return pytestconfig.stash[RESOURCES_KEY]
+
+
+# The store, service and API tests run once per database backend.
+DATABASES = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres(suite_resources: SuiteResources) -> Iterator[PostgresCluster]:
+    """One PostgreSQL server for the whole run, started on first use. It fails the tests that
+    need it when it cannot start (never a skip): `make setup` installs Debian's postgresql."""
+    cluster = started_cluster(suite_resources.new_data_dir())
+    suite_resources.ports.add(cluster.port)
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture(params=DATABASES)
+def database(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def database_url(
+    database: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[str]:
+    """A fresh, migrated database of each backend: an SQLite file in tmp_path, or a PostgreSQL
+    database cloned from the migrated template (dropped after the test)."""
+    async with _fresh_database(database, request, tmp_path, migrated=True) as url:
+        yield url
+
+
+@pytest.fixture
+async def blank_database_url(
+    database: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[str]:
+    """The same, but empty: not migrated (for the migration tests)."""
+    async with _fresh_database(database, request, tmp_path, migrated=False) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def _fresh_database(
+    database: str, request: pytest.FixtureRequest, tmp_path: Path, *, migrated: bool
+) -> AsyncIterator[str]:
+    if database == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'browserfleet.db'}"
+        if migrated:
+            await upgrade(url)
+        yield url
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    name = await cluster.create_database(migrated=migrated)
+    try:
+        yield cluster.url(name)
+    finally:
+        await cluster.drop_database(name)
 
 
 def processes_of_suite(prefix: str) -> list[psutil.Process]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import sys
@@ -34,6 +35,7 @@ from browserfleet.cdp.gateway import CdpGatewayServer, GatewayLimits
 from browserfleet.cdp.relay import RelayLimits
 from browserfleet.clock import Clock, utc_now
 from browserfleet.egress import PoolPlanner, RouteRegions
+from browserfleet.errors import SecretMismatch
 from browserfleet.ids import InstanceId
 from browserfleet.metrics import CapacityInUse, CdpTraffic, EgressTraffic, Metrics
 from browserfleet.proxy import EgressGuard, PoolConfig, load_pool_config, parse_networks
@@ -118,7 +120,12 @@ async def open_stores(
     url = settings.effective_database_url()
     private_database_files(url)
     await upgrade(url)
-    engine = create_engine(url, settings.database_busy_timeout_s)
+    engine = create_engine(
+        url,
+        settings.database_busy_timeout_s,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
     try:
         orphan_after = timedelta(seconds=settings.heartbeat_interval_s * STALE_HEARTBEATS)
         yield (
@@ -134,6 +141,22 @@ def server_secret(settings: Settings) -> ServerSecret:
     if settings.server_secret is not None:
         return parse_secret(settings.server_secret.get_secret_value())
     return load_or_create_secret(settings.data_dir)
+
+
+SECRET_CHECK_SETTING = "server_secret_check"
+
+
+async def check_shared_secret(secret: ServerSecret, projects: SqlProjectStore) -> None:
+    """Refuse to serve with a secret other than the one the servers on this database use (the
+    first server to start records its check value): a session read through one server must
+    get the CDP token the server running it accepts."""
+    mine = secret.check_value()
+    stored = await projects.claim_shared(SECRET_CHECK_SETTING, mine)
+    if not hmac.compare_digest(stored, mine):
+        raise SecretMismatch(
+            "this server's secret differs from the one the other servers on this database "
+            "use: give every server the same BROWSERFLEET_SERVER_SECRET"
+        )
 
 
 def private_database_files(url: str) -> None:
@@ -389,6 +412,7 @@ async def build_runtime(
     adapters = adapters or Adapters()
     clock = adapters.clock
     async with open_stores(settings, clock) as (projects, store):
+        await check_shared_secret(server_secret(settings), projects)
         key = await ensure_initial_key(settings, projects)
         if key is not None:
             announce_initial_key(settings, key)

@@ -61,6 +61,16 @@ class InvalidUpload(DomainError):
     """An upload body that is not multipart/form-data with at least one whole file part."""
 
 
+class DatabaseUnavailable(DomainError):
+    """The database cannot be reached or did not answer in time (down, locked past the busy
+    timeout, out of space, too many connections); nothing was written, retrying later may work."""
+
+
+class SecretMismatch(DomainError):
+    """This server's secret is not the one the other servers on its database use (their CDP
+    tokens would not match); it must not serve."""
+
+
 class ProjectNotFound(DomainError):
     """No project of that name (CLI)."""
 

@@ -11,6 +11,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+# The drivers browserfleet ships; a URL naming the backend alone gets its driver.
+DATABASE_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
 
 class BrowserMode(StrEnum):
@@ -231,6 +236,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     # Base of every URL handed to clients; defaults to each request's own scheme and host.
     public_url: str | None = None
+    # sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB (a plain
+    # sqlite:// or postgresql:// / postgres:// URL gets the driver; no other is supported).
     database_url: str | None = None
     # Derives the CDP tokens (hex or base64, 32+ bytes). None: DATA_DIR/server-secret, created
     # at the first start. Servers sharing a database must share it.
@@ -240,6 +247,10 @@ class Settings(BaseSettings):
     # How long a database statement waits for another process's lock; past it the API
     # answers 503 with Retry-After.
     database_busy_timeout_s: float = Field(30.0, gt=0)
+    # Connections each server keeps open to the database, and how many more it may open under
+    # load (PostgreSQL's max_connections must cover every server's sum, plus the admin CLI).
+    database_pool_size: int = Field(10, ge=1)
+    database_max_overflow: int = Field(10, ge=0)
     log_level: str = "INFO"
     # Sweeps wake at each session's timeout; this bounds how late a stop asked on another
     # instance (or a session created since the last sweep) is noticed.
@@ -254,6 +265,13 @@ class Settings(BaseSettings):
     stealth: StealthSettings = Field(default_factory=StealthSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
 
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, url: str | None) -> str | None:
+        if url is None or not url.strip():
+            return None
+        return normalize_database_url(url.strip())
+
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -262,3 +280,21 @@ class Settings(BaseSettings):
     @property
     def sessions_dir(self) -> Path:
         return self.data_dir / "sessions"
+
+
+def normalize_database_url(url: str) -> str:
+    """`url` with browserfleet's async driver (postgres:// and postgresql:// get asyncpg,
+    sqlite:// aiosqlite); a ValueError for anything else. The password is never echoed."""
+    if url.startswith("postgres://"):  # Heroku's and libpq's short scheme
+        url = "postgresql://" + url.removeprefix("postgres://")
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError("not a database URL (e.g. postgresql://USER:PASSWORD@HOST/DB)") from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    wanted = DATABASE_DRIVERS.get(backend)
+    if wanted is None:
+        raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    if parsed.drivername not in (backend, wanted):
+        raise ValueError(f"unsupported driver {driver!r} for {backend}: use {wanted}")
+    return parsed.set(drivername=wanted).render_as_string(hide_password=False)

@@ -189,3 +189,19 @@ def test_a_data_dir_that_is_a_file_fails(tmp_path: Path) -> None:
     target = tmp_path / "file"
     target.write_text("")
     assert check_data_dir(target).status is Status.FAIL
+
+
+async def test_a_migrated_database_of_each_backend_is_ok(database_url: str) -> None:
+    finding = await check_database(database_url)
+    assert finding.status is Status.OK
+    assert finding.detail == f"{redact(database_url)} reachable, schema current"
+
+
+async def test_an_empty_database_of_each_backend_is_a_warning_to_migrate(
+    blank_database_url: str,
+) -> None:
+    """SQLite: no file yet; PostgreSQL: the database exists, without tables."""
+    finding = await check_database(blank_database_url)
+    assert finding.status is Status.WARN
+    assert finding.detail.startswith(redact(blank_database_url))
+    assert "browserfleet migrate" in (finding.fix or "")

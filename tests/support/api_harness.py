@@ -1,4 +1,5 @@
-"""The real FastAPI app over ASGI, with the hand-written runtime fakes and a real SQLite.
+"""The real FastAPI app over ASGI, with the hand-written runtime fakes and a real database
+(SQLite or PostgreSQL).
 
 No browser and no server process: a request costs milliseconds, so every error status and
 every response shape can be checked exhaustively (tests/integration/api); tests/e2e checks the
@@ -67,9 +68,10 @@ class Api:
         return minted.secret
 
 
-def api_settings(data_dir: Path, **overrides: Any) -> Settings:
+def api_settings(data_dir: Path, database_url: str | None = None, **overrides: Any) -> Settings:
     return Settings(
         data_dir=data_dir,
+        database_url=database_url,
         public_url=BASE,
         browser=BrowserSettings(pool_size=0),
         limits=LimitSettings(default_concurrent_sessions=3, host_max_browsers=HOST_MAX_BROWSERS),
@@ -80,9 +82,10 @@ def api_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running_api(data_dir: Path) -> AsyncIterator[Api]:
-    """The app with its lifespan started, a client over ASGI, and the fakes to steer it."""
-    settings = api_settings(data_dir)
+async def running_api(data_dir: Path, database_url: str | None = None) -> AsyncIterator[Api]:
+    """The app with its lifespan started, a client over ASGI, and the fakes to steer it; on
+    `database_url` (default: SQLite in data_dir)."""
+    settings = api_settings(data_dir, database_url)
     launcher, gateway, clock = FakeLauncher(), FakeGateway(), FakeClock()
     adapters = Adapters(
         launcher=launcher,

@@ -1,6 +1,9 @@
 """A real uvicorn server around the real app, with the hand-written runtime fakes instead of
-Chromium: `python fake_server.py DATA_DIR PORT`. The fuzzing suite aims at it (thousands of
-creates cost nothing), over real HTTP, so uvicorn's own edge is under test too."""
+Chromium: `python fake_server.py DATA_DIR PORT [LABEL]` (LABEL only shows in the command
+line). The fuzzing suite aims at it (thousands of creates cost nothing), over real HTTP, so
+uvicorn's own edge is under test too; the multi-process tests run several on one database.
+Settings not given here come from BROWSERFLEET_* variables (database URL, server secret,
+heartbeat interval)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Errors to HTTP responses, applied once at the edge: the domain errors' table, and the few
-failures of the machinery (validation, routing, the database) that clients must also get as
-JSON `{"detail": ...}` rather than a crash or a bare 500."""
+failures of the machinery (validation, routing) that clients must also get as JSON
+`{"detail": ...}` rather than a crash or a bare 500. An unavailable database reaches here as
+the domain's DatabaseUnavailable, whatever the backend (the store names it)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from browserfleet import errors as e
 
 log = logging.getLogger(__name__)
-DATABASE_UNAVAILABLE = "The database is unavailable (busy or out of space); retry shortly."
+DATABASE_UNAVAILABLE = (
+    "The database is unavailable (busy, unreachable or out of space); retry shortly."
+)
 INTERNAL_ERROR = "Internal error"
 
 
@@ -51,6 +53,8 @@ HTTP_ERRORS: dict[type[e.DomainError], HttpError] = {
     e.AccountNotFound: HttpError(404, "Account not found"),
     e.ProjectNotFound: HttpError(404, "Project not found"),
     e.ApiKeyNotFound: HttpError(404, "API key not found"),
+    # Raised at startup only (the server refuses to serve); never a client's doing.
+    e.SecretMismatch: HttpError(500, INTERNAL_ERROR),
     e.ProxyCountryUnavailable: HttpError(
         422, "No proxy pool serves this country on this server", body_field="proxyCountryCode"
     ),
@@ -67,6 +71,7 @@ HTTP_ERRORS: dict[type[e.DomainError], HttpError] = {
     e.BrowserLaunchFailed: HttpError(
         503, "The browser failed to start; retry shortly.", retry_after=True
     ),
+    e.DatabaseUnavailable: HttpError(503, DATABASE_UNAVAILABLE, retry_after=True),
 }
 
 
@@ -128,6 +133,8 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
 
     async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, e.DomainError)
+        if isinstance(exc, e.DatabaseUnavailable):
+            log.error("database unavailable: %s", exc)
         mapped = http_error_for(exc)
         headers = retry_after if mapped.retry_after else None
         return JSONResponse(
@@ -148,10 +155,6 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
         assert isinstance(response, JSONResponse)
         return response
 
-    async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("database unavailable: %s", exc)
-        return JSONResponse({"detail": DATABASE_UNAVAILABLE}, status_code=503, headers=retry_after)
-
     async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
         return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)
@@ -159,5 +162,4 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
     app.add_exception_handler(e.DomainError, domain_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(OperationalError, database_unavailable)
     app.add_exception_handler(Exception, internal_error)

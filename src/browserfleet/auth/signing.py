@@ -18,6 +18,7 @@ from pathlib import Path
 SECRET_FILE = "server-secret"
 _SECRET_BYTES = 32
 CDP_TOKEN = "cdp-token"
+SECRET_CHECK = "secret-check"
 
 
 class ServerSecret:
@@ -40,6 +41,11 @@ class ServerSecret:
 
     def cdp_token(self, session_id: str) -> str:
         return self.derive(CDP_TOKEN, session_id)
+
+    def check_value(self) -> str:
+        """Stored in the database so servers can tell they share this secret; it says nothing
+        of the secret itself (an HMAC under a label of its own)."""
+        return self.derive(SECRET_CHECK, "browserfleet")
 
 
 def token_digest(token: str) -> str:

@@ -15,6 +15,7 @@ from browserfleet.auth.model import DEFAULT_PROJECT_NAME
 from browserfleet.auth.ports import UNSET, Unset
 from browserfleet.billing.pricing import format_usd, usd_to_micros
 from browserfleet.bootstrap import open_stores
+from browserfleet.cli.doctor import redact
 from browserfleet.errors import ProjectNotFound
 from browserfleet.settings import Settings
 from browserfleet.store.projects import SqlProjectStore
@@ -37,7 +38,7 @@ def _run(settings: Settings, work: Callable[[SqlProjectStore], Coroutine[Any, An
 
 def migrate(settings: Settings, _args: argparse.Namespace) -> int:
     async def nothing(_projects: SqlProjectStore) -> None:
-        _out(f"database at {settings.effective_database_url().split('///')[-1]} is up to date")
+        _out(f"database {redact(settings.effective_database_url())} is up to date")
 
     return _run(settings, nothing)
 

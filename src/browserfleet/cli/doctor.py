@@ -29,7 +29,7 @@ from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
 from browserfleet.capacity import MIB, CapacityPolicy, HostProbe, admit, headroom
 from browserfleet.cli.doctor_storage import check_storage
 from browserfleet.cli.findings import Finding, Status
-from browserfleet.errors import BrowserLaunchFailed
+from browserfleet.errors import BrowserLaunchFailed, DatabaseUnavailable
 from browserfleet.sandbox import preflight
 from browserfleet.sandbox.box import Sandbox
 from browserfleet.sandbox.runner import SandboxRunner
@@ -261,10 +261,12 @@ async def check_database(url: str) -> Finding:
         async with asyncio.timeout(DATABASE_TIMEOUT_S):
             current = await is_current(url)
     except Exception as error:  # any driver error: report it, never its message's secrets
+        # DatabaseUnavailable's message is written to be shown (no URL, no statement).
+        why = str(error) if isinstance(error, DatabaseUnavailable) else type(error).__name__
         return Finding(
             Status.FAIL,
             "database",
-            f"{shown} unreachable ({type(error).__name__})",
+            f"{shown} unreachable ({why})",
             "check the URL, that the server runs and the credentials",
         )
     if not current:

@@ -9,6 +9,10 @@ Every intermediate status has a deadline, after which the row is a fault to repa
 something to skip: STARTING ends when its create is gone (a crash) or past STARTING_DEADLINE
 (the create is cancelled); STOPPING is retried every sweep until it is STOPPED; the live
 sessions of a dead instance are settled as of its last heartbeat.
+
+Fencing: an instance that was only presumed dead (frozen, or cut off from the database past
+the orphan timeout) finds at its next sweep that its sessions belong to another instance
+now, stopped and billed; it closes their browsers without touching their rows.
 """
 
 from __future__ import annotations
@@ -162,13 +166,18 @@ class Reaper:
             await asyncio.sleep(delay)
 
     async def sweep(self) -> datetime | None:
-        """Stop expired sessions and finish stops other instances asked of us; return the
-        earliest timeout still to come."""
+        """Stop expired sessions and finish stops other instances asked of us, close the
+        browsers of sessions taken from us; return the earliest timeout still to come."""
         now = self._clock()
         # In-flight creates first: one that finishes after the query is then still "in
-        # flight" here, never mistaken for a stuck row.
+        # flight" here, never mistaken for a stuck row; likewise the browsers running here
+        # are noted before the query, so a session created meanwhile is never "taken".
         creating = self._service.creating()
+        running = self._service.running_settled()
         live = await self._store.live_owned_by(self._service.instance)
+        taken = running - {session.id for session in live}
+        if taken:
+            await self._service.release_taken_over(taken)
         plan = plan_sweep(live, now, creating)
         for session, reason, at in plan.stops:
             self._stop_soon(session.id, reason, at)

@@ -532,6 +532,33 @@ class SessionService:
     def is_tearing_down(self, session_id: SessionId) -> bool:
         return session_id in self._teardowns
 
+    def running_settled(self) -> frozenset[SessionId]:
+        """Sessions whose browser runs here and whose create is over: each row was ACTIVE
+        and ours when it was written, so it stays ours and live until this instance stops it,
+        unless another instance took it over."""
+        return frozenset(self._running) - frozenset(self._creating)
+
+    async def release_taken_over(self, session_ids: frozenset[SessionId]) -> int:
+        """Fencing: close the browsers of sessions another instance has taken over (it judged
+        this one dead: frozen, partitioned, or cut off from the database past the orphan
+        timeout) and already stopped and billed. Their rows are left as they are; returns how
+        many browsers were closed."""
+        closed = 0
+        for session_id in session_ids:
+            if session_id in self._teardowns or session_id in self._creating:
+                continue
+            running = self._running.pop(session_id, None)
+            if running is None:
+                continue
+            log.warning(
+                "session taken over by another server: closing its browser here",
+                extra={"session_id": str(session_id)},
+            )
+            await self._gateway.close(running.token)
+            await running.handle.close()
+            closed += 1
+        return closed
+
     # -- shutdown -------------------------------------------------------------------------
     async def shutdown(self) -> None:
         """Refuse new creates, let those in flight finish or fail them, stop and bill every

@@ -19,7 +19,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from browserfleet.store.engine import create_engine, reader
+from browserfleet.store.engine import create_engine
+from browserfleet.store.transactions import Transactions
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any fixed 64-bit number, the same in every browserfleet process ("bfleet" in ASCII).
@@ -29,10 +30,13 @@ _PG_MIGRATION_LOCK = 0x62666C656574
 async def upgrade(url: str) -> None:
     """Migrate the database at `url` to head; safe to run from several processes at once."""
     engine = create_engine(url)
+
+    async def work(conn: AsyncConnection) -> None:
+        await _take_migration_lock(conn)
+        await conn.run_sync(_upgrade_to_head)
+
     try:
-        async with engine.begin() as conn:
-            await _take_migration_lock(conn)
-            await conn.run_sync(_upgrade_to_head)
+        await Transactions(engine).write(work)
     finally:
         await engine.dispose()
 
@@ -41,8 +45,7 @@ async def is_current(url: str) -> bool:
     """Whether the database at `url` is at the newest revision (for readiness checks)."""
     engine = create_engine(url)
     try:
-        async with reader(engine).connect() as conn:
-            current = await conn.run_sync(_current_heads)
+        current = await Transactions(engine).read(lambda conn: conn.run_sync(_current_heads))
     finally:
         await engine.dispose()
     return current == set(_script_directory().get_heads())

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import ColumnElement, RowMapping, func, insert, select, update
+from sqlalchemy import ColumnElement, Insert, RowMapping, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -19,18 +20,17 @@ from browserfleet.auth.ports import UNSET, Unset
 from browserfleet.errors import ApiKeyNotFound, ProjectNotFound
 from browserfleet.ids import ApiKeyId, ProjectId, SessionId
 from browserfleet.store import ledger
-from browserfleet.store.engine import reader
 from browserfleet.store.ledger import LedgerEntry, LedgerKind
 from browserfleet.store.session_queries import LIVE, values_of
-from browserfleet.store.tables import api_keys, projects, sessions
+from browserfleet.store.tables import api_keys, projects, sessions, shared_settings
+from browserfleet.store.transactions import Transactions
 
 
 class SqlProjectStore:
     """The ProjectStore port on a SQLAlchemy async engine, plus counts and ledger reads."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._reader = reader(engine)
+        self._tx = Transactions(engine)
 
     async def create_project(
         self, name: str, *, concurrent_limit: int | None = None, credits_micros: int | None = None
@@ -42,29 +42,33 @@ class SqlProjectStore:
             concurrent_limit=concurrent_limit,
             credit_balance_micros=credits_micros,
         )
+
+        async def work(conn: AsyncConnection) -> None:
+            if await _project_where(conn, projects.c.name == name) is not None:
+                raise ValueError(f"a project named {name!r} already exists")
+            await conn.execute(insert(projects).values(_project_values(project)))
+            if credits_micros is not None:
+                await _record_credit_set(conn, project.id, credits_micros)
+
         try:
-            async with self._engine.begin() as conn:
-                if await _project_where(conn, projects.c.name == name) is not None:
-                    raise ValueError(f"a project named {name!r} already exists")
-                await conn.execute(insert(projects).values(_project_values(project)))
-                if credits_micros is not None:
-                    await _record_credit_set(conn, project.id, credits_micros)
+            await self._tx.write(work)
         except IntegrityError as exc:  # another process took the name since our check
             raise ValueError(f"a project named {name!r} already exists") from exc
         return project
 
     async def get_project(self, project_id: ProjectId) -> Project | None:
-        async with self._reader.connect() as conn:
-            return await _project_where(conn, projects.c.id == project_id)
+        return await self._tx.read(lambda conn: _project_where(conn, projects.c.id == project_id))
 
     async def project_by_name(self, name: str) -> Project | None:
-        async with self._reader.connect() as conn:
-            return await _project_where(conn, projects.c.name == name)
+        return await self._tx.read(lambda conn: _project_where(conn, projects.c.name == name))
 
     async def list_projects(self) -> Sequence[Project]:
         stmt = select(projects).order_by(projects.c.created_at, projects.c.name)
-        async with self._reader.connect() as conn:
+
+        async def work(conn: AsyncConnection) -> list[Project]:
             return [_project(row) for row in (await conn.execute(stmt)).mappings()]
+
+        return await self._tx.read(work)
 
     async def update_project(
         self,
@@ -78,16 +82,20 @@ class SqlProjectStore:
             changes["concurrent_limit"] = concurrent_limit
         if not isinstance(credits_micros, Unset):
             changes["credit_balance_micros"] = credits_micros
-        async with self._engine.begin() as conn:
+
+        async def work(conn: AsyncConnection) -> Project | None:
             project = await _project_where(conn, projects.c.name == name)
             if project is None:
                 raise ProjectNotFound(name)
             if not changes:
                 return project
+            # The row is locked by this UPDATE before the credit_set entry gets its id.
             await conn.execute(update(projects).where(projects.c.id == project.id).values(changes))
             if not isinstance(credits_micros, Unset):
                 await _record_credit_set(conn, project.id, credits_micros)
-            updated = await _project_where(conn, projects.c.id == project.id)
+            return await _project_where(conn, projects.c.id == project.id)
+
+        updated = await self._tx.write(work)
         if updated is None:
             raise ProjectNotFound(name)
         return updated
@@ -97,50 +105,74 @@ class SqlProjectStore:
         record = ApiKeyRecord(
             id=ApiKeyId(uuid4()), project_id=project_id, prefix=prefix, created_at=datetime.now(UTC)
         )
+
+        async def work(conn: AsyncConnection) -> None:
+            if await _project_where(conn, projects.c.id == project_id) is None:
+                raise ProjectNotFound(str(project_id))
+            await conn.execute(insert(api_keys).values(_key_values(record, digest)))
+
         try:
-            async with self._engine.begin() as conn:
-                if await _project_where(conn, projects.c.id == project_id) is None:
-                    raise ProjectNotFound(str(project_id))
-                await conn.execute(insert(api_keys).values(_key_values(record, digest)))
+            await self._tx.write(work)
         except IntegrityError as exc:
             raise ValueError("an API key with that digest already exists") from exc
         return record
 
     async def key_by_digest(self, digest: str) -> ApiKeyRecord | None:
         stmt = select(api_keys).where(api_keys.c.digest == digest, api_keys.c.revoked_at.is_(None))
-        async with self._reader.connect() as conn:
+
+        async def work(conn: AsyncConnection) -> ApiKeyRecord | None:
             row = (await conn.execute(stmt)).mappings().first()
-        return None if row is None else _key(row)
+            return None if row is None else _key(row)
+
+        return await self._tx.read(work)
 
     async def list_keys(self, project_id: ProjectId | None = None) -> Sequence[ApiKeyRecord]:
         stmt = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
         if project_id is not None:
             stmt = stmt.where(api_keys.c.project_id == project_id)
-        async with self._reader.connect() as conn:
+
+        async def work(conn: AsyncConnection) -> list[ApiKeyRecord]:
             return [_key(row) for row in (await conn.execute(stmt)).mappings()]
+
+        return await self._tx.read(work)
 
     async def revoke_key(self, id_or_prefix: str) -> ApiKeyRecord:
         """By id (a UUID string) or by a prefix that names exactly one key. Revoking a revoked
-        key returns it unchanged (its first revocation time stays)."""
-        async with self._engine.begin() as conn:
+        key returns it unchanged: of two revocations at once, only the first sets the time."""
+
+        async def work(conn: AsyncConnection) -> ApiKeyRecord:
             key = await _key_by_id_or_prefix(conn, id_or_prefix)
-            if key.revoked_at is not None:
-                return key
-            revoked_at = datetime.now(UTC)
-            await conn.execute(
-                update(api_keys).where(api_keys.c.id == key.id).values(revoked_at=revoked_at)
+            revoked = await conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key.id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+                .returning(*api_keys.c)
             )
-        return ApiKeyRecord(
-            id=key.id,
-            project_id=key.project_id,
-            prefix=key.prefix,
-            created_at=key.created_at,
-            revoked_at=revoked_at,
-        )
+            row = revoked.mappings().first()
+            return _key(row) if row is not None else await _key_by_id_or_prefix(conn, str(key.id))
+
+        return await self._tx.write(work)
+
+    async def claim_shared(self, name: str, value: str) -> str:
+        """The value every server on this database uses for `name`: `value` if this is the
+        first to claim it (servers starting at once all get the first writer's), else the
+        value already stored."""
+
+        async def work(conn: AsyncConnection) -> str:
+            await conn.execute(_insert_if_absent(conn.dialect.name, name, value))
+            stored = await conn.scalar(
+                select(shared_settings.c.value).where(shared_settings.c.name == name)
+            )
+            assert isinstance(stored, str)
+            return stored
+
+        return await self._tx.write(work)
 
     async def count_projects(self) -> int:
-        async with self._reader.connect() as conn:
+        async def work(conn: AsyncConnection) -> int:
             return await conn.scalar(select(func.count()).select_from(projects)) or 0
+
+        return await self._tx.read(work)
 
     async def active_session_count(self, project_id: ProjectId) -> int:
         """Live (STARTING, ACTIVE, STOPPING) sessions of the project, counted from their rows;
@@ -150,16 +182,25 @@ class SqlProjectStore:
             .select_from(sessions)
             .where(sessions.c.project_id == project_id, sessions.c.status.in_(values_of(LIVE)))
         )
-        async with self._reader.connect() as conn:
+
+        async def work(conn: AsyncConnection) -> int:
             return await conn.scalar(stmt) or 0
 
+        return await self._tx.read(work)
+
     async def ledger_for_session(self, session_id: SessionId) -> Sequence[LedgerEntry]:
-        async with self._reader.connect() as conn:
-            return await ledger.entries_for_session(conn, session_id)
+        return await self._tx.read(lambda conn: ledger.entries_for_session(conn, session_id))
 
     async def ledger_for_project(self, project_id: ProjectId) -> Sequence[LedgerEntry]:
-        async with self._reader.connect() as conn:
-            return await ledger.entries_for_project(conn, project_id)
+        return await self._tx.read(lambda conn: ledger.entries_for_project(conn, project_id))
+
+
+def _insert_if_absent(dialect: str, name: str, value: str) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING: the loser of a race waits for the winner's commit
+    and then inserts nothing (no unique-violation error to handle)."""
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = make(shared_settings).values(name=name, value=value)
+    return stmt.on_conflict_do_nothing(index_elements=[shared_settings.c.name])
 
 
 async def _record_credit_set(

@@ -2,7 +2,14 @@
 
 Every status change is one conditional UPDATE guarded by the lifecycle's `allowed_from(event)`,
 so when two processes race on one session exactly one of them moves it and books its money;
-the other finds the row already moved and gets it back unchanged (or an error).
+the other finds the row already moved and gets it back unchanged (or an error). On PostgreSQL
+(READ COMMITTED) the loser's UPDATE waits for the winner's commit and then re-checks its WHERE
+on the new row, so the check and the write are one atomic step there too.
+
+Lock order, the same in every transaction that moves money: the session's row, then its
+project's row, then the ledger entries. The ledger's ids are therefore handed out while the
+project row is locked, and replaying a project's entries in id order gives its balance even
+when servers on several hosts book at once.
 """
 
 from __future__ import annotations
@@ -10,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, case, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Insert, Select, case, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from browserfleet.clock import Clock, utc_now
@@ -37,11 +45,11 @@ from browserfleet.sessions.model import (
 )
 from browserfleet.sessions.ports import InstanceRecord
 from browserfleet.store import ledger
-from browserfleet.store.engine import reader
 from browserfleet.store.ledger import LedgerKind
 from browserfleet.store.session_queries import LIVE, list_conditions, values_of
 from browserfleet.store.session_rows import session_from_row, session_values
 from browserfleet.store.tables import instances, projects, session_metadata, sessions
+from browserfleet.store.transactions import Transactions
 
 _E = SessionEvent
 DEFAULT_ORPHAN_AFTER = timedelta(seconds=60)
@@ -60,15 +68,15 @@ class SqlSessionStore:
         """`orphan_after`: how long an owner may stay silent before adopt() may take its
         sessions; give it the same value the reaper uses to compute orphaned()'s stale_before.
         `clock` stamps what the store decides by itself (failure times, ledger entries)."""
-        self._engine = engine
+        self._tx = Transactions(engine)
         self._orphan_after = orphan_after
         self._clock = clock
-        self._reader = reader(engine)
 
     async def reserve(self, session: Session, default_limit: int) -> None:
         if session.status is not SessionStatus.STARTING:
             raise ValueError(f"reserve takes a STARTING session, not {session.status}")
-        async with self._engine.begin() as conn:
+
+        async def work(conn: AsyncConnection) -> None:
             if not await _take_slot(conn, session, default_limit):
                 raise await _refusal(conn, session)
             await conn.execute(insert(sessions).values(session_values(session)))
@@ -90,8 +98,10 @@ class SqlSessionStore:
                 at=self._clock(),
             )
 
+        await self._tx.write(work)
+
     async def mark_active(self, session_id: SessionId, *, pid: int, session_dir: str) -> Session:
-        async with self._engine.begin() as conn:
+        async def work(conn: AsyncConnection) -> Session:
             moved = await _move(
                 conn, session_id, _E.LAUNCHED, browser_pid=pid, session_dir=session_dir
             )
@@ -99,22 +109,26 @@ class SqlSessionStore:
                 return moved
             raise _refused_move(await _current(conn, session_id), _E.LAUNCHED)
 
+        return await self._tx.write(work)
+
     async def mark_failed(self, session_id: SessionId) -> None:
         """STARTING -> FAILED with a full refund; a session already FAILED is left as it is."""
-        async with self._engine.begin() as conn:
+
+        async def work(conn: AsyncConnection) -> None:
             if await self._fail(conn, session_id) is None:
                 current = await _current(conn, session_id)
                 if current is not None and current.status is SessionStatus.FAILED:
                     return
                 raise _refused_move(current, _E.LAUNCH_FAILED)
 
+        await self._tx.write(work)
+
     async def fail_if_starting(self, session_id: SessionId) -> Session | None:
         """A repair: STARTING -> FAILED with a full refund, if the row is (still) STARTING.
 
         Returns the failed session, or None when there is no such row or it has moved on
         (its create finished meanwhile, or another repair got there first)."""
-        async with self._engine.begin() as conn:
-            return await self._fail(conn, session_id)
+        return await self._tx.write(lambda conn: self._fail(conn, session_id))
 
     async def _fail(self, conn: AsyncConnection, session_id: SessionId) -> Session | None:
         moved = await _move(
@@ -127,7 +141,7 @@ class SqlSessionStore:
     async def request_stop(
         self, session_id: SessionId, reason: StopReason, at: datetime
     ) -> Session:
-        async with self._engine.begin() as conn:
+        async def work(conn: AsyncConnection) -> Session:
             moved = await _move(
                 conn, session_id, _E.STOP_REQUESTED, stop_reason=reason.value, finished_at=at
             )
@@ -137,6 +151,8 @@ class SqlSessionStore:
             if current is None or not current.is_visible:
                 raise SessionNotFound(str(session_id))  # a STARTING session cannot be stopped yet
             return _unchanged(current, _E.STOP_REQUESTED)
+
+        return await self._tx.write(work)
 
     async def finalize(
         self,
@@ -151,7 +167,8 @@ class SqlSessionStore:
         cost anything, is one more entry. All in one transaction, all idempotent."""
         if min(cost_micros, proxy_bytes, proxy_cost_micros) < 0:
             raise ValueError("costs and proxy_bytes cannot be negative")
-        async with self._engine.begin() as conn:
+
+        async def work(conn: AsyncConnection) -> Session:
             moved = await _move(
                 conn,
                 session_id,
@@ -164,16 +181,6 @@ class SqlSessionStore:
                 return _unchanged(await _current(conn, session_id), _E.FINALIZED)
             if cost_micros > moved.upfront_micros:
                 raise ValueError(f"cost {cost_micros} exceeds the upfront {moved.upfront_micros}")
-            if proxy_cost_micros:
-                await ledger.append(
-                    conn,
-                    project_id=moved.project_id,
-                    session_id=moved.id,
-                    kind=LedgerKind.EGRESS,
-                    amount_micros=-proxy_cost_micros,
-                    idempotency_key=ledger.egress_key(moved.id),
-                    at=self._clock(),
-                )
             await _refund_and_release(
                 conn,
                 moved,
@@ -183,16 +190,16 @@ class SqlSessionStore:
             )
             return moved
 
+        return await self._tx.write(work)
+
     async def get(self, project_id: ProjectId, session_id: SessionId) -> Session:
-        async with self._reader.connect() as conn:
-            session = await _current(conn, session_id)
+        session = await self.get_any(session_id)
         if session is None or session.project_id != project_id or not session.is_visible:
             raise SessionNotFound(str(session_id))
         return session
 
     async def get_any(self, session_id: SessionId) -> Session | None:
-        async with self._reader.connect() as conn:
-            return await _current(conn, session_id)
+        return await self._tx.read(lambda conn: _current(conn, session_id))
 
     async def list(self, project_id: ProjectId, query: SessionQuery) -> SessionPage:
         if query.page_size < 1 or query.page_number < 1:
@@ -205,10 +212,13 @@ class SqlSessionStore:
             .limit(query.page_size)
             .offset((query.page_number - 1) * query.page_size)
         )
-        async with self._reader.connect() as conn:
+
+        async def work(conn: AsyncConnection) -> SessionPage:
             total = await conn.scalar(select(func.count()).select_from(sessions).where(*conditions))
             items = await _sessions(conn, page)
-        return SessionPage(items=tuple(items), total=total or 0)
+            return SessionPage(items=tuple(items), total=total or 0)
+
+        return await self._tx.read(work)
 
     async def stop_created_by(self, api_key_id: ApiKeyId, at: datetime) -> Sequence[SessionId]:
         """Ask every active session created with that key to stop (each owner's reaper then
@@ -227,18 +237,20 @@ class SqlSessionStore:
         return await self._select(sessions.c.owner == owner, sessions.c.status.in_(values_of(LIVE)))
 
     async def heartbeat(self, owner: InstanceId, host: str, pid: int, at: datetime) -> None:
-        """Upsert this instance's row (portable: UPDATE, then INSERT if there was none)."""
+        """Upsert this instance's row, in one statement (INSERT ... ON CONFLICT DO UPDATE):
+        two heartbeats at once (the loop and a readiness probe) cannot both insert it."""
         values = {"host": host, "pid": pid, "heartbeat_at": at}
-        async with self._engine.begin() as conn:
-            hit = await conn.execute(
-                update(instances).where(instances.c.id == owner).values(values)
-            )
-            if hit.rowcount == 0:
-                await conn.execute(insert(instances).values(id=owner, **values))
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(_upsert_instance(conn.dialect.name, owner, values))
+
+        await self._tx.write(work)
 
     async def forget_instance(self, owner: InstanceId) -> None:
-        async with self._engine.begin() as conn:
+        async def work(conn: AsyncConnection) -> None:
             await conn.execute(instances.delete().where(instances.c.id == owner))
+
+        await self._tx.write(work)
 
     async def orphaned(
         self,
@@ -255,7 +267,7 @@ class SqlSessionStore:
         )
 
     async def instances(self) -> Sequence[InstanceRecord]:
-        async with self._reader.connect() as conn:
+        async def work(conn: AsyncConnection) -> list[InstanceRecord]:
             rows = await conn.execute(select(instances).order_by(instances.c.id))
             return [
                 InstanceRecord(
@@ -267,12 +279,17 @@ class SqlSessionStore:
                 for m in rows.mappings()
             ]
 
+        return await self._tx.read(work)
+
     async def live_pids(self) -> frozenset[int]:
         stmt = select(sessions.c.browser_pid).where(
             sessions.c.status.in_(values_of(LIVE)), sessions.c.browser_pid.is_not(None)
         )
-        async with self._reader.connect() as conn:
+
+        async def work(conn: AsyncConnection) -> frozenset[int]:
             return frozenset((await conn.scalars(stmt)).all())
+
+        return await self._tx.read(work)
 
     async def adopt(
         self, session_id: SessionId, new_owner: InstanceId, dead_owner: InstanceId | None = None
@@ -300,19 +317,27 @@ class SqlSessionStore:
             .values(owner=new_owner)
             .returning(*sessions.c)
         )
-        async with self._engine.begin() as conn:
+
+        async def work(conn: AsyncConnection) -> Session | None:
             row = (await conn.execute(stmt)).mappings().first()
             if row is not None:
                 return session_from_row(row)
             current = await _current(conn, session_id)
-        if current is not None and current.is_live and current.owner == new_owner:
-            return current
-        return None
+            if current is not None and current.is_live and current.owner == new_owner:
+                return current
+            return None
+
+        return await self._tx.write(work)
 
     async def _select(self, *conditions: ColumnElement[bool]) -> Sequence[Session]:
         stmt = select(sessions).where(*conditions).order_by(sessions.c.started_at, sessions.c.id)
-        async with self._reader.connect() as conn:
-            return await _sessions(conn, stmt)
+        return await self._tx.read(lambda conn: _sessions(conn, stmt))
+
+
+def _upsert_instance(dialect: str, owner: InstanceId, values: dict[str, object]) -> Insert:
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = make(instances).values(id=owner, **values)
+    return stmt.on_conflict_do_update(index_elements=[instances.c.id], set_=values)
 
 
 def _owner_heard_since(stale_before: datetime) -> ColumnElement[bool]:
@@ -393,8 +418,21 @@ def _refused_move(current: Session | None, event: SessionEvent) -> Exception:
 
 
 async def _refund_and_release(
-    conn: AsyncConnection, session: Session, refund: int, also_charge: int = 0, *, at: datetime
+    conn: AsyncConnection, session: Session, refund: int, egress: int = 0, *, at: datetime
 ) -> None:
+    """Free the slot and book the refund (and the egress charge, if any). The project's row
+    is locked first (see the module docstring: ledger ids follow the project lock)."""
+    await ledger.release_slot(conn, session.project_id, refund - egress)
+    if egress:
+        await ledger.append(
+            conn,
+            project_id=session.project_id,
+            session_id=session.id,
+            kind=LedgerKind.EGRESS,
+            amount_micros=-egress,
+            idempotency_key=ledger.egress_key(session.id),
+            at=at,
+        )
     await ledger.append(
         conn,
         project_id=session.project_id,
@@ -404,7 +442,6 @@ async def _refund_and_release(
         idempotency_key=ledger.refund_key(session.id),
         at=at,
     )
-    await ledger.release_slot(conn, session.project_id, refund - also_charge)
 
 
 async def _current(conn: AsyncConnection, session_id: SessionId) -> Session | None:

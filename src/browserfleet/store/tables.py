@@ -160,3 +160,14 @@ instances = Table(
     Column("pid", Integer(), nullable=False),
     Column("heartbeat_at", UtcDateTime(), nullable=False),
 )
+
+# Values every server on one database must agree on, named; the first server to start writes
+# each. Today: a check value derived from the server secret (never the secret itself), so a
+# server started with another secret is refused instead of handing out CDP tokens the others
+# cannot recognise.
+shared_settings = Table(
+    "shared_settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)

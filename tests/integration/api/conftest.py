@@ -1,4 +1,5 @@
-"""Fixtures of the API tests: the real app over ASGI with the runtime fakes (api_harness)."""
+"""Fixtures of the API tests: the real app over ASGI with the runtime fakes (api_harness), on
+each database backend."""
 
 from __future__ import annotations
 
@@ -10,6 +11,6 @@ from api_harness import Api, running_api
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    async with running_api(tmp_path) as running:
+async def api(tmp_path: Path, database_url: str) -> AsyncIterator[Api]:
+    async with running_api(tmp_path, database_url) as running:
         yield running

@@ -313,6 +313,9 @@ async def test_patch_with_an_action_other_than_stop_is_422_and_leaves_the_sessio
         ({"agentSessionId": "nope"}, ("query", "agentSessionId")),
         ({"metadata": [f"k{i}" for i in range(21)]}, ("query", "metadata")),
         ({"metadata": [f"k{i}" for i in range(995)]}, ("query", "metadata")),
+        # No stored value holds a NUL, and PostgreSQL refuses one in a query.
+        ({"metadata": ["k=a\x00b"]}, ("query", "metadata")),
+        ({"metadata": ["\x00"]}, ("query", "metadata")),
     ],
     ids=lambda v: str(v)[:40],
 )

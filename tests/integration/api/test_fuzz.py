@@ -31,12 +31,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def fake_server(suite_resources: Any) -> Iterator[tuple[str, str]]:
+def fake_server(suite_resources: Any, database_url: str) -> Iterator[tuple[str, str]]:
     data_dir: Path = suite_resources.new_data_dir()
     port = _free_port()
     suite_resources.ports.add(port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROWSERFLEET_")} | {
-        "PYTHONPATH": str(SUPPORT)
+        "PYTHONPATH": str(SUPPORT),
+        "BROWSERFLEET_DATABASE_URL": database_url,
     }
     with open(data_dir / "server.log", "wb") as log:
         proc = subprocess.Popen(

@@ -1,4 +1,4 @@
-"""The session service over the real SQLite store, with a fake browser runtime."""
+"""The session service over the real store (SQLite and PostgreSQL), with a fake browser runtime."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import socket
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,7 +42,6 @@ from browserfleet.sessions.model import (
 from browserfleet.sessions.reaper import Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService, with_running_cost
 from browserfleet.store.engine import create_engine
-from browserfleet.store.migrate import upgrade
 from browserfleet.store.projects import SqlProjectStore
 from browserfleet.store.sessions import SqlSessionStore
 from browserfleet.tasks import TaskSet
@@ -97,10 +96,8 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    await upgrade(url)
-    engine = create_engine(url)
+async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
+    engine = create_engine(database_url)
     projects, store = SqlProjectStore(engine), SqlSessionStore(engine)
     project = await projects.create_project("p")
     launcher, gateway, clock = FakeLauncher(), FakeGateway(), Clock()
@@ -305,6 +302,61 @@ async def test_orphans_of_a_dead_instance_are_billed_up_to_its_last_heartbeat(
     finally:
         await reaper.stop_loops()
         await successor.shutdown()
+
+
+async def test_a_server_presumed_dead_closes_the_browsers_taken_from_it_at_its_next_sweep(
+    world: World,
+) -> None:
+    """Fencing: the first server froze past the orphan timeout; the second settled its
+    session as of its last heartbeat. When the first wakes, its sweep closes that browser and
+    leaves the row (and the money) as the second booked them."""
+    session = await world.service.create(world.caller, SessionRequest())
+    await world.store.heartbeat(InstanceId("first"), "elsewhere", 1, T0 + timedelta(minutes=4))
+    world.clock.advance(minutes=5)  # the first server is frozen: no heartbeat since
+    successor = world.another_service()
+    await world.reaper(successor).recover_orphans()
+    settled = await world.store.get(world.caller.project_id, session.id)
+    assert (settled.status, settled.owner) == (SessionStatus.STOPPED, InstanceId("second"))
+    assert world.launcher.browsers[0].closed == 0  # still running on the frozen server
+
+    await world.reaper().sweep()  # the first server wakes up
+
+    assert world.launcher.browsers[0].closed == 1
+    assert world.service.local_browser_count() == 0
+    assert await world.store.get(world.caller.project_id, session.id) == settled
+    assert len(await world.projects.ledger_for_session(session.id)) == 2
+    await world.service.shutdown()  # nothing left of it to stop or bill
+    assert len(await world.projects.ledger_for_session(session.id)) == 2
+    await successor.shutdown()
+
+
+async def test_the_sweep_leaves_alone_a_session_created_while_it_reads(world: World) -> None:
+    """A session created from start to end while the sweep's query runs is absent from what
+    the query returns, yet is no session taken over: the sweep noted the browsers running
+    here before it asked."""
+    created: list[Session] = []
+
+    class CreateDuringTheQuery:
+        def __getattr__(self, name: str) -> object:
+            return getattr(world.store, name)
+
+        async def live_owned_by(self, owner: InstanceId) -> Sequence[Session]:
+            found = await world.store.live_owned_by(owner)
+            created.append(await world.service.create(world.caller, SessionRequest()))
+            return found
+
+    reaper = Reaper(
+        world.service,
+        CreateDuringTheQuery(),  # type: ignore[arg-type]
+        world.launcher,
+        ReaperConfig(3600, 2.0, world.config.sessions_dir),
+        world.clock,
+    )
+    await reaper.sweep()
+
+    assert [s.id for s in created] and world.launcher.browsers[0].closed == 0
+    current = await world.store.get(world.caller.project_id, created[0].id)
+    assert current.status is SessionStatus.ACTIVE
 
 
 async def test_stop_from_another_instance_is_carried_out_by_the_owner(world: World) -> None:
@@ -564,11 +616,9 @@ def _a_pid_that_is_not_running() -> int:
 
 
 async def test_a_sessions_browser_is_localized_to_its_routes_region_before_it_is_active(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    await upgrade(url)
-    engine = create_engine(url)
+    engine = create_engine(database_url)
     projects, store = SqlProjectStore(engine), SqlSessionStore(engine)
     project = await projects.create_project("p")
     launcher = FakeLauncher()

@@ -1,9 +1,9 @@
-"""Fixtures for store tests: a migrated SQLite file per test, its stores, and session values."""
+"""Fixtures for store tests: a fresh migrated database per test (SQLite and PostgreSQL, see the
+root conftest's `database_url`), its stores, and session values."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -11,21 +11,13 @@ from store_builders import Maker
 
 from browserfleet.ids import ProjectId
 from browserfleet.store.engine import create_engine, dispose
-from browserfleet.store.migrate import upgrade
 from browserfleet.store.projects import SqlProjectStore
 from browserfleet.store.sessions import SqlSessionStore
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "browserfleet.sqlite3"
-
-
-@pytest.fixture
-async def db_url(db_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{db_path}"
-    await upgrade(url)
-    return url
+def db_url(database_url: str) -> str:
+    return database_url
 
 
 @pytest.fixture

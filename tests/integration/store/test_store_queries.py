@@ -60,7 +60,9 @@ async def test_datetimes_come_back_aware_and_in_utc(
 
 
 async def test_every_request_field_round_trips_but_the_proxy_password_is_never_stored(
-    db_path: Path,
+    database: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
     engine: AsyncEngine,
     session_store: SqlSessionStore,
     make: Maker,
@@ -81,12 +83,18 @@ async def test_every_request_field_round_trips_but_the_proxy_password_is_never_s
         row = (await conn.execute(select(sessions).where(sessions.c.id == session.id))).one()
     assert "s3cret-pw" not in repr(tuple(row))
     await engine.dispose()  # flush WAL pages into the file before grepping it
-    assert not _any_file_contains(db_path.parent, b"s3cret-pw")
+    if database == "sqlite":
+        files = tmp_path  # the database file and its -wal/-shm companions
+    else:
+        cluster = request.getfixturevalue("postgres")
+        await cluster.admin("CHECKPOINT")  # every page on disk, in the tables and the WAL
+        files = cluster.pgdata
+    assert not _any_file_contains(files, b"s3cret-pw")
 
 
 def _any_file_contains(directory: Path, secret: bytes) -> bool:
-    """The database file and its -wal/-shm companions, searched byte for byte."""
-    return any(secret in path.read_bytes() for path in directory.iterdir() if path.is_file())
+    """Every file under `directory`, searched byte for byte."""
+    return any(secret in path.read_bytes() for path in directory.rglob("*") if path.is_file())
 
 
 async def _fleet(make: Maker, project_id: ProjectId) -> list[SessionId]:

@@ -16,6 +16,7 @@ from browserfleet.api.schemas.browsers import (
     BrowserSessionView,
     CreateBrowserSessionRequest,
     ErrorBody,
+    Text,
     UpdateBrowserSessionRequest,
     parse_metadata_terms,
 )
@@ -69,7 +70,8 @@ async def list_browser_sessions(
     svc: Services,
     base: BaseUrl,
     metadata: Annotated[
-        list[str],
+        # Text: no NUL (PostgreSQL cannot compare with it) and no lone surrogate, as stored.
+        list[Text],
         Query(
             default_factory=list,
             description="`key` matches any value; `key=value` exactly; repeat to AND "
