@@ -13,13 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+from fleet_server import Janitor, Server, money, wait_for
 from pages import PageServer
 from playwright.sync_api import Error as PlaywrightError
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from browserfleet.browsers.geometry import MIN_WINDOW_WIDTH, TASKBAR_HEIGHT
-from conftest import Janitor, Server, money, wait_for
 
 pytestmark = pytest.mark.e2e
 

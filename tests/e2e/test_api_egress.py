@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fleet_server import Janitor, Server, money, wait_for
 from pages import PageServer
 from upstream_proxy import proxy_py
-
-from conftest import Janitor, Server, money, wait_for
 
 pytestmark = pytest.mark.e2e
 

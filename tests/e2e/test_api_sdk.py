@@ -19,8 +19,7 @@ from browser_use_sdk.v3 import (
     BrowserSessionView,
     CustomProxy,
 )
-
-from conftest import Janitor, Server, cost6, money, parse_time
+from fleet_server import Janitor, Server, cost6, money, parse_time
 
 pytestmark = pytest.mark.e2e
 

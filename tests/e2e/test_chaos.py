@@ -21,9 +21,8 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from fleet_server import Server, base_env, free_port, wait_for
 from invariants import ledger_problems, statuses
-
-from conftest import Server, base_env, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 

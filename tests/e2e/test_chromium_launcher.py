@@ -27,6 +27,7 @@ from typing import Any
 import psutil
 import pytest
 import pytest_asyncio
+from loopback import RESOLVER_RULES
 
 from browserfleet.browsers.chromium_args import chromium_args
 from browserfleet.browsers.geometry import TASKBAR_HEIGHT
@@ -42,7 +43,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 CHROMIUM = Path("/usr/lib/chromium/chromium")
 HEADLESS_SHELL = Path("/usr/lib/chromium/chromium-headless-shell")
 # Chromium must never resolve an outside name: only loopback traffic.
-RESOLVER_RULES = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 MEASURE = (
     "[outerWidth, outerHeight, screen.width, screen.height, screen.availWidth,"
     " screen.availHeight, innerWidth, innerHeight]"

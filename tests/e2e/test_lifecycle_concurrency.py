@@ -7,8 +7,7 @@ from collections import Counter
 
 import httpx
 import pytest
-
-from conftest import POOL_SIZE, TOO_MANY, Janitor, Server, wait_for
+from fleet_server import POOL_SIZE, TOO_MANY, Janitor, Server, wait_for
 
 pytestmark = pytest.mark.e2e
 

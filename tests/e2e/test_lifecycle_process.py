@@ -14,11 +14,11 @@ from decimal import Decimal
 import httpx
 import psutil
 import pytest
+from fleet_server import BIN, Janitor, Server, cost6, parse_time, wait_for
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from browserfleet.sandbox.residue import find_residue
-from conftest import BIN, Janitor, Server, cost6, parse_time, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -9,10 +9,9 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from fleet_server import Janitor, Server, cost6, parse_time, wait_for
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
-
-from conftest import Janitor, Server, cost6, parse_time, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

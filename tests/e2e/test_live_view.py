@@ -28,6 +28,8 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
+from fleet_server import wait_for
+from loopback import RESOLVER_RULES
 from websockets.sync.client import connect
 
 from browserfleet.api.routes import live
@@ -36,12 +38,10 @@ from browserfleet.api.websocket_protocol import GATEWAY_STATE_KEY, GatewayWebSoc
 from browserfleet.cdp import CdpGatewayServer
 from browserfleet.cdp.dial import LoopbackDialer
 from browserfleet.liveview import input_events as ie
-from conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/lib/chromium/chromium"
-RESOLVER_RULES = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 TARGET_FLAGS = [
     "--headless=new",
     "--no-sandbox",

@@ -12,10 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from fleet_server import Janitor, Server
 from pages import PageServer
 from stealth_pages import JS_DIR
-
-from conftest import Janitor, Server
 
 pytestmark = pytest.mark.e2e
 

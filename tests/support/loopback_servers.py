@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
-import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -269,12 +268,6 @@ async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         await writer.drain()
     if writer.can_write_eof():
         writer.write_eof()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def proxy_exchange(port: int, request: bytes) -> bytes:

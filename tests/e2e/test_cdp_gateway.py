@@ -24,6 +24,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, WebSocket
+from loopback import RESOLVER_RULES
 from playwright.async_api import async_playwright
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -46,7 +47,7 @@ SPEC = LaunchSpec(
     mode=HeadlessMode.NEW,
     screen_width=1280,
     screen_height=720,
-    extra_args=("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",),
+    extra_args=(RESOLVER_RULES,),
 )
 TOKEN = "tok-" + "a1" * 16
 PAGE_HTML = b"<html><head><title>fleet</title></head><body><p id=msg>hello from loopback</p></body>"
