@@ -80,7 +80,7 @@ def listening_ports(ports: set[int]) -> set[int]:
 
 
 def leftover_session_dirs(data_dirs: list[Path]) -> list[Path]:
-    left = []
+    left: list[Path] = []
     for data_dir in data_dirs:
         sessions = data_dir / "sessions"
         if sessions.is_dir():

@@ -24,7 +24,7 @@ BIG = 5_000_000
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Origin  # type: ignore[assignment]
+    server: _Origin
 
     def do_GET(self) -> None:
         body = b"x" * BIG if self.path == "/big" else b"<title>origin</title><p>hello</p>"

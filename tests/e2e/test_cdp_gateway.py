@@ -482,7 +482,7 @@ async def test_a_connection_finishing_its_upgrade_after_close_is_refused(served:
     transport, _ = await asyncio.get_running_loop().create_connection(asyncio.Protocol, sock=ours)
     tasks = TaskSet("test-race")
     try:
-        peer = ClientPeer(transport)  # type: ignore[arg-type]  # a socket transport
+        peer = ClientPeer(transport)  # a socket transport
         serving = tasks.spawn(
             served.gateway.relay(TOKEN, "browser", browser_id, "dGhlIHNhbXBsZSBub25jZQ==", peer),
             name="relay",

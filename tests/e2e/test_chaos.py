@@ -106,13 +106,12 @@ def test_kill9_mid_stop_finishes_the_stop_at_the_next_start(
         with server.http() as client:
             session_id = client.post("/browsers", json={"timeout": 30}).json()["id"]
         stopper = in_background(server, "PATCH", f"/browsers/{session_id}", {"action": "stop"})
-        caught = wait_for(
-            lambda sid=session_id: statuses(db(server))[sid] in ("stopping", "stopped"),
-            timeout=10,
-            interval=0.002,
-            what="the stop to begin",
-        )
-        if caught and statuses(db(server))[session_id] == "stopping":
+
+        def stop_begun(sid: str = session_id) -> bool:
+            return statuses(db(server))[sid] in ("stopping", "stopped")
+
+        wait_for(stop_begun, timeout=10, interval=0.002, what="the stop to begin")
+        if statuses(db(server))[session_id] == "stopping":
             server.kill9()
             break
         stopper.join()

@@ -107,7 +107,7 @@ def processes_naming(path: Path) -> list[psutil.Process]:
 
 def alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -234,7 +234,7 @@ async def test_wait_closed_returns_to_every_waiter_when_killed_from_outside(
     await asyncio.sleep(0)
     os.killpg(browser.pid, signal.SIGKILL)
     async with asyncio.timeout(5):
-        assert await waiters == [-signal.SIGKILL, -signal.SIGKILL]
+        assert list(await waiters) == [-signal.SIGKILL, -signal.SIGKILL]
     assert workdir.exists(), "only close() removes the workdir"
     await browser.close()
     assert_nothing_left(browser.pid, workdir)
@@ -369,7 +369,10 @@ async def test_pdf_viewer_off_downloads_pdfs_instead_of_showing_them(
         assert prefs.get("plugins", {}).get("always_open_pdf_externally") == pref
         (page,) = await page_targets(browser.devtools)
         async with browser_cdp(browser.devtools) as cdp:
-            downloads = {"behavior": "allow", "downloadPath": str(browser.workdir / "downloads")}
+            downloads: dict[str, object] = {
+                "behavior": "allow",
+                "downloadPath": str(browser.workdir / "downloads"),
+            }
             await cdp.call("Browser.setDownloadBehavior", downloads)
             attached = await cdp.call(
                 "Target.attachToTarget", {"targetId": page["id"], "flatten": True}

@@ -15,7 +15,8 @@ import pytest
 from sandboxes import TEST_UIDS
 
 from browserfleet.cli import doctor
-from browserfleet.cli.doctor import Status, check_data_dir, check_database, check_port, redact
+from browserfleet.cli.doctor import check_data_dir, check_database, check_port, redact
+from browserfleet.cli.findings import Status
 from browserfleet.settings import BrowserSettings, Isolation, SandboxSettings, Settings
 from browserfleet.store.migrate import upgrade
 

@@ -94,7 +94,7 @@ class Origin(ThreadingHTTPServer):
 
 
 class OriginHandler(BaseHTTPRequestHandler):
-    server: Origin  # type: ignore[assignment]
+    server: Origin
 
     def do_GET(self) -> None:
         self.server.paths.append(self.path)

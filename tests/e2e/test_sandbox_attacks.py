@@ -269,7 +269,7 @@ async def test_a_download_aimed_outside_the_session_lands_nowhere_outside(
         await cdp.navigate(page, "data:text/html,<body>downloads</body>")
         for aim, name in zip(aims, names, strict=True):
             for domain, session in (("Browser", None), ("Page", page)):
-                params = {"behavior": "allow", "downloadPath": str(aim)}
+                params: dict[str, object] = {"behavior": "allow", "downloadPath": str(aim)}
                 if domain == "Browser":
                     params["eventsEnabled"] = True
                 if (

@@ -11,20 +11,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import httpx
 import psutil
 import pytest
+from api_checks import cost6, money, parse_time
 from browser_use_sdk.v3 import BrowserUse
 from loopback import RESOLVER_RULES, free_port
 from sandboxes import TEST_UIDS, uid_env
@@ -54,7 +52,6 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin" / "browserfleet"
 READY_TIMEOUT_S = 60.0
 POOL_SIZE = 0
-DECIMAL_RE = re.compile(r"^(?!^[-+.]*$)[+-]?0*\d*\.?\d*$")
 TOO_MANY = (
     "Too many concurrent active sessions. Please wait for one to finish, kill one, "
     "or upgrade your plan."
@@ -85,7 +82,7 @@ def base_env(**overrides: str) -> dict[str, str]:
 
 
 def wait_for(
-    check: Callable[[], T], timeout: float = 20.0, interval: float = 0.2, what: str = ""
+    check: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.2, what: str = ""
 ) -> T:
     """Poll until check() is truthy; return its value or fail with what we waited for."""
     deadline = time.monotonic() + timeout
@@ -96,22 +93,6 @@ def wait_for(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what or check}")
         time.sleep(interval)
-
-
-def parse_time(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    assert parsed.tzinfo is not None, f"timestamp without offset: {value}"
-    return parsed
-
-
-def money(value: str) -> Decimal:
-    assert isinstance(value, str) and DECIMAL_RE.match(value), f"not a decimal string: {value!r}"
-    assert "e" not in value.lower()
-    return Decimal(value)
-
-
-def cost6(value: str) -> Decimal:
-    return money(value).quantize(Decimal("0.000001"))
 
 
 class Server:

@@ -13,6 +13,7 @@ import ipaddress
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Self
 
 from browserfleet.proxy import DirectRoute, EgressGuard
 
@@ -35,7 +36,7 @@ class LoopbackServer:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def __aenter__(self) -> LoopbackServer:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._track, "127.0.0.1", 0)
         return self
 
@@ -50,14 +51,14 @@ class LoopbackServer:
     async def _track(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._handlers.add(task)  # type: ignore[arg-type]
+        self._handlers.add(task)
         try:
             await self.handle(reader, writer)
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.transport.abort()
-            self._handlers.discard(task)  # type: ignore[arg-type]
+            self._handlers.discard(task)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
