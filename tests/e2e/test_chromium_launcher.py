@@ -15,12 +15,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import psutil
 import pytest
 import pytest_asyncio
 from loopback import RESOLVER_RULES
+from pages import Page, PageServer
 
 from browserfleet.browsers.chromium_args import chromium_args
 from browserfleet.browsers.geometry import TASKBAR_HEIGHT
@@ -332,29 +331,10 @@ async def test_kill_strays_kills_unknown_browsers_and_spares_kept_ones(
     shutil.rmtree(strays_root)
 
 
-class PdfHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/pdf")
-        self.send_header("Content-Length", str(len(PDF)))
-        self.end_headers()
-        self.wfile.write(PDF)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep test output clean
-
-
 @pytest.fixture(scope="module")
 def pdf_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), PdfHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/doc.pdf"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with PageServer({"/doc.pdf": Page(PDF, "application/pdf")}) as server:
+        yield server.url("/doc.pdf")
 
 
 @pytest.mark.parametrize(("pdf_viewer", "pref"), [(False, True), (True, None)])
