@@ -31,9 +31,15 @@ LAUNCH_DELAY_S = 8  # longer than uvicorn's 5 s graceful-shutdown window
 
 
 @pytest.fixture
-def slow_chromium(tmp_path: Path) -> str:
-    """A Chromium that takes LAUNCH_DELAY_S longer to start (the sleep is in its group)."""
-    wrapper = tmp_path / "slow-chromium"
+def slow_chromium(suite_resources: Any) -> str:
+    """A Chromium that takes LAUNCH_DELAY_S longer to start (the sleep is in its group).
+
+    The sandbox runs it as an unprivileged uid, so it lives in a directory anyone may enter
+    (pytest's tmp_path is private to its owner); the suite removes that directory at the end.
+    """
+    directory: Path = suite_resources.new_data_dir()
+    directory.chmod(0o755)
+    wrapper = directory / "slow-chromium"
     wrapper.write_text(f'#!/bin/sh\nsleep {LAUNCH_DELAY_S}\nexec {CHROMIUM} "$@"\n')
     wrapper.chmod(0o755)
     return str(wrapper)
