@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from api_checks import DECIMAL_RE
 
 # The harness lives in tests/support (fleet_server, loopback, pages); its names stay importable
 # from here for tests that `from conftest import ...`.
@@ -37,6 +38,7 @@ from pages import PageServer
 
 __all__ = [
     "BIN",
+    "DECIMAL_RE",
     "POOL_SIZE",
     "READY_TIMEOUT_S",
     "REPO",
