@@ -29,7 +29,7 @@ help:
 	@echo "make setup      install Debian's chromium, chromium-headless-shell, ffmpeg, bubblewrap, postgresql; create $(VENV); pip install -e '.[dev]'"
 	@echo "make serve      run the server (SERVE_ARGS='--port 8000 --data-dir DIR ...')"
 	@echo "make test       run the whole pytest suite (PYTEST_ARGS='tests/unit -x ...')"
-	@echo "make lint       ruff check, ruff format --check, mypy --strict, lint-imports"
+	@echo "make lint       ruff check, ruff format --check, mypy --strict (package, benchmarks, tests), lint-imports"
 	@echo "make bench      run the benchmarks (LIFECYCLE_ARGS='-n 50' GATEWAY_ARGS='--shots 60')"
 	@echo "make clean      remove caches and build artifacts (distclean: also $(VENV))"
 
@@ -98,6 +98,7 @@ lint: setup
 	echo "==> ruff format --check"; $(BIN)/ruff format --check . || failed="$$failed ruff-format"; \
 	echo "==> mypy (strict, browserfleet)"; $(BIN)/mypy || failed="$$failed mypy"; \
 	echo "==> mypy (strict, benchmarks)"; $(BIN)/mypy -p benchmarks || failed="$$failed mypy-benchmarks"; \
+	echo "==> mypy (strict, tests)"; $(BIN)/mypy --explicit-package-bases tests || failed="$$failed mypy-tests"; \
 	echo "==> lint-imports"; $(BIN)/lint-imports || failed="$$failed lint-imports"; \
 	if [ -n "$$failed" ]; then echo "lint FAILED:$$failed" >&2; exit 1; fi; \
 	echo "lint OK"

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loopback import RESOLVER_RULES
 from websockets.asyncio.client import ClientConnection, connect
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/devtools_transport.py
@@ -45,7 +46,7 @@ SPEC = LaunchSpec(
     HeadlessMode.NEW,
     1280,
     720,
-    extra_args=(f"--host-resolver-rules={harness.HOST_RESOLVER_RULES}",),
+    extra_args=(RESOLVER_RULES,),
 )
 SHOT = {"format": "png", "clip": {"x": 0, "y": 0, "width": 1280, "height": 720, "scale": 1}}
 EVAL = {"expression": "1+1", "returnByValue": True}

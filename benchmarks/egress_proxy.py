@@ -23,6 +23,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from loopback import free_port
+
 from browserfleet.proxy import DirectRoute, EgressGuard, EgressProxy
 
 TARGET = 0.9  # proxy MB/s >= 0.9 x direct MB/s
@@ -35,7 +37,7 @@ def origin(mb: int) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="bf-bench-egress-") as root:
         Path(root, "big").write_bytes(os.urandom(1_000_000) * mb)
         Path(root, "small").write_bytes(b"ok")
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
             cwd=root,
@@ -143,14 +145,6 @@ async def run(args: argparse.Namespace) -> None:
             "(the reference relay is a minimal splice(2) relay outside browserfleet: what this "
             "machine allows any proxy)"
         )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_listening(port: int) -> None:

@@ -2,7 +2,9 @@
 
 The benchmarks treat browserfleet as a black box (a client sees only HTTP, CDP and the data dir);
 the one import from the package is the pure function that builds Chromium's switches, so the
-bare baseline runs with exactly the switches browserfleet uses.
+bare baseline runs with exactly the switches browserfleet uses. The server process, the page
+server, free_port and the resolver rule are the test suite's (tests/support), so benchmarks and
+e2e tests start, await and stop a server the same way.
 """
 
 from __future__ import annotations
@@ -15,18 +17,17 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import httpx
+from fleet_server import Server
+from loopback import RESOLVER_RULES, free_port
+from pages import PageServer
 
 from browserfleet.browsers.chromium_args import chromium_args
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
@@ -36,8 +37,6 @@ from browserfleet.settings import DEFAULT_UID_FIRST
 
 API_KEY_HEADER = "X-Browser-Use-API-Key"
 DEFAULT_CHROMIUM = Path("/usr/lib/chromium/chromium")
-# Nothing but loopback resolves, so no benchmark can reach (or be slowed by) the outside world.
-HOST_RESOLVER_RULES = "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 BROWSER_START_TIMEOUT_S = 30.0
@@ -50,7 +49,8 @@ BARE_SPEC = LaunchSpec(
     mode=HeadlessMode.NEW,
     screen_width=1920,
     screen_height=1080,
-    extra_args=(f"--host-resolver-rules={HOST_RESOLVER_RULES}",),
+    # Nothing but loopback resolves: no benchmark can reach (or be slowed by) the outside world.
+    extra_args=(RESOLVER_RULES,),
 )
 
 
@@ -137,48 +137,14 @@ def busy_page(seed: int = 7) -> bytes:
     return f"<!doctype html><title>busy</title><style>{style}</style>{''.join(cells)}".encode()
 
 
-class _PageHandler(BaseHTTPRequestHandler):
-    pages: ClassVar[dict[str, bytes]] = {}
-
-    def do_GET(self) -> None:
-        body = self.pages.get(self.path.split("?", 1)[0])
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @contextlib.contextmanager
 def loopback_site(pages: dict[str, bytes]) -> Iterator[str]:
     """Serve `pages` on 127.0.0.1 from a thread; yields the base URL (no trailing slash)."""
-    handler = type("Handler", (_PageHandler,), {"pages": dict(pages)})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, name="loopback-site", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with PageServer(pages) as server:
+        yield server.base_url
 
 
 # ---------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def chromium_pids_under(directory: Path) -> list[int]:
@@ -337,70 +303,37 @@ def read_stripped(path: Path) -> str:
         return ""
 
 
-async def _wait_until_ready(
-    proc: asyncio.subprocess.Process, base_url: str, key_file: Path, log_file: Path
-) -> str:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    async with httpx.AsyncClient(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if proc.returncode is not None:
-                break
-            with contextlib.suppress(httpx.HTTPError):
-                ready = (await client.get(f"{base_url}/readyz")).status_code == 200
-                if ready and (api_key := read_stripped(key_file)):
-                    return api_key
-            await asyncio.sleep(0.1)
-    tail = read_stripped(log_file)[-4000:]
-    raise RuntimeError(
-        f"browserfleet not ready after {READY_TIMEOUT_S:.0f}s (exit {proc.returncode}); log tail:\n"
-        f"{tail}"
-    )
-
-
 @contextlib.asynccontextmanager
 async def running_fleet(extra_env: dict[str, str] | None = None) -> AsyncIterator[Fleet]:
     """Run `browserfleet serve` on a free port and a temporary data dir; stop it, check leaks."""
     data_dir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     log_file = data_dir.parent / f"{data_dir.name}.log"
-    port = free_port()
     env = {
         **os.environ,
-        "BROWSERFLEET_BROWSER__EXTRA_ARGS": json.dumps(
-            [f"--host-resolver-rules={HOST_RESOLVER_RULES}"]
-        ),
+        "BROWSERFLEET_BROWSER__EXTRA_ARGS": json.dumps([RESOLVER_RULES]),
         # The egress guard refuses loopback by default; the test pages live there.
         "BROWSERFLEET_EGRESS__ALLOW_NETWORKS": json.dumps(["127.0.0.0/8"]),
         "BROWSERFLEET_LOG_LEVEL": "INFO",
         **(extra_env or {}),
     }
-    command = [
-        *browserfleet_command(),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-    ]
-    base_url = f"http://127.0.0.1:{port}"
-    with log_file.open("wb") as log_stream:
-        proc = await asyncio.create_subprocess_exec(
-            *command,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log_stream,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
+    server = Server(
+        data_dir,
+        free_port(),
+        env,
+        command=browserfleet_command(),
+        log_path=log_file,
+        ready_timeout=READY_TIMEOUT_S,
+        uids=FLEET_UIDS,
+    )
     clean = False
     try:
-        api_key = await _wait_until_ready(proc, base_url, data_dir / "initial-api-key", log_file)
-        log(f"browserfleet ready at {base_url} (data dir {data_dir})")
-        yield Fleet(base_url, api_key, data_dir)
+        # Server.start blocks (a subprocess and a readiness poll): keep the loop free meanwhile.
+        await asyncio.to_thread(server.start)
+        log(f"browserfleet ready at {server.url} (data dir {data_dir})")
+        yield Fleet(server.url, server.key, data_dir)
         clean = True
     finally:
-        await stop_process(proc)
+        code = await asyncio.to_thread(server.close)
         leaked = chromium_pids_under(data_dir)
         if leaked:
             log(f"WARNING: browserfleet left {len(leaked)} Chromium process(es) running; killing")
@@ -408,8 +341,8 @@ async def running_fleet(extra_env: dict[str, str] | None = None) -> AsyncIterato
         if residue := unheld_residue():
             log("WARNING: sandbox leftovers:\n  " + "\n  ".join(residue.lines()))
             clean = False
-        if proc.returncode not in (0, -signal.SIGTERM):
-            log(f"WARNING: browserfleet exited with {proc.returncode}")
+        if code not in (0, -signal.SIGTERM):
+            log(f"WARNING: browserfleet exited with {code}")
             clean = False
         if clean:
             log_file.unlink(missing_ok=True)

@@ -58,6 +58,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESOURCES_KEY] = SuiteResources(prefix=f"bf-test-{os.getpid()}-")
 
 
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Folders match markers: a test drives a real Chromium or server process (marked e2e)
+    exactly when it lives in tests/e2e, so `pytest tests/unit tests/integration` stays fast and
+    `-m "not e2e"` selects the same tests as leaving tests/e2e out."""
+    misplaced = [
+        item.nodeid
+        for item in items
+        if (item.get_closest_marker("e2e") is not None) != item.path.is_relative_to(E2E_DIR)
+    ]
+    if misplaced:
+        raise pytest.UsageError(
+            "tests marked e2e must live in tests/e2e, and every test there must be marked e2e:\n  "
+            + "\n  ".join(misplaced)
+        )
+
+
 @pytest.fixture(scope="session")
 def suite_resources(pytestconfig: pytest.Config) -> SuiteResources:
     return pytestconfig.stash[RESOURCES_KEY]
@@ -144,7 +163,7 @@ def listening_ports(ports: set[int]) -> set[int]:
 
 
 def leftover_session_dirs(data_dirs: list[Path]) -> list[Path]:
-    left = []
+    left: list[Path] = []
     for data_dir in data_dirs:
         sessions = data_dir / "sessions"
         if sessions.is_dir():

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fleet_server import Janitor, Server, money, wait_for
 from pages import PageServer
 from upstream_proxy import proxy_py
-
-from conftest import Janitor, Server, money, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +24,7 @@ BIG = 5_000_000
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Origin  # type: ignore[assignment]
+    server: _Origin
 
     def do_GET(self) -> None:
         body = b"x" * BIG if self.path == "/big" else b"<title>origin</title><p>hello</p>"

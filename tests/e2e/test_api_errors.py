@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 from browser_use_sdk.v3 import BrowserUseError
-
-from conftest import TOO_MANY, Janitor, Server
+from fleet_server import TOO_MANY, Janitor, Server
 
 pytestmark = pytest.mark.e2e
 

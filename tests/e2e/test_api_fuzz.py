@@ -9,9 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fleet_server import Server
 from fuzzing import run_schemathesis
-
-from conftest import Server
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,8 @@ from browser_use_sdk.v3 import (
     BrowserSessionView,
     CustomProxy,
 )
-
-from conftest import Janitor, Server, cost6, money, parse_time
+from fleet_server import Janitor, Server, cost6, money, parse_time
+from pages import PageServer
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ ONE_MINUTE_COST = Decimal("0.000333")
 
 
 def test_sdk_create_with_every_field_returns_an_active_view_that_reflects_them(
-    server: Server, janitor: Janitor, tag: str, pages
+    server: Server, janitor: Janitor, tag: str, pages: PageServer
 ) -> None:
     metadata = {"suite": tag, "job": "every-field"}
     with server.sdk() as client:

@@ -19,11 +19,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fleet_server import Janitor, Server, start_server, wait_for
 from playwright.sync_api import sync_playwright
 from stealth_pages import BOTD, JS_DIR, PROBE_JS, StealthSite
 
 from browserfleet.browsers.geometry import TASKBAR_HEIGHT
-from conftest import Janitor, Server, start_server, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from loopback import RESOLVER_RULES
 from sandboxes import CHROMIUM, HEADLESS_SHELL, make_runner
 
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
@@ -19,7 +20,7 @@ SPEC = LaunchSpec(
     mode=HeadlessMode.SHELL,
     screen_width=800,
     screen_height=600,
-    extra_args=("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",),
+    extra_args=(RESOLVER_RULES,),
 )
 
 

@@ -15,18 +15,18 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 import pytest_asyncio
+from loopback import RESOLVER_RULES
+from pages import Page, PageServer
 
 from browserfleet.browsers.chromium_args import chromium_args
 from browserfleet.browsers.geometry import TASKBAR_HEIGHT
@@ -42,7 +42,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 CHROMIUM = Path("/usr/lib/chromium/chromium")
 HEADLESS_SHELL = Path("/usr/lib/chromium/chromium-headless-shell")
 # Chromium must never resolve an outside name: only loopback traffic.
-RESOLVER_RULES = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 MEASURE = (
     "[outerWidth, outerHeight, screen.width, screen.height, screen.availWidth,"
     " screen.availHeight, innerWidth, innerHeight]"
@@ -107,7 +106,7 @@ def processes_naming(path: Path) -> list[psutil.Process]:
 
 def alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -234,7 +233,7 @@ async def test_wait_closed_returns_to_every_waiter_when_killed_from_outside(
     await asyncio.sleep(0)
     os.killpg(browser.pid, signal.SIGKILL)
     async with asyncio.timeout(5):
-        assert await waiters == [-signal.SIGKILL, -signal.SIGKILL]
+        assert list(await waiters) == [-signal.SIGKILL, -signal.SIGKILL]
     assert workdir.exists(), "only close() removes the workdir"
     await browser.close()
     assert_nothing_left(browser.pid, workdir)
@@ -332,29 +331,10 @@ async def test_kill_strays_kills_unknown_browsers_and_spares_kept_ones(
     shutil.rmtree(strays_root)
 
 
-class PdfHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/pdf")
-        self.send_header("Content-Length", str(len(PDF)))
-        self.end_headers()
-        self.wfile.write(PDF)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep test output clean
-
-
 @pytest.fixture(scope="module")
 def pdf_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), PdfHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/doc.pdf"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with PageServer({"/doc.pdf": Page(PDF, "application/pdf")}) as server:
+        yield server.url("/doc.pdf")
 
 
 @pytest.mark.parametrize(("pdf_viewer", "pref"), [(False, True), (True, None)])
@@ -369,7 +349,10 @@ async def test_pdf_viewer_off_downloads_pdfs_instead_of_showing_them(
         assert prefs.get("plugins", {}).get("always_open_pdf_externally") == pref
         (page,) = await page_targets(browser.devtools)
         async with browser_cdp(browser.devtools) as cdp:
-            downloads = {"behavior": "allow", "downloadPath": str(browser.workdir / "downloads")}
+            downloads: dict[str, object] = {
+                "behavior": "allow",
+                "downloadPath": str(browser.workdir / "downloads"),
+            }
             await cdp.call("Browser.setDownloadBehavior", downloads)
             attached = await cdp.call(
                 "Target.attachToTarget", {"targetId": page["id"], "flatten": True}

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Error, async_playwright
+from polling import until
 from upstream_proxy import proxy_py
 
 from browserfleet.proxy import (
@@ -94,7 +95,7 @@ class Origin(ThreadingHTTPServer):
 
 
 class OriginHandler(BaseHTTPRequestHandler):
-    server: Origin  # type: ignore[assignment]
+    server: Origin
 
     def do_GET(self) -> None:
         self.server.paths.append(self.path)
@@ -268,10 +269,16 @@ async def test_http_and_https_pages_load_through_the_authenticated_upstream(
         async with browser_behind(route, data_dir, "--ignore-certificate-errors") as (_, browser):
             assert await goto(browser, plain.url("/")) == (200, "through-the-proxy")
             assert await goto(browser, secure.url("/")) == (200, "through-the-proxy")
-    await asyncio.sleep(0.5)  # proxy.py writes its access log when a connection closes
-    access = log.read_text()
-    assert f"GET 127.0.0.1:{plain.server_address[1]}/" in access
-    assert f"CONNECT 127.0.0.1:{secure.server_address[1]}" in access
+    # proxy.py writes its access log when a connection closes: poll for both lines.
+    lines = (
+        f"GET 127.0.0.1:{plain.server_address[1]}/",
+        f"CONNECT 127.0.0.1:{secure.server_address[1]}",
+    )
+    await until(
+        lambda: all(line in log.read_text() for line in lines),
+        timeout=10,
+        what=f"{lines} in the upstream's access log",
+    )
 
 
 async def test_a_wrong_upstream_password_fails_with_invalid_auth_credentials(

@@ -12,8 +12,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-
-from conftest import Server, wait_for
+from fleet_server import Server, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-
-from conftest import BIN, Server, base_env, free_port
+from fleet_server import BIN, Server, base_env, free_port
 
 pytestmark = pytest.mark.e2e
 READY = 60

@@ -9,13 +9,13 @@ from typing import Any
 
 import psutil
 import pytest
+from loopback import RESOLVER_RULES
 
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.process import LocalChromiumLauncher
 
 pytestmark = pytest.mark.e2e
 
-RESOLVER_RULES = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 SPEC = LaunchSpec(
     mode=HeadlessMode.SHELL, screen_width=800, screen_height=600, extra_args=(RESOLVER_RULES,)
 )

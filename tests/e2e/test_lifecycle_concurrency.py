@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 
 import httpx
 import pytest
-
-from conftest import POOL_SIZE, TOO_MANY, Janitor, Server, wait_for
+from fleet_server import POOL_SIZE, TOO_MANY, Janitor, Server, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +70,7 @@ async def test_twenty_parallel_creates_against_a_limit_of_three_give_exactly_thr
 
 
 def test_the_host_browser_cap_refuses_creates_beyond_it(
-    make_server, janitor: Janitor, tag: str
+    make_server: Callable[..., Server], janitor: Janitor, tag: str
 ) -> None:
     capped: Server = make_server(
         BROWSERFLEET_LIMITS__HOST_MAX_BROWSERS="2",

@@ -8,17 +8,19 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import psutil
 import pytest
+from fleet_server import BIN, Janitor, Server, cost6, parse_time, wait_for
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from browserfleet.sandbox.residue import find_residue
-from conftest import BIN, Janitor, Server, cost6, parse_time, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -40,12 +42,12 @@ def kill_browser_from_outside(server: Server, session_id: str) -> None:
 
 def alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
 
-def assert_stopped_and_billed(view: dict, *, not_after: datetime) -> None:
+def assert_stopped_and_billed(view: dict[str, Any], *, not_after: datetime) -> None:
     assert view["status"] == "stopped", view
     finished = parse_time(view["finishedAt"])
     assert parse_time(view["startedAt"]) < finished <= not_after, view
@@ -62,7 +64,7 @@ def test_a_browser_killed_from_outside_ends_its_session_and_frees_its_slot(
 
     with server.http(key) as client:
 
-        def stopped() -> dict | None:
+        def stopped() -> dict[str, Any] | None:
             body = client.get(f"/browsers/{view['id']}").json()
             return body if body["status"] == "stopped" else None
 
@@ -82,7 +84,9 @@ def test_a_browser_killed_from_outside_ends_its_session_and_frees_its_slot(
     )
 
 
-def test_sigterm_stops_every_session_bills_it_and_leaves_no_process(make_server) -> None:
+def test_sigterm_stops_every_session_bills_it_and_leaves_no_process(
+    make_server: Callable[..., Server],
+) -> None:
     server: Server = make_server()
     views = []
     with server.http() as client:
@@ -146,7 +150,7 @@ def leftovers(server: Server) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_server_killed_with_sigkill_is_cleaned_up_and_billed_by_its_restart(
-    make_server, janitor: Janitor
+    make_server: Callable[..., Server], janitor: Janitor
 ) -> None:
     server: Server = make_server()
     views = []
@@ -175,7 +179,7 @@ def test_a_server_killed_with_sigkill_is_cleaned_up_and_billed_by_its_restart(
     assert not server.browser_sessions_running() & {v["id"] for v in views}
     with server.http() as client:
 
-        def all_stopped() -> list[dict] | None:
+        def all_stopped() -> list[dict[str, Any]] | None:
             got = [client.get(f"/browsers/{v['id']}").json() for v in views]
             return got if all(g["status"] == "stopped" for g in got) else None
 

@@ -6,13 +6,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
+from fleet_server import Janitor, Server, cost6, parse_time, wait_for
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
-
-from conftest import Janitor, Server, cost6, parse_time, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -34,7 +34,7 @@ def test_a_one_minute_session_is_stopped_at_its_timeout_and_billed_in_full(
         assert client.get(f"/browsers/{session_id}").json()["status"] == "active"
         assert session_id in server.browser_sessions_running()
 
-        def stopped_view() -> dict | None:
+        def stopped_view() -> dict[str, Any] | None:
             body = client.get(f"/browsers/{session_id}").json()
             return body if body["status"] == "stopped" else None
 

@@ -19,15 +19,17 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
+from fleet_server import wait_for
+from loopback import RESOLVER_RULES
+from pages import PageServer
 from websockets.sync.client import connect
 
 from browserfleet.api.routes import live
@@ -36,12 +38,10 @@ from browserfleet.api.websocket_protocol import GATEWAY_STATE_KEY, GatewayWebSoc
 from browserfleet.cdp import CdpGatewayServer
 from browserfleet.cdp.dial import LoopbackDialer
 from browserfleet.liveview import input_events as ie
-from conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/lib/chromium/chromium"
-RESOLVER_RULES = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 TARGET_FLAGS = [
     "--headless=new",
     "--no-sandbox",
@@ -82,32 +82,10 @@ SECOND_HTML = "<!doctype html><title>Second page</title><body style='background:
 # --- the target side: a page server and Chromium processes --------------------------------------
 
 
-class TargetPages(BaseHTTPRequestHandler):
-    pages: ClassVar[dict[str, str]] = {"/": TARGET_HTML, "/second": SECOND_HTML}
-
-    def do_GET(self) -> None:
-        body = self.pages.get(self.path, "").encode()
-        self.send_response(200 if body else 404)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
 @pytest.fixture(scope="module")
 def page_base() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), TargetPages)
-    thread = threading.Thread(target=server.serve_forever, name="live-pages", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with PageServer({"/": TARGET_HTML.encode(), "/second": SECOND_HTML.encode()}) as server:
+        yield server.base_url
 
 
 @dataclass

@@ -27,11 +27,12 @@ from typing import Any
 import httpx
 import pytest
 from direct_cdp import CdpFailed, DirectCdp
+from fleet_server import Server, start_server, wait_for
+from loopback import RESOLVER_RULES
 
 from browserfleet.sandbox.cgroups import parse_flat_keyed
 from browserfleet.sandbox.reach import browser_pid
 from browserfleet.sandbox.residue import find_residue, uid_cgroups
-from conftest import RESOLVER_RULES, Server, start_server, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -268,7 +269,7 @@ async def test_a_download_aimed_outside_the_session_lands_nowhere_outside(
         await cdp.navigate(page, "data:text/html,<body>downloads</body>")
         for aim, name in zip(aims, names, strict=True):
             for domain, session in (("Browser", None), ("Page", page)):
-                params = {"behavior": "allow", "downloadPath": str(aim)}
+                params: dict[str, object] = {"behavior": "allow", "downloadPath": str(aim)}
                 if domain == "Browser":
                     params["eventsEnabled"] = True
                 if (

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from loopback import RESOLVER_RULES
 from sandboxes import CHROMIUM, HEADLESS_SHELL, LIMITS, TEST_UIDS, UID_FIRST_ENV, make_runner
 
 from browserfleet.browsers.geometry import TASKBAR_HEIGHT
@@ -31,7 +32,6 @@ from browserfleet.sandbox.runner import SandboxRunner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
-RESOLVER_RULES = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 # /dev holds bubblewrap's device nodes; everything else the browser may write is its own.
 WRITABLE = {"/session", "/tmp", "/dev/shm", "/proc", "/dev", "/dev/pts"}

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from conftest import Janitor, Server, wait_for
+from fleet_server import Janitor, Server, wait_for
 
 pytestmark = pytest.mark.e2e
 

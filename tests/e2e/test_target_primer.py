@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from loopback import RESOLVER_RULES
 
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
@@ -22,7 +23,6 @@ from browserfleet.cdp.primer import AUTO_ATTACH, RESUME
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
-RESOLVER_RULES = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 SPEC = LaunchSpec(HeadlessMode.NEW, 1280, 720, extra_args=(RESOLVER_RULES,))
 PAGE = "data:text/html,<title>ran</title>"
 

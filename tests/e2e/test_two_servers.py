@@ -15,10 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+from api_checks import parse_time
+from fleet_server import Server, base_env, wait_for
+from loopback import free_port
 from postgres_cluster import PostgresCluster
 
 from browserfleet.sandbox.residue import find_residue
-from conftest import Server, base_env, free_port, parse_time, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fleet_server import Janitor, Server
 from pages import PageServer
 from stealth_pages import JS_DIR
 
 from browserfleet.sandbox.spec import UPLOADS as BROWSER_UPLOADS
-from conftest import Janitor, Server
 
 pytestmark = pytest.mark.e2e
 

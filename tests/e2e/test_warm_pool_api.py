@@ -9,11 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fleet_server import Janitor, Server, wait_for
 from pages import PageServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from browserfleet.browsers.geometry import TASKBAR_HEIGHT
-from conftest import Janitor, Server, wait_for
 
 pytestmark = pytest.mark.e2e
 

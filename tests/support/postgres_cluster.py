@@ -23,6 +23,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -186,7 +187,7 @@ class PostgresCluster:
         except OSError:
             return "(no log)"
 
-    def _user_kwargs(self) -> dict[str, object]:
+    def _user_kwargs(self) -> dict[str, Any]:
         if not self._as_postgres:
             return {}
         entry = pwd.getpwnam("postgres")

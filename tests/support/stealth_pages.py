@@ -9,10 +9,9 @@ upstream proxy.
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from pages import HeaderLog, Page, PageServer
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 BOTD = JS_DIR / "node_modules" / "@fingerprintjs" / "botd" / "dist" / "botd.esm.js"
@@ -79,61 +78,25 @@ def page(body: str) -> bytes:
     return f"<!doctype html><html><head><title>t</title></head><body>{body}</body></html>".encode()
 
 
-class HeaderLog:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: list[tuple[str, dict[str, str]]] = []
-
-    def add(self, path: str, headers: dict[str, str]) -> None:
-        with self._lock:
-            self._seen.append((path, headers))
-
-    def of(self, path: str) -> list[dict[str, str]]:
-        with self._lock:
-            return [h for p, h in self._seen if p == path]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"
-    server: StealthPages  # type: ignore[assignment]
-
-    def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        path = parts.path or "/"
-        # "proxy /path": the request came as a proxy's (a country pool's upstream is this site).
-        seen_as = f"proxy {path}" if "://" in self.path else path
-        self.server.log.add(seen_as, {k.lower(): v for k, v in self.headers.items()})
-        content_type, body = "text/html; charset=utf-8", page("<p>probe</p>")
-        if path == "/botd.js":
-            content_type, body = "text/javascript", BOTD.read_bytes()
-        elif path == "/botd":
-            body = BOTD_PAGE
-        elif path == "/frame":
-            inner = f"http://127.0.0.2:{self.server.other_port}/inner"
-            body = page(f"<iframe id='f' src='{inner}'></iframe>")
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        # Ask for the high-entropy client hints too, as many sites do.
-        self.send_header("Accept-CH", "Sec-CH-UA-Full-Version-List, Sec-CH-UA-Platform-Version")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class StealthPages(ThreadingHTTPServer):
-    daemon_threads = True
+class StealthPages(PageServer):
+    """One of the two sites: a probe page at every path, the botd detector, and a page framing
+    the other site. Every response asks for the high-entropy client hints, as many sites do."""
 
     def __init__(self, host: str, log: HeaderLog, port: int = 0) -> None:
-        super().__init__((host, port), _Handler)
-        self.log = log
+        super().__init__({}, host=host, port=port)
+        self.headers_log = log
         self.other_port = 0
 
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
+    def page(self, path: str) -> Page:
+        hints = (("Accept-CH", "Sec-CH-UA-Full-Version-List, Sec-CH-UA-Platform-Version"),)
+        if path == "/botd.js":
+            return Page(BOTD.read_bytes(), "text/javascript", hints)
+        if path == "/botd":
+            return Page(BOTD_PAGE, headers=hints)
+        if path == "/frame":
+            inner = f"http://127.0.0.2:{self.other_port}/inner"
+            return Page(page(f"<iframe id='f' src='{inner}'></iframe>"), headers=hints)
+        return Page(page("<p>probe</p>"), headers=hints)
 
 
 class StealthSite:
@@ -144,9 +107,6 @@ class StealthSite:
         self.main = StealthPages("127.0.0.1", self.log)
         self.other = StealthPages("127.0.0.2", self.log, self.main.port)
         self.main.other_port = self.other.port
-        self._threads = [
-            threading.Thread(target=s.serve_forever, daemon=True) for s in (self.main, self.other)
-        ]
 
     @property
     def port(self) -> int:
@@ -156,13 +116,14 @@ class StealthSite:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def __enter__(self) -> StealthSite:
-        for thread in self._threads:
-            thread.start()
+        self.main.__enter__()
+        try:
+            self.other.__enter__()
+        except BaseException:
+            self.main.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for server in (self.main, self.other):
-            server.shutdown()
-            server.server_close()
-        for thread in self._threads:
-            thread.join(timeout=5)
+        self.other.__exit__()
+        self.main.__exit__()

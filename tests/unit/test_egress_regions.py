@@ -20,7 +20,7 @@ DIRECT = Region("Asia/Tokyo", "ja-JP")
 
 
 def planner(regions: RouteRegions | None = None) -> PoolPlanner:
-    return PoolPlanner(POOLS, EgressGuard(allow_networks=[]), regions)
+    return PoolPlanner(POOLS, EgressGuard(allow_networks=()), regions)
 
 
 def test_a_country_pool_session_gets_its_countrys_region() -> None:

@@ -9,7 +9,6 @@ phase (about 30 s in CI); tests/e2e/test_api_fuzz.py runs a smaller pass with Ch
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,20 +19,15 @@ from typing import Any
 import httpx
 import pytest
 from fuzzing import SUPPORT, run_schemathesis
+from loopback import free_port
 
 FUZZ_EXAMPLES = int(os.environ.get("BROWSERFLEET_FUZZ_EXAMPLES", "10"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 def fake_server(suite_resources: Any, database_url: str) -> Iterator[tuple[str, str]]:
     data_dir: Path = suite_resources.new_data_dir()
-    port = _free_port()
+    port = free_port()
     suite_resources.ports.add(port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROWSERFLEET_")} | {
         "PYTHONPATH": str(SUPPORT),

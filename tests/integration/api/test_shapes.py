@@ -7,7 +7,6 @@ fake clock: costs and ordering are exact, with no sleeping.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -15,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from api_checks import cost6
 from api_harness import BASE, Api
 from browser_use_sdk.v3 import (
     AccountView,
@@ -24,13 +24,7 @@ from browser_use_sdk.v3 import (
 )
 from runtime_fakes import T0
 
-DECIMAL_RE = re.compile(r"^(?!^[-+.]*$)[+-]?0*\d*\.?\d*$")
 ONE_MINUTE = Decimal("0.000333")
-
-
-def money(value: str) -> Decimal:
-    assert DECIMAL_RE.match(value) and "e" not in value.lower(), value
-    return Decimal(value).quantize(Decimal("0.000001"))
 
 
 async def create(api: Api, key: str | None = None, **body: Any) -> dict[str, Any]:
@@ -67,7 +61,7 @@ async def test_create_with_every_field_reflects_them_and_reaches_the_launcher(ap
     token = item.cdp_url.removeprefix(f"{BASE}/cdp/")
     assert len(token) >= 22 and "/" not in token  # >= 128 bits, a path segment
     assert item.live_url == f"{BASE}/live?wss={quote(item.cdp_url, safe='')}"
-    assert [money(v) for v in (item.browser_cost, item.proxy_cost, item.proxy_used_mb)] == [0] * 3
+    assert [cost6(v) for v in (item.browser_cost, item.proxy_cost, item.proxy_used_mb)] == [0] * 3
     (browser,) = api.launcher.browsers
     assert (browser.spec.screen_width, browser.spec.screen_height) == (1280, 800)
     assert browser.spec.pdf_viewer is False
@@ -128,15 +122,15 @@ async def test_list_pages_newest_first_and_filters_by_status_and_metadata(api: A
 
 async def test_costs_zero_at_create_running_while_active_final_after_stop(api: Api) -> None:
     view = await create(api, timeout=60)
-    assert money(view["browserCost"]) == 0
+    assert cost6(view["browserCost"]) == 0
     api.clock.advance(minutes=30)
     running = (await api.call("GET", f"/browsers/{view['id']}")).json()
-    assert money(running["browserCost"]) == Decimal("0.010000")
+    assert cost6(running["browserCost"]) == Decimal("0.010000")
     listed = (await api.call("GET", "/browsers")).json()["items"][0]
     assert listed["browserCost"] == running["browserCost"]
     api.clock.advance(seconds=1)
     stopped = (await api.call("PATCH", f"/browsers/{view['id']}", json={"action": "stop"})).json()
-    assert money(stopped["browserCost"]) == Decimal("0.010333")  # 31 minutes, rounded up
+    assert cost6(stopped["browserCost"]) == Decimal("0.010333")  # 31 minutes, rounded up
     api.clock.advance(hours=1)
     later = (await api.call("GET", f"/browsers/{view['id']}")).json()
     assert later["browserCost"] == stopped["browserCost"]
@@ -158,7 +152,7 @@ async def test_stop_is_idempotent_and_refunds_once(api: Api) -> None:
     api.clock.advance(minutes=5)
     second = await api.call("PATCH", f"/browsers/{view['id']}", key=key, json={"action": "stop"})
     assert second.json() == first.json()
-    assert money(first.json()["browserCost"]) == ONE_MINUTE
+    assert cost6(first.json()["browserCost"]) == ONE_MINUTE
     assert (before - after_first).quantize(Decimal("0.000001")) == ONE_MINUTE
     assert await balance() == after_first
     assert api.launcher.browsers[0].closed == 1

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
-from loopback_servers import OriginServer, free_port, get_via_tunnel, split_response
+from loopback import free_port
+from loopback_servers import OriginServer, get_via_tunnel, split_response
 
 from browserfleet.proxy import (
     EgressGuard,

@@ -9,6 +9,7 @@ import time
 
 import psutil
 from loopback_servers import LOOPBACK_ALLOWED, OriginServer
+from polling import until
 
 from browserfleet.proxy import EgressProxy, open_egress
 
@@ -37,8 +38,9 @@ async def test_aclose_with_open_tunnels_closes_them_promptly_and_leaks_nothing(
     port = proxy.port
     tunnels = [await _open_tunnel(port, f"127.0.0.1:{origin.port}") for _ in range(3)]
     idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)  # no request yet
-    await asyncio.sleep(0.05)
-    assert len(asyncio.all_tasks() - before) >= 4
+    await until(
+        lambda: len(asyncio.all_tasks() - before) >= 4, what="a handler task per connection"
+    )
 
     started = time.monotonic()
     await proxy.aclose()

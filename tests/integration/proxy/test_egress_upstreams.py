@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+from loopback import free_port
 from loopback_servers import (
     UPSTREAM_PASSWORD,
     UPSTREAM_USER,
     OriginServer,
     Socks5Server,
-    free_port,
     get_via_tunnel,
     proxy_exchange,
     split_response,

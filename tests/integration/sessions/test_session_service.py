@@ -132,7 +132,7 @@ async def test_create_then_stop_after_ten_seconds_bills_one_minute(world: World)
     assert world.launcher.browsers[0].closed == 1
     assert session.token in world.gateway.closed
     entries = await world.projects.ledger_for_session(session.id)
-    assert sorted(e.amount_micros for e in entries) == sorted([-20_000, 20_000 - 333])
+    assert sorted(e.amount_micros or 0 for e in entries) == sorted([-20_000, 20_000 - 333])
 
 
 async def test_second_stop_returns_the_same_view_and_refunds_once(world: World) -> None:
@@ -631,7 +631,7 @@ async def test_a_sessions_browser_is_localized_to_its_routes_region_before_it_is
         host_max_browsers=5,
     )
     pools = parse_pool_config('[countries]\nde = ["http://127.0.0.1:9"]\n')
-    planner = PoolPlanner(pools, EgressGuard(allow_networks=[]))
+    planner = PoolPlanner(pools, EgressGuard(allow_networks=()))
     service = SessionService(
         store, launcher, FakeGateway(), config, Clock(), planner=planner, secret=SECRET
     )

@@ -206,8 +206,9 @@ def _insert_0001_rows(conn: Connection) -> None:
 
 def _sqlite_file(url: str) -> Path | None:
     parsed = make_url(url)
-    is_file = parsed.get_backend_name() == "sqlite" and parsed.database
-    return Path(parsed.database) if is_file else None
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return Path(parsed.database)
+    return None
 
 
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from loopback import RESOLVER_RULES
 
 from browserfleet.browsers.chromium_args import (
     DISABLED_FEATURES,
@@ -160,7 +161,7 @@ def test_extra_disable_features_are_merged_into_the_one_switch() -> None:
 
 
 def test_extra_args_come_after_ours_so_they_win() -> None:
-    rules = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
+    rules = RESOLVER_RULES
     args = args_of(replace(SPEC, extra_args=(rules, "--window-size=10,10")))
     assert args[-3:] == [rules, "--window-size=10,10", "about:blank"]
 

@@ -177,6 +177,6 @@ def test_a_new_window_fits_the_rule_when_no_larger(window: object, fits_it: bool
 
 
 def test_the_window_rule_rides_along_with_or_without_stealth() -> None:
-    window = {"width": 1280, "height": 672}
+    window: dict[str, object] = {"width": 1280, "height": 672}
     assert priming(None, None, window) == Priming(window=window)  # stealth off: no steps
     assert priming(IDENTITY, None, window).window == window

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,12 @@ from browserfleet.sessions.model import Session, SessionRequest, SessionStatus, 
 from browserfleet.sessions.reaper import STARTING_DEADLINE, plan_sweep
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+PROJECT = ProjectId(uuid.uuid5(uuid.NAMESPACE_URL, "p"))
+
+
+def sid(name: str) -> SessionId:
+    """A session id derived from a readable name (equal names, equal ids)."""
+    return SessionId(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
 def session(
@@ -19,8 +26,8 @@ def session(
     stop_reason: StopReason | None = None,
 ) -> Session:
     return Session(
-        id=SessionId(name),
-        project_id=ProjectId("p"),
+        id=sid(name),
+        project_id=PROJECT,
         status=status,
         token="t",
         request=SessionRequest(),
@@ -63,7 +70,7 @@ def test_the_next_sweep_comes_at_the_earliest_timeout_to_come() -> None:
     ]
     plan = plan_sweep(sessions, NOW)
     assert plan.next_timeout == NOW + timedelta(seconds=40)
-    assert [s.id for s, _, _ in plan.stops] == [SessionId("stopping")]
+    assert [s.id for s, _, _ in plan.stops] == [sid("stopping")]
 
 
 def test_nothing_live_means_nothing_to_do() -> None:

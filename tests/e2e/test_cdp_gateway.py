@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.server
 import json
 import os
 import re
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -24,6 +22,8 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, WebSocket
+from loopback import RESOLVER_RULES
+from pages import Page, PageServer
 from playwright.async_api import async_playwright
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -46,7 +46,7 @@ SPEC = LaunchSpec(
     mode=HeadlessMode.NEW,
     screen_width=1280,
     screen_height=720,
-    extra_args=("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",),
+    extra_args=(RESOLVER_RULES,),
 )
 TOKEN = "tok-" + "a1" * 16
 PAGE_HTML = b"<html><head><title>fleet</title></head><body><p id=msg>hello from loopback</p></body>"
@@ -124,36 +124,20 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=10)
 
 
+class GatewayPages(PageServer):
+    """The test page at every path, and a download at /report.bin."""
+
+    def page(self, path: str) -> Page:
+        if path == "/report.bin":
+            disposition = ("Content-Disposition", 'attachment; filename="report.bin"')
+            return Page(b"bytes", "application/octet-stream", (disposition,))
+        return Page(PAGE_HTML, "text/html")
+
+
 @pytest.fixture(scope="module")
 def page_url() -> Iterator[str]:
-    class Page(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/report.bin":  # a download
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Disposition", 'attachment; filename="report.bin"')
-                self.send_header("Content-Length", "5")
-                self.end_headers()
-                self.wfile.write(b"bytes")
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(PAGE_HTML)))
-            self.end_headers()
-            self.wfile.write(PAGE_HTML)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/page.html"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with GatewayPages({}) as server:
+        yield server.url("/page.html")
 
 
 LIMITS = GatewayLimits(
@@ -481,7 +465,7 @@ async def test_a_connection_finishing_its_upgrade_after_close_is_refused(served:
     transport, _ = await asyncio.get_running_loop().create_connection(asyncio.Protocol, sock=ours)
     tasks = TaskSet("test-race")
     try:
-        peer = ClientPeer(transport)  # type: ignore[arg-type]  # a socket transport
+        peer = ClientPeer(transport)  # a socket transport
         serving = tasks.spawn(
             served.gateway.relay(TOKEN, "browser", browser_id, "dGhlIHNhbXBsZSBub25jZQ==", peer),
             name="relay",

@@ -10,10 +10,10 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
-import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Self
 
 from browserfleet.proxy import DirectRoute, EgressGuard
 
@@ -36,7 +36,7 @@ class LoopbackServer:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def __aenter__(self) -> LoopbackServer:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._track, "127.0.0.1", 0)
         return self
 
@@ -51,14 +51,14 @@ class LoopbackServer:
     async def _track(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._handlers.add(task)  # type: ignore[arg-type]
+        self._handlers.add(task)
         try:
             await self.handle(reader, writer)
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.transport.abort()
-            self._handlers.discard(task)  # type: ignore[arg-type]
+            self._handlers.discard(task)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
@@ -269,12 +269,6 @@ async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         await writer.drain()
     if writer.can_write_eof():
         writer.write_eof()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def proxy_exchange(port: int, request: bytes) -> bytes:

@@ -9,17 +9,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+import loopback
 import psutil
 import pytest
 from sandboxes import TEST_UIDS
 
 from browserfleet.cli import doctor
-from browserfleet.cli.doctor import Status, check_data_dir, check_database, check_port, redact
+from browserfleet.cli.doctor import check_data_dir, check_database, check_port, redact
+from browserfleet.cli.findings import Status
 from browserfleet.settings import BrowserSettings, Isolation, SandboxSettings, Settings
 from browserfleet.store.migrate import upgrade
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium"),
+]
 
 
 class SuiteResources(Protocol):
@@ -35,10 +40,7 @@ def data_dir(suite_resources: SuiteResources) -> Path:
 
 @pytest.fixture
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+    return loopback.free_port()
 
 
 @pytest.fixture
