@@ -23,7 +23,6 @@ from browserfleet.api.websocket_protocol import (
     GATEWAY_STATE_KEY,
 )
 from browserfleet.bootstrap import Adapters, build_runtime
-from browserfleet.cdp import CdpGatewayServer
 from browserfleet.cdp.addressing import CdpAddressing, HostTemplate
 from browserfleet.settings import Settings
 
@@ -84,14 +83,13 @@ def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
                 GATEWAY_STATE_KEY: runtime.gateway,
                 ADDRESSING_STATE_KEY: addressing,
             }
-            if isinstance(runtime.gateway, CdpGatewayServer):  # a fake gateway relays nothing
-                app.state.connector = state[CONNECT_STATE_KEY] = Connector(
-                    runtime.authenticator,
-                    runtime.on_demand,
-                    runtime.gateway,
-                    addressing,
-                    settings.limits.retry_after_s,
-                )
+            app.state.connector = state[CONNECT_STATE_KEY] = Connector(
+                runtime.authenticator,
+                runtime.on_demand,
+                runtime.gateway,
+                addressing,
+                settings.limits.retry_after_s,
+            )
             # The lifespan state reaches uvicorn's websocket protocol (CDP upgrades skip ASGI).
             yield state
 

@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
@@ -26,7 +26,7 @@ from browserfleet.api.errors import DATABASE_UNAVAILABLE, domain_answer, printab
 from browserfleet.api.routes.cdp import GATEWAY_ERRORS, refusal_of
 from browserfleet.api.schemas.browsers import CreateBrowserSessionRequest
 from browserfleet.auth.service import Authenticator
-from browserfleet.cdp import BrowserUnreachable, CdpGatewayServer
+from browserfleet.cdp import BrowserUnreachable
 from browserfleet.cdp.addressing import CdpAddressing
 from browserfleet.errors import DomainError
 from browserfleet.sessions.model import Session
@@ -145,6 +145,12 @@ CONNECT_ERRORS: tuple[type[Exception], ...] = (
 EDGE_ERRORS: tuple[type[Exception], ...] = (ConnectQueryInvalid, *GATEWAY_ERRORS)
 
 
+class Discovery(Protocol):
+    """The gateway's discovery (cdp.gateway.CdpGatewayServer fits)."""
+
+    async def discover(self, token: str, path: str, prefix: str) -> bytes: ...
+
+
 class Connector:
     """Creates a session for a connecting client and finds its browser's websocket."""
 
@@ -152,13 +158,13 @@ class Connector:
         self,
         authenticator: Authenticator,
         on_demand: OnDemandSessions,
-        gateway: CdpGatewayServer,
+        gateway: Discovery,
         addressing: CdpAddressing,
         retry_after_s: int,
     ) -> None:
         self._authenticator = authenticator
         self._on_demand = on_demand
-        self.gateway = gateway
+        self._gateway = gateway
         self.addressing = addressing
         self.retry_after_s = retry_after_s
 
@@ -171,11 +177,11 @@ class Connector:
     async def version(self, session: Session, public_base: str) -> bytes:
         """The browser's /json/version, its websocket URL the session's own (no key in it)."""
         prefix = self.addressing.websocket_prefix(public_base, session.token)
-        return await self.gateway.discover(session.token, "json/version", prefix)
+        return await self._gateway.discover(session.token, "json/version", prefix)
 
     async def browser_target(self, session: Session) -> tuple[str, str]:
         """(kind, id) of the browser's own DevTools target: where a connect client is joined."""
-        answer = json.loads(await self.gateway.discover(session.token, "json/version", "ws://x"))
+        answer = json.loads(await self._gateway.discover(session.token, "json/version", "ws://x"))
         url = answer.get("webSocketDebuggerUrl") if isinstance(answer, dict) else None
         found = _BROWSER_PATH.fullmatch(url) if isinstance(url, str) else None
         if found is None:

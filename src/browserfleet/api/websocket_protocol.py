@@ -148,7 +148,7 @@ class GatewayWebSocketProtocol(asyncio.Protocol):
             if not isinstance(connector, Connector):
                 peer.refuse(404, "Not Found")
                 return
-            work = _connect(connector, request, key, peer)
+            work = _connect(connector, gateway, request, key, peer)
         try:
             gateway.spawn(work, name="cdp-client")
         except RuntimeError:  # the gateway is closing and takes no more work
@@ -204,7 +204,11 @@ async def _serve(
 
 
 async def _connect(
-    connector: Connector, request: UpgradeRequest, key: str, peer: ClientPeer
+    connector: Connector,
+    gateway: CdpGatewayServer,
+    request: UpgradeRequest,
+    key: str,
+    peer: ClientPeer,
 ) -> None:
     """Create a session for this client, then relay it to the browser like any CDP client.
     Whatever fails before the upgrade is answered as the REST create would answer it."""
@@ -217,7 +221,7 @@ async def _connect(
     try:
         session = await connector.open(pairs, request.headers.get(API_KEY_HEADER))
         kind, target_id = await connector.browser_target(session)
-        await connector.gateway.relay(session.token, kind, target_id, key, peer)
+        await gateway.relay(session.token, kind, target_id, key, peer)
     except CONNECT_ERRORS as exc:
         peer.refuse(*refusal_for(exc, connector.retry_after_s))
     finally:
