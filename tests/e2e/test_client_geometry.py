@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 from node_clients import run_client
+from test_warm_pool_api import creates, metric
 
 from browserfleet.browsers.geometry import TASKBAR_HEIGHT
 from conftest import Janitor, Server, start_server, wait_for
-from test_warm_pool_api import creates, metric
 
 pytestmark = pytest.mark.e2e
 
