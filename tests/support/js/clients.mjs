@@ -2,7 +2,7 @@
 //   puppeteer-sizes WS_URL                 newPage() with defaultViewport null and the default
 //   puppeteer-browser-url HTTP_URL PAGE    connect({browserURL}) (fetches /json/version itself)
 //   puppeteer-ws WS_URL PAGE               connect({browserWSEndpoint}), the one-line connect
-//   cri HOST PORT PAGE                     chrome-remote-interface's {host, port} form
+//   cri HOST PORT PAGE                     chrome-remote-interface's {host, port, useHostName} form
 // Host names are mapped to loopback by resolve_loopback.cjs (node --require), never /etc/hosts.
 import CDP from 'chrome-remote-interface';
 import puppeteer from 'puppeteer-core';
@@ -54,28 +54,27 @@ async function puppeteerWs(wsUrl, pageUrl) {
 }
 
 async function cri(host, port, pageUrl) {
-  const options = { host, port: Number(port) };
+  // useHostName: CRI otherwise resolves the name itself and sends the address as Host (for
+  // Chrome's own Host check), and a server that routes by Host cannot tell the session.
+  const options = { host, port: Number(port), useHostName: true };
   const version = await CDP.Version(options);
   const protocol = await CDP.Protocol(options);
-  const target = await CDP.New(options);
-  const client = await CDP({ ...options, target });
+  const targets = await CDP.List(options);
+  const client = await CDP(options); // the first page of /json/list, as CRI does by default
   try {
     await client.Page.enable();
     const loaded = client.Page.loadEventFired();
     await client.Page.navigate({ url: pageUrl });
     await loaded;
     const { result } = await client.Runtime.evaluate({ expression: 'document.title' });
-    const targets = await CDP.List(options);
     return {
       browser: version.Browser,
       domains: protocol.domains.length,
       title: result.value,
-      targetUrl: target.webSocketDebuggerUrl,
-      listed: targets.some((t) => t.id === target.id),
+      targetUrl: targets.find((t) => t.type === 'page').webSocketDebuggerUrl,
     };
   } finally {
     await client.close();
-    await CDP.Close({ ...options, id: target.id });
   }
 }
 
