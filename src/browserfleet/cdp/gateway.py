@@ -98,6 +98,7 @@ class _Route:
     attached: int = 0  # websockets ever relayed, so a watcher sees one come and go
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     counting: asyncio.Lock = field(default_factory=asyncio.Lock)  # one cap check at a time
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # set by close()
     closed: bool = False
 
     def __post_init__(self) -> None:
@@ -170,6 +171,7 @@ class CdpGatewayServer:
         self._retired.bytes_to_browser += route.counters.bytes_to_browser
         self._retired.bytes_to_client += route.counters.bytes_to_client
         route.closed = True
+        route.ended.set()
         for relay in list(route.relays):
             relay.end(SESSION_CLOSED, "session closed")
         try:
@@ -186,8 +188,12 @@ class CdpGatewayServer:
                 return False
             await route.idle.wait()
             seen = route.attached
-            await asyncio.sleep(grace_s)  # the grace period itself, restarted by any client
-            if route.closed or self._routes.get(token) is not route:
+            try:  # the grace period itself, restarted by any client that comes meanwhile
+                await asyncio.wait_for(route.ended.wait(), grace_s)
+                return False  # closed during it
+            except TimeoutError:
+                pass
+            if route.closed:
                 return False
             if route.idle.is_set() and route.connecting == 0 and route.attached == seen:
                 return True
