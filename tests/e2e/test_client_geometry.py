@@ -77,6 +77,8 @@ def test_pooled_and_cold_sessions_give_every_context_the_session_size(
         ws = httpx.get(view["cdpUrl"] + "/json/version", timeout=10).json()["webSocketDebuggerUrl"]
         puppeteer = run_client("puppeteer-sizes", ws)
         assert puppeteer["null"]["size"] == [*window, *viewport]
+        assert puppeteer["null"]["context"] == [*window, *viewport]
+        assert puppeteer["default"]["context"] == [*window, *viewport]
         # Puppeteer's own 800x600 is answered, not applied: the page keeps the session's size.
         assert puppeteer["default"]["size"] == [*window, *viewport]
         assert puppeteer["default"]["reported"] == {"width": 800, "height": 600}

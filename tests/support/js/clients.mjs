@@ -1,5 +1,6 @@
 // Node CDP clients against a session, the way their users connect; prints one JSON line.
-//   puppeteer-sizes WS_URL                 newPage() with defaultViewport null and the default
+//   puppeteer-sizes WS_URL                 newPage() (and in a new context) with defaultViewport
+//                                          null and the default
 //   puppeteer-browser-url HTTP_URL PAGE    connect({browserURL}) (fetches /json/version itself)
 //   puppeteer-ws WS_URL PAGE               connect({browserWSEndpoint}), the one-line connect
 //   cri HOST PORT PAGE                     chrome-remote-interface's {host, port, useHostName} form
@@ -28,6 +29,10 @@ async function puppeteerSizes(wsUrl) {
       const page = await browser.newPage();
       seen[name] = { size: await page.evaluate(MEASURE), reported: page.viewport() };
       await page.close();
+      const context = await browser.createBrowserContext();
+      const inContext = await context.newPage();
+      seen[name].context = await inContext.evaluate(MEASURE);
+      await context.close();
     } finally {
       await browser.disconnect();
     }
