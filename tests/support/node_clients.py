@@ -39,7 +39,7 @@ def loopback_env(*suffixes: str) -> dict[str, str]:
     return {"NODE_OPTIONS": options, "LOOPBACK_SUFFIXES": ",".join(suffixes)}
 
 
-def run_client(mode: str, *args: str, loopback: tuple[str, ...] = (), timeout: float = 90) -> Any:
+def run_client(mode: str, *args: str, loopback: tuple[str, ...] = (), timeout: float = 180) -> Any:
     """Run one mode of clients.mjs; its JSON answer, or fail with its stderr."""
     needs_node()
     env = {**os.environ, **(loopback_env(*loopback) if loopback else {})}
