@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Lives inside the venv, so deleting the venv also forgets the install.
 STAMP := $(VENV)/.browserfleet-dev.stamp
-# The tests' Node packages (the botd bot detector, puppeteer-core as a client): npm ci from the
+# The tests' Node packages (botd; puppeteer-core, chrome-remote-interface as clients): npm ci from the
 # lockfile; the stamp inside node_modules makes it a no-op until the lockfile changes.
 JS_DIR := tests/support/js
 JS_STAMP := $(JS_DIR)/node_modules/.browserfleet.stamp
@@ -35,14 +35,14 @@ help:
 
 setup: system-deps $(STAMP) js-deps
 
-# Without Node the stealth tests that need it say so in the log; everything else still runs.
+# Without Node the tests that need it (stealth, Node clients) skip saying so; everything else runs.
 js-deps:
 	@if ! command -v npm >/dev/null; then \
-	  echo "note: npm not found: the botd and Puppeteer stealth tests will be skipped (install nodejs and npm)"; \
+	  echo "note: npm not found: the botd, Puppeteer and chrome-remote-interface tests will be skipped (install nodejs and npm)"; \
 	elif [ ! -f "$(JS_STAMP)" ] || [ "$(JS_DIR)/package-lock.json" -nt "$(JS_STAMP)" ]; then \
 	  echo "==> npm ci ($(JS_DIR))"; \
 	  if (cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error); then touch "$(JS_STAMP)"; \
-	  else echo "warning: npm ci failed (no registry?): the botd and Puppeteer stealth tests will be skipped"; fi; \
+	  else echo "warning: npm ci failed (no registry?): the botd, Puppeteer and chrome-remote-interface tests will be skipped"; fi; \
 	fi
 
 # System packages come from Debian only; nothing downloads a browser of its own.

@@ -10,14 +10,20 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from browserfleet import __version__
+from browserfleet.api.connect import Connector
 from browserfleet.api.deps import ApiServices
 from browserfleet.api.errors import install_error_handlers
-from browserfleet.api.routes import billing, browsers, health, live, uploads
+from browserfleet.api.routes import billing, browsers, connect, health, live, uploads
 from browserfleet.api.routes.cdp import build_cdp_router
 from browserfleet.api.routes.metrics import build_metrics_router
 from browserfleet.api.schemas.browsers import ErrorBody
-from browserfleet.api.websocket_protocol import GATEWAY_STATE_KEY
+from browserfleet.api.websocket_protocol import (
+    ADDRESSING_STATE_KEY,
+    CONNECT_STATE_KEY,
+    GATEWAY_STATE_KEY,
+)
 from browserfleet.bootstrap import Adapters, build_runtime
+from browserfleet.cdp.addressing import CdpAddressing, HostTemplate
 from browserfleet.settings import Settings
 
 API_PREFIXES = ("/api/v2", "/api/v3", "/api/v4")
@@ -55,6 +61,8 @@ def _operation_ids(version: str) -> Callable[[APIRoute], str]:
 
 def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
     """The app; its lifespan builds the runtime, with `adapters` (fakes in tests) if given."""
+    template = settings.cdp_host_template
+    addressing = CdpAddressing(HostTemplate.parse(template) if template else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -69,9 +77,21 @@ def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
                 public_url=settings.public_url,
                 readiness=runtime.readiness,
                 isolation=runtime.isolation.value,
+                addressing=addressing,
+            )
+            state: dict[str, Any] = {
+                GATEWAY_STATE_KEY: runtime.gateway,
+                ADDRESSING_STATE_KEY: addressing,
+            }
+            app.state.connector = state[CONNECT_STATE_KEY] = Connector(
+                runtime.authenticator,
+                runtime.on_demand,
+                runtime.gateway,
+                addressing,
+                settings.limits.retry_after_s,
             )
             # The lifespan state reaches uvicorn's websocket protocol (CDP upgrades skip ASGI).
-            yield {GATEWAY_STATE_KEY: runtime.gateway}
+            yield state
 
     app = FastAPI(
         title="browserfleet", version=__version__, description=DESCRIPTION, lifespan=lifespan
@@ -90,5 +110,6 @@ def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
     app.include_router(health.router, responses=common)
     app.include_router(build_metrics_router())
     app.include_router(live.router)
-    app.include_router(build_cdp_router())
+    app.include_router(build_cdp_router(addressing=addressing))
+    app.include_router(connect.router)
     return app

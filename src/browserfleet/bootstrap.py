@@ -45,6 +45,7 @@ from browserfleet.sandbox.runner import SandboxConfig, SandboxRunner
 from browserfleet.sandbox.spec import SandboxLimits
 from browserfleet.sandbox.uids import UidRange
 from browserfleet.sessions.model import DEFAULT_SCREEN_HEIGHT, DEFAULT_SCREEN_WIDTH
+from browserfleet.sessions.on_demand import OnDemandSessions
 from browserfleet.sessions.ports import BrowserHandle, BrowserLauncher, CdpGateway, HostCapacity
 from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService
@@ -78,7 +79,9 @@ class RuntimeLauncher(BrowserLauncher, PoolLauncher[BrowserHandle], Protocol):
 class Gateway(CdpGateway, Protocol):
     """What the runtime needs of the CDP gateway beyond the session service's port."""
 
-    async def discover(self, token: str, path: str, public_base: str) -> bytes: ...
+    async def discover(self, token: str, path: str, prefix: str) -> bytes: ...
+
+    async def idle_for(self, token: str, grace_s: float) -> bool: ...
 
     def totals(self) -> CdpTraffic: ...
 
@@ -109,6 +112,7 @@ class Runtime:
     metrics: Metrics
     clock: Clock
     isolation: Isolation
+    on_demand: OnDemandSessions
 
 
 @asynccontextmanager
@@ -483,6 +487,7 @@ async def _serving(
         ),
         clock,
     )
+    on_demand = OnDemandSessions(service, gateway, settings.cdp.connect_grace_s)
     await reaper.start()  # first: it settles and removes what an earlier run left
     pool.start()
     try:
@@ -496,8 +501,10 @@ async def _serving(
             metrics=metrics,
             clock=clock,
             isolation=settings.sandbox.isolation,
+            on_demand=on_demand,
         )
     finally:
+        await on_demand.close()
         await reaper.stop_loops()
         await service.shutdown()
         await pool.aclose()

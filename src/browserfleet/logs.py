@@ -11,11 +11,17 @@ _CONTEXT_KEYS = ("session_id", "project_id", "pid")
 _CDP_TOKEN = re.compile(r"(/cdp/|%2fcdp%2f)[A-Za-z0-9_-]{8,}", re.IGNORECASE)
 _API_KEY = re.compile(r"\bbu_[A-Za-z0-9_-]{8,}")
 _URL_PASSWORD = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/@:\s]*:)[^/@\s]+@")
+# A session's host label (cdp.addressing: the token as base32), and query parameters that carry
+# a key or a password (connect URLs: apiKey=..., customProxy.password=...), however encoded.
+_HOST_TOKEN = re.compile(r"\b[a-z2-7]{52}(?=\.)")
+_QUERY_SECRET = re.compile(r"(?i)((?:apikey|password)(?:=|%3d))[^&\s\"']+")
 
 
 def redact(line: str) -> str:
     line = _CDP_TOKEN.sub(r"\1<token>", line)
     line = _API_KEY.sub("bu_<key>", line)
+    line = _HOST_TOKEN.sub("<token>", line)
+    line = _QUERY_SECRET.sub(r"\1<hidden>", line)
     return _URL_PASSWORD.sub(r"\1<password>@", line)
 
 

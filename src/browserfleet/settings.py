@@ -188,6 +188,8 @@ class CdpSettings(BaseModel):
     # is not capped. Memory is bounded: a message is parsed once it is whole, then dropped.
     max_message_bytes: int = Field(100 * 1024 * 1024, ge=1024 * 1024)
     max_fragments: int = Field(1024, ge=1)
+    # A session created by connecting (/connect) stops once it has had no client this long.
+    connect_grace_s: float = Field(10.0, gt=0, le=600)
 
 
 class Isolation(StrEnum):
@@ -236,6 +238,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     # Base of every URL handed to clients; defaults to each request's own scheme and host.
     public_url: str | None = None
+    # Publish each session's CDP endpoint on a host of its own, e.g. "{token}.cdp.example.com"
+    # (a wildcard DNS name and certificate for *.cdp.example.com point at this server); the
+    # scheme, and unless the template names one the port, come from the public URL.
+    # None: under the public URL's path, {public_url}/cdp/{token}.
+    cdp_host_template: str | None = None
     # sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB (a plain
     # sqlite:// or postgresql:// / postgres:// URL gets the driver; no other is supported).
     database_url: str | None = None
@@ -271,6 +278,13 @@ class Settings(BaseSettings):
         if url is None or not url.strip():
             return None
         return normalize_database_url(url.strip())
+
+    @field_validator("cdp_host_template")
+    @classmethod
+    def _host_template(cls, template: str | None) -> str | None:
+        from browserfleet.cdp.addressing import HostTemplate
+
+        return None if template is None else str(HostTemplate.parse(template))
 
     def effective_database_url(self) -> str:
         if self.database_url:

@@ -99,9 +99,8 @@ def test_custom_proxy_with_credentials_carries_the_traffic_and_is_billed(
         stopped = sdk.browsers.stop(view["id"])
     mb = money(stopped.proxy_used_mb or "0")
     assert mb > 0
-    # custom route: $0.20 per GB, MB = 10^6 bytes
-    expected = (mb / 1000 * Decimal("0.20")).quantize(Decimal("0.000001"))
-    assert money(stopped.proxy_cost or "0") == expected
+    # Like the cloud, traffic through the user's own proxy costs nothing by default.
+    assert money(stopped.proxy_cost or "0") == 0
     assert PASSWORD not in server.log_tail(400)
 
 
@@ -175,7 +174,7 @@ def test_a_country_pool_gives_each_session_its_own_sticky_username(
     pools.write_text(
         "[countries]\n"
         f'de = ["http://user-{{session}}:pw@127.0.0.1:{pages.port}"]\n'
-        '[rates]\nmanaged = "5.00"\n'
+        '[rates]\nmanaged = "4.25"\n'
     )
     pooled = make_server(BROWSERFLEET_EGRESS__POOLS_FILE=str(pools))
     users = []
@@ -195,7 +194,7 @@ def test_a_country_pool_gives_each_session_its_own_sticky_username(
             stopped = sdk.browsers.stop(view["id"])
         mb = money(stopped.proxy_used_mb or "0")
         assert mb > 0
-        managed = (mb / 1000 * Decimal("5.00")).quantize(Decimal("0.000001"))
+        managed = (mb / 1000 * Decimal("4.25")).quantize(Decimal("0.000001"))
         assert money(stopped.proxy_cost or "0") == managed
     assert users[0] != users[1] and all(u.startswith("user-") for u in users)
     assert "pw@" not in pooled.log_tail(400)

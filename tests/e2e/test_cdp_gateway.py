@@ -711,3 +711,37 @@ async def test_every_command_taking_a_path_or_url_is_classified(served: Served) 
             if taken and method not in RULES and method not in REVIEWED:
                 unclassified.append(method)
     assert unclassified == []
+
+
+# --- idle_for (connect-on-demand) -------------------------------------------------------------
+
+
+async def test_idle_for_waits_while_a_client_is_connected_then_for_the_grace(
+    served: Served,
+) -> None:
+    url = await first_page_ws_url(served)
+    tasks = TaskSet("test")
+    try:
+        async with connect(url) as ws:
+            await evaluate(ws, "1")
+            watch = tasks.spawn(served.gateway.idle_for(TOKEN, 0.05), name="watch")
+            # Many grace periods pass with the client connected: the session is not idle.
+            done, _ = await asyncio.wait({watch}, timeout=0.5)
+            assert not done
+            await evaluate(ws, "2")
+        assert await asyncio.wait_for(watch, 10) is True
+    finally:
+        await tasks.close()
+
+
+async def test_idle_for_answers_false_at_once_when_the_token_closes(served: Served) -> None:
+    tasks = TaskSet("test")
+    try:
+        watch = tasks.spawn(served.gateway.idle_for(TOKEN, 60.0), name="watch")
+        done, _ = await asyncio.wait({watch}, timeout=0.2)
+        assert not done  # waiting out its grace period
+        await served.gateway.close(TOKEN)
+        assert await asyncio.wait_for(watch, 5) is False
+    finally:
+        await tasks.close()
+    assert await served.gateway.idle_for(TOKEN, 60.0) is False

@@ -9,31 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
-from fleet_server import Janitor, Server, wait_for
+from fleet_server import Janitor, Server, creates, metric, wait_for
 from pages import PageServer
-from prometheus_client.parser import text_string_to_metric_families
 
 from browserfleet.browsers.geometry import TASKBAR_HEIGHT
 
 pytestmark = pytest.mark.e2e
 
 
-def metric(server: Server, name: str, **labels: str) -> float:
-    """One sample of /metrics (0 when absent)."""
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
-
-
 def pool_ready(server: Server, size: int) -> None:
     wait_for(lambda: metric(server, "browserfleet_pool_ready") >= size, 60, what="pool ready")
-
-
-def creates(server: Server, source: str) -> float:
-    return metric(server, "browserfleet_session_create_seconds_count", source=source)
 
 
 def viewport(playwright: Any, cdp_url: str) -> list[int]:

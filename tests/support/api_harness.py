@@ -82,10 +82,12 @@ def api_settings(data_dir: Path, database_url: str | None = None, **overrides: A
 
 
 @asynccontextmanager
-async def running_api(data_dir: Path, database_url: str | None = None) -> AsyncIterator[Api]:
+async def running_api(
+    data_dir: Path, database_url: str | None = None, **overrides: Any
+) -> AsyncIterator[Api]:
     """The app with its lifespan started, a client over ASGI, and the fakes to steer it; on
     `database_url` (default: SQLite in data_dir)."""
-    settings = api_settings(data_dir, database_url)
+    settings = api_settings(data_dir, database_url, **overrides)
     launcher, gateway, clock = FakeLauncher(), FakeGateway(), FakeClock()
     adapters = Adapters(
         launcher=launcher,

@@ -25,6 +25,7 @@ import pytest
 from api_checks import cost6, money, parse_time
 from browser_use_sdk.v3 import BrowserUse
 from loopback import RESOLVER_RULES, free_port
+from prometheus_client.parser import text_string_to_metric_families
 from sandboxes import TEST_UIDS, uid_env
 
 from browserfleet.sandbox.reach import browser_pid, processes
@@ -341,3 +342,18 @@ def start_server(suite_resources: Resources, **env: str) -> Server:
     server = Server(suite_resources.new_data_dir(), free_port(), base_env(**env))
     suite_resources.ports.add(server.port)
     return server.start()
+
+
+def metric(server: Server, name: str, **labels: str) -> float:
+    """One sample of the server's /metrics (0 when absent)."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def creates(server: Server, source: str) -> float:
+    """Creates the server has answered from `source` ("pool" or "cold")."""
+    return metric(server, "browserfleet_session_create_seconds_count", source=source)

@@ -143,11 +143,16 @@ class FakeGateway:
         self.routes.pop(token, None)
         self.closed.append(token)
 
-    async def discover(self, token: str, path: str, public_base: str) -> bytes:
+    async def discover(self, token: str, path: str, prefix: str) -> bytes:
         if token not in self.routes:
             raise SessionNotFound(token)
-        ws = f"{public_base.replace('http', 'ws', 1)}/cdp/{token}/devtools/browser/fake"
+        ws = f"{prefix}/devtools/browser/fake"
         return json.dumps({"Browser": "Fake/1.0", "webSocketDebuggerUrl": ws}).encode()
+
+    async def idle_for(self, token: str, grace_s: float) -> bool:
+        """No client ever connects to a fake browser: idle once the grace period is over."""
+        await asyncio.sleep(grace_s)
+        return token in self.routes
 
     def totals(self) -> FakeTraffic:
         return FakeTraffic()

@@ -33,3 +33,14 @@ def test_api_keys_and_proxy_passwords_are_redacted() -> None:
     assert "Zx9yW8vU" not in cleaned
     assert "s3cr3t-pw" not in cleaned
     assert "socks5://alice:<password>@10.0.0.1:1080" in cleaned
+
+
+def test_connect_urls_and_host_tokens_are_redacted() -> None:
+    line = redact(
+        "GET /connect?apiKey=plainsecret&customProxy.password=hunter2&timeout=5 "
+        "Host: abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrst.cdp.example.com"
+    )
+    assert "plainsecret" not in line and "hunter2" not in line
+    assert "abcdefghijklmnopqrstuvwxyz234567" not in line
+    assert "timeout=5" in line and ".cdp.example.com" in line
+    assert "hunter2" not in redact("customProxy.password%3Dhunter2")

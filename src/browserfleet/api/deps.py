@@ -12,6 +12,7 @@ from fastapi.security import APIKeyHeader
 from browserfleet.auth.model import Principal
 from browserfleet.auth.service import Authenticator
 from browserfleet.billing.account import AccountReader
+from browserfleet.cdp.addressing import PATH_ADDRESSING, CdpAddressing
 from browserfleet.clock import Clock
 from browserfleet.sessions.service import SessionService
 
@@ -27,6 +28,7 @@ class ApiServices:
     public_url: str | None
     readiness: Callable[[], Awaitable[list[str]]]
     isolation: str = "sandbox"  # "none": /readyz shows a warning
+    addressing: CdpAddressing = PATH_ADDRESSING  # how cdpUrl is published
 
 
 def services(request: Request) -> ApiServices:
@@ -51,6 +53,19 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+@dataclass(frozen=True, slots=True)
+class PublicUrls:
+    """What the URLs handed to clients are built from: the public base and the CDP form."""
+
+    base: str
+    addressing: CdpAddressing = PATH_ADDRESSING
+
+
+def public_urls(request: Request) -> PublicUrls:
+    return PublicUrls(base_url(request), services(request).addressing)
+
+
 Services = Annotated[ApiServices, Depends(services)]
+Urls = Annotated[PublicUrls, Depends(public_urls)]
 Caller = Annotated[Principal, Depends(principal)]
 BaseUrl = Annotated[str, Depends(base_url)]

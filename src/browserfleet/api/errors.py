@@ -128,18 +128,24 @@ def allowed_methods(app: FastAPI, request: Request) -> list[str]:
     ]
 
 
+def domain_answer(
+    error: e.DomainError, retry_after_s: int
+) -> tuple[int, object, dict[str, str] | None]:
+    """(status, detail, headers) answering a domain error: HTTP responses and refused
+    websocket upgrades alike."""
+    mapped = http_error_for(error)
+    headers = {"Retry-After": str(retry_after_s)} if mapped.retry_after else None
+    return mapped.status, _detail(mapped, error), headers
+
+
 def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
-    retry_after = {"Retry-After": str(retry_after_s)}
 
     async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, e.DomainError)
         if isinstance(exc, e.DatabaseUnavailable):
             log.error("database unavailable: %s", exc)
-        mapped = http_error_for(exc)
-        headers = retry_after if mapped.retry_after else None
-        return JSONResponse(
-            {"detail": _detail(mapped, exc)}, status_code=mapped.status, headers=headers
-        )
+        status, detail, headers = domain_answer(exc, retry_after_s)
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
     async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

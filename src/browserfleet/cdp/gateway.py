@@ -18,12 +18,7 @@ from typing import Any, Protocol, Self
 
 from browserfleet.cdp.client import CdpConnection, CdpError
 from browserfleet.cdp.dial import DevtoolsDialer, fetch, get_json
-from browserfleet.cdp.discovery import (
-    DISCOVERY_PATHS,
-    PASSTHROUGH_PATHS,
-    gateway_prefix,
-    rewrite_body,
-)
+from browserfleet.cdp.discovery import DISCOVERY_PATHS, PASSTHROUGH_PATHS, rewrite_body
 from browserfleet.cdp.handshake import (
     HandshakeError,
     browser_request,
@@ -100,8 +95,10 @@ class _Route:
     counters: Counters = field(default_factory=Counters)
     relays: set[Relay] = field(default_factory=set)
     connecting: int = 0  # upgrades under way: they count against the websocket cap
+    attached: int = 0  # websockets ever relayed, so a watcher sees one come and go
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     counting: asyncio.Lock = field(default_factory=asyncio.Lock)  # one cap check at a time
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # set by close()
     closed: bool = False
 
     def __post_init__(self) -> None:
@@ -109,6 +106,7 @@ class _Route:
 
     def attach(self, relay: Relay) -> None:
         self.relays.add(relay)
+        self.attached += 1
         self.counters.open_connections += 1
         self.idle.clear()
 
@@ -173,12 +171,32 @@ class CdpGatewayServer:
         self._retired.bytes_to_browser += route.counters.bytes_to_browser
         self._retired.bytes_to_client += route.counters.bytes_to_client
         route.closed = True
+        route.ended.set()
         for relay in list(route.relays):
             relay.end(SESSION_CLOSED, "session closed")
         try:
             await asyncio.wait_for(route.idle.wait(), self._close_timeout_s)
         except TimeoutError:
             log.warning("cdp sockets still open %.1fs after close", self._close_timeout_s)
+
+    async def idle_for(self, token: str, grace_s: float) -> bool:
+        """Return True once the token has had no websocket, open or opening, for `grace_s`
+        without a break; False as soon as it is closed (or was never open)."""
+        while True:
+            route = self._routes.get(token)
+            if route is None or route.closed:
+                return False
+            await route.idle.wait()
+            seen = route.attached
+            try:  # the grace period itself, restarted by any client that comes meanwhile
+                await asyncio.wait_for(route.ended.wait(), grace_s)
+                return False  # closed during it
+            except TimeoutError:
+                pass
+            if route.closed:
+                return False
+            if route.idle.is_set() and route.connecting == 0 and route.attached == seen:
+                return True
 
     def counters(self, token: str) -> Counters | None:
         """A snapshot of the token's counters, or None when it is not open."""
@@ -194,8 +212,10 @@ class CdpGatewayServer:
             total.bytes_to_client += route.counters.bytes_to_client
         return total
 
-    async def discover(self, token: str, path: str, public_base: str) -> bytes:
-        """Chrome's answer to `path` (a DISCOVERY_PATHS key), its websocket URLs rewritten."""
+    async def discover(self, token: str, path: str, prefix: str) -> bytes:
+        """Chrome's answer to `path` (a DISCOVERY_PATHS key), its websocket URLs rewritten to
+        start with `prefix` (cdp.addressing: the session's websocket base) instead of Chrome's
+        own origin."""
         route = self._route(token)
         upstream_path = DISCOVERY_PATHS[path]
         try:
@@ -209,7 +229,7 @@ class CdpGatewayServer:
             raise SessionNotFound
         if upstream_path in PASSTHROUGH_PATHS:
             return body
-        return rewrite_body(body, gateway_prefix(public_base, token))
+        return rewrite_body(body, prefix)
 
     async def relay(
         self, token: str, kind: str, target_id: str, key: str, client: ClientPeer

@@ -22,6 +22,7 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 HEAD_END = b"\r\n\r\n"
 MAX_HEAD = 64 * 1024
 _DEVTOOLS_PATH = re.compile(r"/cdp/([^/]+)/devtools/([^/]+)/([^/]+)")
+_HOST_DEVTOOLS_PATH = re.compile(r"/devtools/([^/]+)/([^/]+)")
 
 
 class HandshakeError(Exception):
@@ -34,6 +35,7 @@ class UpgradeRequest:
 
     path: str  # percent-decoded, without the query
     headers: Mapping[str, str]  # names lower-cased
+    query: str = ""  # as sent, still percent-encoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,8 @@ def parse_upgrade(head: bytes) -> UpgradeRequest:
     if not head.startswith(b"GET "):
         raise HandshakeError("a WebSocket upgrade must be a GET")
     target, headers = parse_head(head)
-    return UpgradeRequest(unquote(target.split("?", 1)[0]), headers)
+    path, _, query = target.partition("?")
+    return UpgradeRequest(unquote(path), headers, query)
 
 
 def websocket_key(request: UpgradeRequest) -> str:
@@ -92,6 +95,13 @@ def devtools_path(path: str) -> DevtoolsPath | None:
     return None if found is None else DevtoolsPath(*found.groups())
 
 
+def host_devtools_path(path: str, token: str) -> DevtoolsPath | None:
+    """/devtools/{kind}/{target_id} at the root of a session's own host (the token is the
+    Host's), or None for any other path."""
+    found = _HOST_DEVTOOLS_PATH.fullmatch(path)
+    return None if found is None else DevtoolsPath(token, *found.groups())
+
+
 def accept_value(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
 
@@ -106,13 +116,16 @@ def switching_protocols(key: str) -> bytes:
     ).encode()
 
 
-def refusal(status: int, detail: str) -> bytes:
-    """An HTTP answer refusing the upgrade, with the API's `{"detail": ...}` body."""
+def refusal(status: int, detail: object, headers: Mapping[str, str] | None = None) -> bytes:
+    """An HTTP answer refusing the upgrade, with the API's `{"detail": ...}` body (a message or
+    a validation error list) and any extra headers (Retry-After)."""
     body = json.dumps({"detail": detail}).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     return (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
         "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
+        f"{extra}"
         "Connection: close\r\n\r\n"
     ).encode() + body
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Protocol
@@ -463,10 +463,10 @@ class ClientPeer(asyncio.Protocol):
             early, self._early = self._early, b""
             relay.from_client(early)
 
-    def refuse(self, status: int, detail: str) -> None:
+    def refuse(self, status: int, detail: object, headers: Mapping[str, str] | None = None) -> None:
         """Answer the upgrade request with an HTTP error and hang up."""
         if not self.transport.is_closing():
-            self.transport.write(refusal(status, detail))
+            self.transport.write(refusal(status, detail, headers))
             self.transport.close()
 
     def shutdown(self) -> None:

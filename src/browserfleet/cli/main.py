@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--port", type=int)
     p_serve.add_argument("--public-url", help="base of the URLs handed to clients")
     p_serve.add_argument(
+        "--cdp-host-template",
+        help="publish each session's CDP endpoint on a host of its own, e.g. "
+        "'{token}.cdp.example.com' (wildcard DNS and certificate); "
+        "default: {public-url}/cdp/{token}",
+    )
+    p_serve.add_argument(
         "--isolation",
         choices=[i.value for i in Isolation],
         help="sandbox (default): every browser in its own OS sandbox; none: no sandbox, for "
@@ -62,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("data_dir", "database_url", "host", "port", "public_url"):
+    for name in ("data_dir", "database_url", "host", "port", "public_url", "cdp_host_template"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

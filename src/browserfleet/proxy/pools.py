@@ -7,10 +7,10 @@ us = ["http://user-{session}:pw@proxy.example:8000",
       {url = "http://user:pw@us-west.example:8000", timezone = "America/Los_Angeles"}]
 de = [{url = "socks5://user:pw@de.example:1080", locale = "de-DE"}]
 "*" = ["socks5://user:pw@fallback.example:1080"]
-[rates]            # USD per GB (10^9 bytes), per route kind
+[rates]            # USD per GB (10^9 bytes) per route kind; defaults 5.00, 0 and 0
 managed = "5.00"
-custom = "0.20"
-direct = "0.20"
+custom = "0.10"
+direct = "0.10"
 """
 
 from __future__ import annotations
@@ -48,11 +48,13 @@ class NoProxyPool(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class ProxyRates:
-    """USD per GB for each kind of route (defaults in docs/api.md, "Billing")."""
+    """USD per GB for each kind of route (docs/api.md, "Billing"). The defaults follow the
+    cloud: traffic through a managed pool carries a rate, traffic through the user's own proxy
+    or straight out costs nothing unless the operator sets a rate."""
 
     managed: Decimal = Decimal("5.00")
-    custom: Decimal = Decimal("0.20")
-    direct: Decimal = Decimal("0.20")
+    custom: Decimal = Decimal("0")
+    direct: Decimal = Decimal("0")
 
 
 @dataclass(frozen=True, slots=True)

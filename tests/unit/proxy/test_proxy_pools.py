@@ -38,13 +38,13 @@ def test_pool_file_is_parsed_with_rates_as_decimals_and_codes_lower_cased() -> N
     config = parse_pool_config(POOLS)
     assert set(config.countries) == {"us", "de", "*"}
     assert config.countries["de"] == (PoolEntry("socks5://de%40user:p%3Ass@de.example:1080"),)
-    assert config.rates == ProxyRates(Decimal("4.50"), Decimal("0.25"), Decimal("0.20"))
+    assert config.rates == ProxyRates(Decimal("4.50"), Decimal("0.25"), Decimal("0"))
     assert not config.strict_countries
 
 
 def test_defaults_mirror_the_cloud_rates() -> None:
     assert parse_pool_config("") == PoolConfig({}, False, ProxyRates())
-    assert ProxyRates() == ProxyRates(Decimal("5.00"), Decimal("0.20"), Decimal("0.20"))
+    assert ProxyRates() == ProxyRates(Decimal("5.00"), Decimal("0"), Decimal("0"))
 
 
 def test_session_placeholder_becomes_a_sticky_token_and_the_entry_is_sticky() -> None:

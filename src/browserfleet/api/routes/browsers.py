@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, status
 
-from browserfleet.api.deps import BaseUrl, Caller, Services
+from browserfleet.api.deps import Caller, Services, Urls
 from browserfleet.api.schemas.browsers import (
     MAX_METADATA_TERMS,
     MAX_PAGE_NUMBER,
@@ -53,7 +53,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     summary="Create Browser Session",
 )
 async def create_browser_session(
-    body: CreateBrowserSessionRequest, caller: Caller, svc: Services, base: BaseUrl
+    body: CreateBrowserSessionRequest, caller: Caller, svc: Services, base: Urls
 ) -> BrowserSessionItemView:
     session = await svc.sessions.create(caller, body.to_request())
     return BrowserSessionItemView.from_session(session, base)
@@ -68,7 +68,7 @@ async def create_browser_session(
 async def list_browser_sessions(
     caller: Caller,
     svc: Services,
-    base: BaseUrl,
+    base: Urls,
     metadata: Annotated[
         # Text: no NUL (PostgreSQL cannot compare with it) and no lone surrogate, as stored.
         list[Text],
@@ -114,7 +114,7 @@ async def list_browser_sessions(
     summary="Get Browser Session",
 )
 async def get_browser_session(
-    session_id: UUID, caller: Caller, svc: Services, base: BaseUrl
+    session_id: UUID, caller: Caller, svc: Services, base: Urls
 ) -> BrowserSessionView:
     session = await svc.sessions.get(caller, SessionId(session_id))
     return BrowserSessionView.from_session(with_running_cost(session, svc.clock()), base)
@@ -131,7 +131,7 @@ async def update_browser_session(
     body: UpdateBrowserSessionRequest,
     caller: Caller,
     svc: Services,
-    base: BaseUrl,
+    base: Urls,
 ) -> BrowserSessionView:
     session = await svc.sessions.stop(caller, SessionId(session_id))
     return BrowserSessionView.from_session(session, base)

@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from browserfleet.api.deps import PublicUrls
 from browserfleet.api.schemas.countries import ProxyCountryCode
 from browserfleet.billing.pricing import format_megabytes, format_usd
 from browserfleet.sessions import model as m
@@ -172,12 +173,13 @@ class BrowserSessionItemView(ResponseModel):
     extensions: list[dict[str, str]] = Field(default_factory=list)
 
     @classmethod
-    def fields_from(cls, session: m.Session, base_url: str) -> dict[str, object]:
-        cdp_url = cdp_url_for(base_url, session.token)
+    def fields_from(cls, session: m.Session, urls: PublicUrls) -> dict[str, object]:
+        cdp_url = urls.addressing.cdp_url(urls.base, session.token)
+        # The live view is a page of this server: it reaches the session by path, same-origin.
         return {
             "id": session.id,
             "status": wire_status(session.status),
-            "live_url": live_url_for(base_url, cdp_url),
+            "live_url": live_url_for(urls.base, cdp_url_for(urls.base, session.token)),
             "cdp_url": cdp_url,
             "timeout_at": session.timeout_at,
             "started_at": session.started_at,
@@ -189,8 +191,8 @@ class BrowserSessionItemView(ResponseModel):
         }
 
     @classmethod
-    def from_session(cls, session: m.Session, base_url: str) -> BrowserSessionItemView:
-        return cls.model_validate(cls.fields_from(session, base_url))
+    def from_session(cls, session: m.Session, urls: PublicUrls) -> BrowserSessionItemView:
+        return cls.model_validate(cls.fields_from(session, urls))
 
 
 class BrowserSessionView(BrowserSessionItemView):
@@ -199,8 +201,8 @@ class BrowserSessionView(BrowserSessionItemView):
     )
 
     @classmethod
-    def from_session(cls, session: m.Session, base_url: str) -> BrowserSessionView:
-        fields = cls.fields_from(session, base_url)
+    def from_session(cls, session: m.Session, urls: PublicUrls) -> BrowserSessionView:
+        fields = cls.fields_from(session, urls)
         fields["recording_available"] = session.request.enable_recording
         return cls.model_validate(fields)
 
