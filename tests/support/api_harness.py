@@ -80,9 +80,9 @@ def api_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running_api(data_dir: Path) -> AsyncIterator[Api]:
+async def running_api(data_dir: Path, **overrides: Any) -> AsyncIterator[Api]:
     """The app with its lifespan started, a client over ASGI, and the fakes to steer it."""
-    settings = api_settings(data_dir)
+    settings = api_settings(data_dir, **overrides)
     launcher, gateway, clock = FakeLauncher(), FakeGateway(), FakeClock()
     adapters = Adapters(
         launcher=launcher,

@@ -13,6 +13,7 @@ from browserfleet.auth.model import Principal
 from browserfleet.auth.service import Authenticator
 from browserfleet.billing.account import AccountReader
 from browserfleet.clock import Clock
+from browserfleet.profiles.service import ProfileService
 from browserfleet.sessions.service import SessionService
 
 
@@ -21,6 +22,7 @@ class ApiServices:
     """What the routes may call; built in bootstrap, stored on app.state."""
 
     sessions: SessionService
+    profiles: ProfileService
     authenticator: Authenticator
     accounts: AccountReader
     clock: Clock

@@ -170,6 +170,27 @@ ProfileSeed = Callable[[Path], None]
 browser's user)."""
 
 
+class ProfileLoad(Protocol):
+    """A profile made ready for one launch."""
+
+    @property
+    def seed(self) -> ProfileSeed | None:
+        """What fills the new browser's profile (None: the profile was never saved)."""
+
+    async def apply(self, browser: BrowserHandle) -> None:
+        """Once the browser answers: what must be set while it runs (session cookies), and
+        the profile marked as used. BrowserLaunchFailed."""
+
+    async def discard(self) -> None:
+        """Remove the fetched files (after the launch, whatever its outcome)."""
+
+
+class ProfileLoader(Protocol):
+    async def load(self, project_id: ProjectId, profile_id: str) -> ProfileLoad:
+        """ProfileNotFound unless the project has it; waits (bounded) for a save of it still
+        in flight on any server; fetches its current saved state. StorageFailed."""
+
+
 class BrowserLauncher(Protocol):
     async def launch(
         self, spec: LaunchSpec, workdir: Path, *, seed: ProfileSeed | None = None

@@ -58,6 +58,8 @@ from browserfleet.sessions.ports import (
     GatewayRoute,
     HostCapacity,
     NoMetrics,
+    ProfileLoad,
+    ProfileLoader,
     SessionMetrics,
     SessionStore,
 )
@@ -106,6 +108,7 @@ class Reservation:
     task: asyncio.Task[Any] | None  # the create itself, cancelled if it outlives its deadline
     pooled: BrowserHandle | None = None  # a warm browser taken for it, until the session owns it
     reshaping: asyncio.Task[None] | None = None
+    profile: ProfileLoad | None = None  # a stored profile to start from (never a pooled browser)
 
 
 def launch_spec_for(request: SessionRequest, config: RuntimeConfig) -> LaunchSpec:
@@ -136,8 +139,10 @@ class SessionService:
         *,
         secret: ServerSecret,
         end_steps: Sequence[EndStep] = (),
+        profiles: ProfileLoader | None = None,
     ) -> None:
         self._secret = secret
+        self._profiles = profiles
         self._end_steps = tuple(end_steps)
         self._planner = planner
         self._pool = pool
@@ -181,11 +186,28 @@ class SessionService:
         """
         if request.timeout_minutes > MAX_TIMEOUT_MINUTES:
             raise TimeoutLimitExceeded(request.timeout_minutes)
-        if request.profile_id is not None:
-            raise ProfileNotFound(request.profile_id)
         if self._closing:
             raise HostAtCapacity("this server is shutting down")
-        reservation = self._open_reservation(principal, request)
+        profile = await self._load_profile(principal, request)
+        try:
+            return await self._create(principal, request, profile)
+        finally:
+            if profile is not None:
+                await asyncio.shield(profile.discard())
+
+    async def _load_profile(
+        self, principal: Principal, request: SessionRequest
+    ) -> ProfileLoad | None:
+        if request.profile_id is None:
+            return None
+        if self._profiles is None:
+            raise ProfileNotFound(request.profile_id)
+        return await self._profiles.load(principal.project_id, request.profile_id)
+
+    async def _create(
+        self, principal: Principal, request: SessionRequest, profile: ProfileLoad | None
+    ) -> Session:
+        reservation = self._open_reservation(principal, request, profile)
         self._creating[reservation.session.id] = reservation
         await self._reserve(reservation)
         # Host admission and taking the slot with no await between: nothing can slip in.
@@ -200,10 +222,13 @@ class SessionService:
         finally:
             self._launching -= 1
 
-    def _open_reservation(self, principal: Principal, request: SessionRequest) -> Reservation:
-        """The create's state: its STARTING session, launch spec, egress plan, pooled browser."""
+    def _open_reservation(
+        self, principal: Principal, request: SessionRequest, profile: ProfileLoad | None
+    ) -> Reservation:
+        """The create's state: its STARTING session, launch spec, egress plan, pooled browser
+        (none for a stored profile: it must be in place before Chromium starts)."""
         spec = launch_spec_for(request, self._config)
-        pooled = self._pool.take(spec) if self._pool else None
+        pooled = self._pool.take(spec) if self._pool and profile is None else None
         session_id = (
             SessionId(uuid.UUID(pooled.workdir.name)) if pooled else SessionId(uuid.uuid4())
         )
@@ -238,6 +263,7 @@ class SessionService:
             began=time.monotonic(),
             task=asyncio.current_task(),
             pooled=pooled,
+            profile=profile,
             # Reshaping a pooled browser overlaps the reservation's database work.
             reshaping=self._reshape_soon(pooled, spec),
         )
@@ -287,6 +313,8 @@ class SessionService:
             await self._settle_failed(reservation, None)
             raise
         try:
+            if reservation.profile is not None:
+                await reservation.profile.apply(handle)
             if reservation.plan is not None:
                 handle.route_egress(reservation.plan.route)
                 await handle.localize(reservation.plan.region)
@@ -397,10 +425,13 @@ class SessionService:
                 await asyncio.shield(pooled.close())
                 raise
         else:
-            self._log_cold_reason(session_id, spec)
+            self._log_cold_reason(session_id, spec, reservation.profile is not None)
         self._make_room()
         try:
-            handle = await self._launcher.launch(spec, self._config.sessions_dir / str(session_id))
+            seed = reservation.profile.seed if reservation.profile is not None else None
+            handle = await self._launcher.launch(
+                spec, self._config.sessions_dir / str(session_id), seed=seed
+            )
         except BrowserLaunchFailed as error:
             self._metrics.launch_failed()
             log.error("launch failed: %s", error, extra={"session_id": str(session_id)})
@@ -412,10 +443,17 @@ class SessionService:
         assert self._pool is not None
         return self._pool.spec
 
-    def _log_cold_reason(self, session_id: SessionId, spec: LaunchSpec) -> None:
+    def _log_cold_reason(
+        self, session_id: SessionId, spec: LaunchSpec, reservation_has_profile: bool
+    ) -> None:
         if self._pool is None:
             return
-        reason = "the pool is empty" if self._pool.serves(spec) else "no pooled browser fits"
+        if reservation_has_profile:
+            reason = "a stored profile loads into a fresh browser only"
+        elif self._pool.serves(spec):
+            reason = "the pool is empty"
+        else:
+            reason = "no pooled browser fits"
         log.info("cold launch: %s", reason, extra={"session_id": str(session_id)})
 
     def _make_room(self) -> None:

@@ -65,6 +65,11 @@ class SqlSessionStore:
         self._clock = clock
         self._reader = reader(engine)
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """For other stores on the same database (profiles)."""
+        return self._engine
+
     async def reserve(self, session: Session, default_limit: int) -> None:
         if session.status is not SessionStatus.STARTING:
             raise ValueError(f"reserve takes a STARTING session, not {session.status}")
