@@ -124,6 +124,7 @@ class ProfileLoad:
     async def apply(self, browser: BrowserHandle) -> None:
         """Once the browser answers: its session cookies back, and lastUsedAt."""
         if self._session_cookies:
+            log.info("restoring %d session cookies", len(self._session_cookies))
             try:
                 await browser.call("Storage.setCookies", {"cookies": self._session_cookies})
             except (CdpError, TimeoutError) as error:

@@ -81,8 +81,14 @@ class ProfileSaving:
             log.warning("cookies not read: %s", error, extra={"session_id": str(end.session.id)})
             return
         cookies = answer.get("cookies")
-        self._captured[end.session.id] = session_cookies(
-            cookies if isinstance(cookies, list) else []
+        every = cookies if isinstance(cookies, list) else []
+        kept = session_cookies(every)
+        self._captured[end.session.id] = kept
+        log.info(
+            "%d session cookies kept of %d",
+            len(kept),
+            len(every),
+            extra={"session_id": str(end.session.id)},
         )
 
     async def _save(self, end: SessionEnd) -> None:

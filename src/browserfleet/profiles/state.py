@@ -52,9 +52,14 @@ def check_profile_dir(profile: Path) -> None:
 
 def session_cookies(cookies: Iterable[object]) -> list[dict[str, object]]:
     """The session cookies (no expiry) of a Storage.getCookies answer, as setCookies params."""
+    return cookie_params(c for c in cookies if isinstance(c, dict) and c.get("session") is True)
+
+
+def cookie_params(cookies: Iterable[object]) -> list[dict[str, object]]:
+    """Cookies as Storage.setCookies params: only its fields, only well-formed ones."""
     kept: list[dict[str, object]] = []
     for cookie in cookies:
-        if not isinstance(cookie, dict) or cookie.get("session") is not True:
+        if not isinstance(cookie, dict):
             continue
         if not isinstance(cookie.get("name"), str) or not isinstance(cookie.get("value"), str):
             continue
@@ -88,9 +93,10 @@ def take_session_cookies(profile: Path) -> list[dict[str, object]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
     try:
-        return session_cookies(json.loads(data))
+        found = json.loads(data)
     except ValueError:
         return []
+    return cookie_params(found) if isinstance(found, list) else []
 
 
 def cookie_domains(profile: Path, scratch: Path, extra: Iterable[Cookie] = ()) -> tuple[str, ...]:
