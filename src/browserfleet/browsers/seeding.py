@@ -26,8 +26,8 @@ def install_profile(profile: Path, fill: Callable[[Path], None], owner: int | No
     """Replace the empty `profile` directory (and its empty Default) with what `fill` writes
     into a new sibling directory; everything is given to uid/gid `owner` when set. Blocking."""
     staging = profile.with_name(profile.name + ".seed")
-    fill(staging)
     try:
+        fill(staging)
         for name in _NEVER_SEEDED:
             with contextlib.suppress(FileNotFoundError):
                 (staging / name).unlink()

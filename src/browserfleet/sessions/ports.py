@@ -75,7 +75,7 @@ class SessionStore(Protocol):
         self, project_id: ProjectId, profile_id: str, since: datetime
     ) -> int:
         """Sessions of that profile stopping, or stopped at or after `since` and not yet ended
-        (their state may still be on its way to the profile), on any server."""
+        (their state may still be on its way to the profile), on any server still alive."""
 
     async def get(self, project_id: ProjectId, session_id: SessionId) -> Session:
         """A visible session of that project, else SessionNotFound."""

@@ -161,6 +161,12 @@ class SqlSessionStore:
                 .where(
                     sessions.c.project_id == project_id,
                     sessions.c.profile_id == profile_id,
+                    # An end whose server died is never coming: not worth a wait.
+                    sessions.c.owner.in_(
+                        select(instances.c.id).where(
+                            instances.c.heartbeat_at >= self._clock() - self._orphan_after
+                        )
+                    ),
                     or_(
                         sessions.c.status == SessionStatus.STOPPING.value,
                         (sessions.c.status == SessionStatus.STOPPED.value)

@@ -661,8 +661,15 @@ async def test_a_create_sees_a_profile_session_ending_until_its_end_is_over(worl
     service = _with_steps(world, RecordingStep(EndPhase.CLOSED, hold=hold))
     profile = str(uuid.uuid4())
     session = await _create_with_profile_row(world, service, profile)
+    await world.store.heartbeat(world.config.instance, "here", 1, datetime.now(UTC))
     await service.stop(world.caller, session.id)
     assert await world.store.ending_with_profile(world.caller.project_id, profile, T0) == 1
+    # Not waited for when its server is silent (dead): that end is never coming.
+    await world.store.heartbeat(
+        world.config.instance, "here", 1, datetime.now(UTC) - timedelta(hours=1)
+    )
+    assert await world.store.ending_with_profile(world.caller.project_id, profile, T0) == 0
+    await world.store.heartbeat(world.config.instance, "here", 1, datetime.now(UTC))
     hold.set()
     await service.wait_ended(session.id)
     assert await world.store.ending_with_profile(world.caller.project_id, profile, T0) == 0
