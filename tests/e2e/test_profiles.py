@@ -311,3 +311,25 @@ def test_a_profile_saved_on_one_server_loads_on_another_sharing_the_bucket_and_d
         assert client.delete(f"/profiles/{profile}").status_code == 204
     assert not [k for k in s3.raw_keys(bucket) if profile in k]
     s3.remove_bucket(bucket)
+
+
+@pytest.mark.parametrize("version", ["v2", "v3", "v4"])
+def test_the_official_sdk_profile_calls_work_unchanged(server: Server, version: str) -> None:
+    import importlib
+
+    sdk = importlib.import_module(f"browser_use_sdk.{version}")
+    with sdk.BrowserUse(api_key=server.key, base_url=server.api(version), timeout=60) as client:
+        user = uuid.uuid4().hex
+        created = client.profiles.create(name="sdk", user_id=user)
+        assert (created.name, created.user_id, created.cookie_domains) == ("sdk", user, None)
+        assert client.profiles.get(created.id).id == created.id
+        listed = client.profiles.list(query=user[:12], page_size=5, page_number=1)
+        assert [p.id for p in listed.items] == [created.id] and listed.total_items == 1
+        renamed = client.profiles.update(created.id, name="renamed")
+        assert (renamed.name, renamed.user_id) == ("renamed", user)
+        if version == "v4":  # the v4 SDK sends an explicit null to clear a field
+            assert client.profiles.update(created.id, user_id=None).user_id is None
+        client.profiles.delete(created.id)
+        with pytest.raises(sdk.BrowserUseError) as refused:
+            client.profiles.get(created.id)
+        assert "Profile not found" in str(refused.value)

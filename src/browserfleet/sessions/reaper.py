@@ -122,6 +122,8 @@ class Reaper:
                 session_id = SessionId(uuid.UUID(entry.name))
             except ValueError:
                 continue
+            if self._service.is_tearing_down(session_id):
+                continue  # its end (steps, then removal) is running: an adopted orphan's
             session = await self._store.get_any(session_id)
             if session is None or not session.is_live:
                 log.info("removing leftover session dir", extra={"session_id": entry.name})
