@@ -111,6 +111,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.egress_proxy $(EGRESS_ARGS)
 	$(BIN)/python -m benchmarks.profile_archive $(ARCHIVE_ARGS)
 	$(BIN)/python -m benchmarks.stealth $(STEALTH_ARGS)
+	$(BIN)/python -m benchmarks.profiles $(PROFILES_ARGS)
 
 clean:
 	rm -rf build dist .eggs src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache \

@@ -13,7 +13,7 @@ from browserfleet import __version__
 from browserfleet.api.connect import Connector
 from browserfleet.api.deps import ApiServices
 from browserfleet.api.errors import install_error_handlers
-from browserfleet.api.routes import billing, browsers, connect, health, live, uploads
+from browserfleet.api.routes import billing, browsers, connect, health, live, profiles, uploads
 from browserfleet.api.routes.cdp import build_cdp_router
 from browserfleet.api.routes.metrics import build_metrics_router
 from browserfleet.api.schemas.browsers import ErrorBody
@@ -71,6 +71,7 @@ def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
             app.state.metrics = runtime.metrics
             app.state.services = ApiServices(
                 sessions=runtime.sessions,
+                profiles=runtime.profiles,
                 authenticator=runtime.authenticator,
                 accounts=runtime.accounts,
                 clock=runtime.clock,
@@ -100,7 +101,7 @@ def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
     common = {status: {**spec, "model": ErrorBody} for status, spec in COMMON_RESPONSES.items()}
     for prefix in API_PREFIXES:
         version = prefix.rsplit("/", 1)[-1]
-        for router in (browsers.router, uploads.router, billing.router):
+        for router in (browsers.router, uploads.router, profiles.router, billing.router):
             app.include_router(
                 router,
                 prefix=prefix,

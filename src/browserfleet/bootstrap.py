@@ -7,6 +7,7 @@ import contextlib
 import hmac
 import logging
 import os
+import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +39,9 @@ from browserfleet.egress import PoolPlanner, RouteRegions
 from browserfleet.errors import SecretMismatch
 from browserfleet.ids import InstanceId
 from browserfleet.metrics import CapacityInUse, CdpTraffic, EgressTraffic, Metrics
+from browserfleet.profiles.loading import ProfileLoads
+from browserfleet.profiles.saving import ProfileSaving, SavingConfig
+from browserfleet.profiles.service import ProfileService
 from browserfleet.proxy import EgressGuard, PoolConfig, load_pool_config, parse_networks
 from browserfleet.proxy.guard import host_addresses
 from browserfleet.regions import region_for
@@ -50,10 +54,12 @@ from browserfleet.sessions.ports import BrowserHandle, BrowserLauncher, CdpGatew
 from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
 from browserfleet.sessions.service import RuntimeConfig, SessionService
 from browserfleet.settings import MIB, BrowserMode, Isolation, Settings, StorageBackend
+from browserfleet.storage.archive import ArchiveLimits
 from browserfleet.storage.local import LocalBlobStore
 from browserfleet.storage.port import BlobStore
 from browserfleet.store.engine import create_engine
 from browserfleet.store.migrate import is_current, upgrade
+from browserfleet.store.profiles import SqlProfileStore
 from browserfleet.store.projects import SqlProjectStore
 from browserfleet.store.sessions import SqlSessionStore
 
@@ -104,6 +110,7 @@ class Runtime:
     """Everything a running server holds, for create_app to hand to the routes."""
 
     sessions: SessionService
+    profiles: ProfileService
     authenticator: Authenticator
     accounts: AccountReader
     gateway: Gateway
@@ -234,6 +241,15 @@ def _probe_write(data_dir: Path) -> None:
             os.close(fd)
     finally:
         path.unlink(missing_ok=True)
+
+
+def profile_scratch(settings: Settings) -> Path:
+    """The server's own directory for profile archives on their way in or out: emptied at
+    start (what a crash left there is of no use)."""
+    scratch = settings.data_dir / "profile-scratch"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(mode=0o700, parents=True)
+    return scratch
 
 
 def build_blob_store(settings: Settings) -> BlobStore:
@@ -391,6 +407,7 @@ def _runtime_config(settings: Settings) -> RuntimeConfig:
         default_concurrent_limit=settings.limits.default_concurrent_sessions,
         host_max_browsers=settings.limits.host_max_browsers,
         stealth=settings.stealth.enabled,
+        quit_grace_s=settings.profiles.close_grace_s,
     )
 
 
@@ -465,6 +482,25 @@ async def _serving(
         on_launch=lambda ok: metrics.browser_launched() if ok else metrics.launch_failed(),
     )
     planner = PoolPlanner(_pool_config(settings), egress_guard(settings), _route_regions(settings))
+    blobs = build_blob_store(settings)
+    profile_store = SqlProfileStore(store.engine)
+    scratch = profile_scratch(settings)
+    limits = ArchiveLimits(max_bytes=settings.profiles.max_mb * MIB)
+    saving = ProfileSaving(
+        profile_store,
+        blobs,
+        SavingConfig(limits, scratch, save_timeout_s=settings.profiles.save_timeout_s),
+        clock,
+    )
+    loads = ProfileLoads(
+        profile_store,
+        store,
+        blobs,
+        scratch=scratch,
+        limits=limits,
+        save_wait_s=settings.profiles.save_wait_s,
+        clock=clock,
+    )
     service = SessionService(
         store,
         launcher,
@@ -476,6 +512,8 @@ async def _serving(
         metrics=metrics,
         planner=planner,
         secret=server_secret(settings),
+        end_steps=(saving.capture, saving.save),
+        profiles=loads,
     )
     _watch_runtime(metrics, gateway, launcher, service, settings.limits.host_max_browsers)
     reaper = Reaper(
@@ -493,6 +531,9 @@ async def _serving(
     try:
         yield Runtime(
             sessions=service,
+            profiles=ProfileService(
+                profile_store, blobs, clock, cap=settings.profiles.max_per_project
+            ),
             authenticator=Authenticator(projects),
             accounts=AccountReader(projects, settings.limits.default_concurrent_sessions),
             gateway=gateway,
@@ -510,3 +551,4 @@ async def _serving(
         await pool.aclose()
         await gateway.aclose()
         await reaper.deregister()
+        await blobs.aclose()

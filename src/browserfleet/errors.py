@@ -33,6 +33,10 @@ class InsufficientCredits(DomainError):
     """The project's credits cannot cover the upfront charge."""
 
 
+class ProfileLimitReached(DomainError):
+    """The project already has as many profiles as the server allows one project."""
+
+
 class ConcurrencyLimitReached(DomainError):
     """The project already runs as many sessions as it may."""
 
@@ -51,6 +55,10 @@ class HostAtCapacity(DomainError):
 
 class BrowserLaunchFailed(DomainError):
     """Chromium did not start or its CDP endpoint never answered."""
+
+
+class StorageFailed(DomainError):
+    """The blob store holding profiles could not be reached or failed."""
 
 
 class SessionNotRunningHere(DomainError):

@@ -161,6 +161,21 @@ class StorageSettings(BaseModel):
         return self.local_dir if self.local_dir is not None else data_dir / "blobs"
 
 
+class ProfileSettings(BaseModel):
+    """Persistent profiles: how many a project may have, how large one may be, and how long
+    the ends of sessions and creates wait for each other."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
+
+    max_per_project: int | None = Field(None, ge=0)  # None: unlimited; beyond it POST is a 402
+    max_mb: int = Field(500, ge=1)  # the saved state, uncompressed; a larger save is refused
+    # A create with a profile whose previous session is still saving waits up to this long.
+    save_wait_s: float = Field(30.0, ge=0)
+    # A browser closing gracefully (to write its state) gets this long, then it is killed.
+    close_grace_s: float = Field(5.0, gt=0)
+    save_timeout_s: float = Field(120.0, gt=0)  # packing and uploading one save
+
+
 class HttpSettings(BaseModel):
     """Limits at the HTTP edge, applied before routing, authentication and parsing."""
 
@@ -267,6 +282,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    profiles: ProfileSettings = Field(default_factory=ProfileSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     cdp: CdpSettings = Field(default_factory=CdpSettings)
     stealth: StealthSettings = Field(default_factory=StealthSettings)

@@ -14,6 +14,7 @@ from browserfleet.auth.service import Authenticator
 from browserfleet.billing.account import AccountReader
 from browserfleet.cdp.addressing import PATH_ADDRESSING, CdpAddressing
 from browserfleet.clock import Clock
+from browserfleet.profiles.service import ProfileService
 from browserfleet.sessions.service import SessionService
 
 
@@ -22,6 +23,7 @@ class ApiServices:
     """What the routes may call; built in bootstrap, stored on app.state."""
 
     sessions: SessionService
+    profiles: ProfileService
     authenticator: Authenticator
     accounts: AccountReader
     clock: Clock

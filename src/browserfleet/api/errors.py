@@ -47,6 +47,7 @@ HTTP_ERRORS: dict[type[e.DomainError], HttpError] = {
     e.NotAuthenticated: HttpError(401, "Not authenticated"),
     e.InvalidApiKey: HttpError(401, "Invalid API key"),
     e.InsufficientCredits: HttpError(402, "Insufficient credits"),
+    e.ProfileLimitReached: HttpError(402, "Insufficient credits"),
     e.TimeoutLimitExceeded: HttpError(403, "Maximum session timeout is 4 hours (240 minutes)."),
     e.SessionNotFound: HttpError(404, "Session not found"),
     e.ProfileNotFound: HttpError(404, "Profile not found"),
@@ -67,6 +68,9 @@ HTTP_ERRORS: dict[type[e.DomainError], HttpError] = {
         503,
         "This server has no room for another browser right now; retry shortly.",
         retry_after=True,
+    ),
+    e.StorageFailed: HttpError(
+        503, "Profile storage is unavailable right now; retry shortly.", retry_after=True
     ),
     e.BrowserLaunchFailed: HttpError(
         503, "The browser failed to start; retry shortly.", retry_after=True

@@ -126,6 +126,8 @@ class Reaper:
                 session_id = SessionId(uuid.UUID(entry.name))
             except ValueError:
                 continue
+            if self._service.is_tearing_down(session_id):
+                continue  # its end (steps, then removal) is running: an adopted orphan's
             session = await self._store.get_any(session_id)
             if session is None or not session.is_live:
                 log.info("removing leftover session dir", extra={"session_id": entry.name})
@@ -221,7 +223,9 @@ class Reaper:
             except Exception:
                 log.exception("could not settle orphan", extra={"session_id": str(session.id)})
                 continue
-            if settled is not None:
+            # A stopped one's files are the service's to read and remove (its end steps);
+            # a create caught halfway left files nobody wants.
+            if settled is not None and settled.status is not SessionStatus.STOPPED:
                 await self._remove_files(settled)
         for instance_id in dead:
             if not await self._store.live_owned_by(instance_id):

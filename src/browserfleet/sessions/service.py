@@ -7,9 +7,11 @@ hold this instance's own browser handles.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +32,13 @@ from browserfleet.errors import (
     TimeoutLimitExceeded,
 )
 from browserfleet.ids import InstanceId, SessionId
+from browserfleet.sessions.ending import (
+    EndPhase,
+    EndStep,
+    SessionEnd,
+    run_steps,
+    wants_graceful_close,
+)
 from browserfleet.sessions.model import (
     MAX_TIMEOUT_MINUTES,
     Session,
@@ -49,6 +58,8 @@ from browserfleet.sessions.ports import (
     GatewayRoute,
     HostCapacity,
     NoMetrics,
+    ProfileLoad,
+    ProfileLoader,
     SessionMetrics,
     SessionStore,
 )
@@ -73,12 +84,16 @@ class RuntimeConfig:
     # by then is left to the next start's repair).
     shutdown_grace_s: float = 10.0
     stealth: bool = True
+    # A browser asked to close gracefully (so it writes its state to disk) gets this long.
+    quit_grace_s: float = 5.0
+    # At shutdown, the sessions' ends (steps, graceful closes, teardowns) get this long together.
+    end_grace_s: float = 60.0
 
 
 @dataclass(slots=True)
 class _Running:
     handle: BrowserHandle
-    token: str
+    session: Session
 
 
 @dataclass(slots=True)
@@ -93,6 +108,7 @@ class Reservation:
     task: asyncio.Task[Any] | None  # the create itself, cancelled if it outlives its deadline
     pooled: BrowserHandle | None = None  # a warm browser taken for it, until the session owns it
     reshaping: asyncio.Task[None] | None = None
+    profile: ProfileLoad | None = None  # a stored profile to start from (never a pooled browser)
 
 
 def launch_spec_for(request: SessionRequest, config: RuntimeConfig) -> LaunchSpec:
@@ -122,8 +138,12 @@ class SessionService:
         planner: EgressPlanner | None = None,
         *,
         secret: ServerSecret,
+        end_steps: Sequence[EndStep] = (),
+        profiles: ProfileLoader | None = None,
     ) -> None:
         self._secret = secret
+        self._profiles = profiles
+        self._end_steps = tuple(end_steps)
         self._planner = planner
         self._pool = pool
         self._capacity = capacity or CountedCapacity(config.host_max_browsers)
@@ -136,6 +156,9 @@ class SessionService:
         self._running: dict[SessionId, _Running] = {}
         self._launching = 0
         self._teardowns: dict[SessionId, asyncio.Task[Session]] = {}
+        self._endings: dict[SessionId, asyncio.Task[None]] = {}
+        # Ends run after their stop answered; shutdown waits for them (bounded), never drops one.
+        self._ending = TaskSet("sessions-ending")
         self._creating: dict[SessionId, Reservation] = {}
         self._closing = False
         self._tasks = TaskSet("sessions")
@@ -163,11 +186,28 @@ class SessionService:
         """
         if request.timeout_minutes > MAX_TIMEOUT_MINUTES:
             raise TimeoutLimitExceeded(request.timeout_minutes)
-        if request.profile_id is not None:
-            raise ProfileNotFound(request.profile_id)
         if self._closing:
             raise HostAtCapacity("this server is shutting down")
-        reservation = self._open_reservation(principal, request)
+        profile = await self._load_profile(principal, request)
+        try:
+            return await self._create(principal, request, profile)
+        finally:
+            if profile is not None:
+                await asyncio.shield(profile.discard())
+
+    async def _load_profile(
+        self, principal: Principal, request: SessionRequest
+    ) -> ProfileLoad | None:
+        if request.profile_id is None:
+            return None
+        if self._profiles is None:
+            raise ProfileNotFound(request.profile_id)
+        return await self._profiles.load(principal.project_id, request.profile_id)
+
+    async def _create(
+        self, principal: Principal, request: SessionRequest, profile: ProfileLoad | None
+    ) -> Session:
+        reservation = self._open_reservation(principal, request, profile)
         self._creating[reservation.session.id] = reservation
         await self._reserve(reservation)
         # Host admission and taking the slot with no await between: nothing can slip in.
@@ -182,10 +222,13 @@ class SessionService:
         finally:
             self._launching -= 1
 
-    def _open_reservation(self, principal: Principal, request: SessionRequest) -> Reservation:
-        """The create's state: its STARTING session, launch spec, egress plan, pooled browser."""
+    def _open_reservation(
+        self, principal: Principal, request: SessionRequest, profile: ProfileLoad | None
+    ) -> Reservation:
+        """The create's state: its STARTING session, launch spec, egress plan, pooled browser
+        (none for a stored profile: it must be in place before Chromium starts)."""
         spec = launch_spec_for(request, self._config)
-        pooled = self._pool.take(spec) if self._pool else None
+        pooled = self._pool.take(spec) if self._pool and profile is None else None
         session_id = (
             SessionId(uuid.UUID(pooled.workdir.name)) if pooled else SessionId(uuid.uuid4())
         )
@@ -220,6 +263,7 @@ class SessionService:
             began=time.monotonic(),
             task=asyncio.current_task(),
             pooled=pooled,
+            profile=profile,
             # Reshaping a pooled browser overlaps the reservation's database work.
             reshaping=self._reshape_soon(pooled, spec),
         )
@@ -269,6 +313,8 @@ class SessionService:
             await self._settle_failed(reservation, None)
             raise
         try:
+            if reservation.profile is not None:
+                await reservation.profile.apply(handle)
             if reservation.plan is not None:
                 handle.route_egress(reservation.plan.route)
                 await handle.localize(reservation.plan.region)
@@ -282,7 +328,7 @@ class SessionService:
                     uploads=files.uploads,
                 )
             )
-            self._running[session.id] = _Running(handle, session.token)
+            self._running[session.id] = _Running(handle, session)
             active = await self._store.mark_active(
                 session.id, pid=handle.pid, session_dir=str(handle.workdir)
             )
@@ -379,10 +425,13 @@ class SessionService:
                 await asyncio.shield(pooled.close())
                 raise
         else:
-            self._log_cold_reason(session_id, spec)
+            self._log_cold_reason(session_id, spec, reservation.profile is not None)
         self._make_room()
         try:
-            handle = await self._launcher.launch(spec, self._config.sessions_dir / str(session_id))
+            seed = reservation.profile.seed if reservation.profile is not None else None
+            handle = await self._launcher.launch(
+                spec, self._config.sessions_dir / str(session_id), seed=seed
+            )
         except BrowserLaunchFailed as error:
             self._metrics.launch_failed()
             log.error("launch failed: %s", error, extra={"session_id": str(session_id)})
@@ -394,10 +443,17 @@ class SessionService:
         assert self._pool is not None
         return self._pool.spec
 
-    def _log_cold_reason(self, session_id: SessionId, spec: LaunchSpec) -> None:
+    def _log_cold_reason(
+        self, session_id: SessionId, spec: LaunchSpec, reservation_has_profile: bool
+    ) -> None:
         if self._pool is None:
             return
-        reason = "the pool is empty" if self._pool.serves(spec) else "no pooled browser fits"
+        if reservation_has_profile:
+            reason = "a stored profile loads into a fresh browser only"
+        elif self._pool.serves(spec):
+            reason = "the pool is empty"
+        else:
+            reason = "no pooled browser fits"
         log.info("cold launch: %s", reason, extra={"session_id": str(session_id)})
 
     def _make_room(self) -> None:
@@ -472,25 +528,35 @@ class SessionService:
         return await asyncio.shield(existing)
 
     async def _teardown(self, session_id: SessionId, reason: StopReason, at: datetime) -> Session:
+        """Mark the session stopped and bill it; its end (steps, then the browser's teardown)
+        is handed to a task of its own, started whatever happens here, so the stop answers
+        without waiting for the browser to go."""
         session = await self._store.request_stop(session_id, reason, at)
         if session.status is SessionStatus.STOPPED:
             return session
         running = self._running.pop(session_id, None)
-        await self._gateway.close(self._secret.cdp_token(str(session_id)))
-        proxy_bytes = session.proxy_bytes
-        if running is not None:
-            await running.handle.close()
-            proxy_bytes = running.handle.egress_bytes  # final: the proxy is closed
-        finished = session.finished_at or at
-        bill = pricing.bill(session.started_at, finished, session.request.timeout_minutes)
-        stopped = await self._store.finalize(
-            session_id,
-            cost_micros=bill.cost_micros,
-            proxy_bytes=proxy_bytes,
-            proxy_cost_micros=pricing.egress_cost_micros(
-                proxy_bytes, session.proxy_rate_micros_per_gb
-            ),
-        )
+        handle = running.handle if running is not None else None
+        try:
+            await self._gateway.close(self._secret.cdp_token(str(session_id)))
+            proxy_bytes = session.proxy_bytes
+            if handle is not None:
+                await handle.end_egress()
+                proxy_bytes = handle.egress_bytes  # final: the proxy is closed
+            finished = session.finished_at or at
+            bill = pricing.bill(session.started_at, finished, session.request.timeout_minutes)
+            stopped = await self._store.finalize(
+                session_id,
+                cost_micros=bill.cost_micros,
+                proxy_bytes=proxy_bytes,
+                proxy_cost_micros=pricing.egress_cost_micros(
+                    proxy_bytes, session.proxy_rate_micros_per_gb
+                ),
+            )
+        except BaseException:
+            # The row stays STOPPING (the reaper finalizes it later); the browser goes now.
+            self._end_soon(session, handle)
+            raise
+        self._end_soon(stopped, handle)
         self._metrics.session_stopped(session.project_id, session.stop_reason or reason)
         log.info(
             "session stopped (%s), billed %s min",
@@ -499,6 +565,46 @@ class SessionService:
             extra={"session_id": str(session_id)},
         )
         return stopped
+
+    def _end_soon(self, session: Session, handle: BrowserHandle | None) -> None:
+        if session.id in self._endings:
+            return
+        task = self._ending.spawn(self._end(session, handle), name=f"end-{session.id}")
+        self._endings[session.id] = task
+        task.add_done_callback(lambda _t: self._endings.pop(session.id, None))
+
+    async def _end(self, session: Session, handle: BrowserHandle | None) -> None:
+        """The end of a stopped session: LIVE steps while its browser runs, a graceful close
+        when a later step reads its files, the CLOSED steps, then the browser's teardown.
+        Without a browser of ours (an orphan of a dead server on this host), what is left of
+        it is killed first, and its files are removed after the CLOSED steps."""
+        workdir = handle.workdir if handle is not None else _local_dir(session)
+        try:
+            if handle is None and workdir is not None:
+                await asyncio.to_thread(self._launcher.kill_strays, workdir, frozenset())
+            if handle is not None:
+                await run_steps(
+                    self._end_steps, EndPhase.LIVE, SessionEnd(session, handle, workdir)
+                )
+                if wants_graceful_close(self._end_steps, session):
+                    await handle.quit(self._config.quit_grace_s)
+            if workdir is not None:
+                await run_steps(
+                    self._end_steps, EndPhase.CLOSED, SessionEnd(session, None, workdir)
+                )
+        finally:
+            if handle is not None:
+                await asyncio.shield(handle.close())
+            elif workdir is not None:
+                await asyncio.to_thread(self._launcher.remove_workdir, workdir)
+            with contextlib.suppress(Exception):
+                await self._store.mark_ended(session.id)
+
+    async def wait_ended(self, session_id: SessionId) -> None:
+        """Until this server's end of that session (steps and teardown) is over."""
+        task = self._endings.get(session_id)
+        if task is not None:
+            await asyncio.wait({task})
 
     async def _stop_remote(self, session: Session) -> Session:
         """Ask the owning instance to stop (it sees STOPPING on its next sweep) and wait."""
@@ -530,7 +636,7 @@ class SessionService:
         return await self.stop_local(adopted.id, StopReason.ORPHANED, end)
 
     def is_tearing_down(self, session_id: SessionId) -> bool:
-        return session_id in self._teardowns
+        return session_id in self._teardowns or session_id in self._endings
 
     def running_settled(self) -> frozenset[SessionId]:
         """Sessions whose browser runs here and whose create is over: each row was ACTIVE
@@ -554,7 +660,7 @@ class SessionService:
                 "session taken over by another server: closing its browser here",
                 extra={"session_id": str(session_id)},
             )
-            await self._gateway.close(running.token)
+            await self._gateway.close(self._secret.cdp_token(str(session_id)))
             await running.handle.close()
             closed += 1
         return closed
@@ -580,9 +686,24 @@ class SessionService:
                     extra={"session_id": str(session_id)},
                 )
         for running in list(self._running.values()):
-            await running.handle.close()
+            self._end_soon(running.session, running.handle)
         self._running.clear()
+        await self._finish_endings()
         await self._tasks.close()
+
+    async def _finish_endings(self) -> None:
+        """Every session's end runs to completion (each step and the graceful close are
+        bounded); past end_grace_s the rest is cancelled, which still closes the browsers."""
+        pending = set(self._endings.values())
+        if not pending:
+            return
+        _done, late = await asyncio.wait(pending, timeout=self._config.end_grace_s)
+        for task in late:
+            task.cancel()
+        if late:
+            log.error("%d session ends still running at shutdown: cancelled", len(late))
+            await asyncio.wait(late, timeout=self._config.shutdown_grace_s)
+        await self._ending.close()
 
     async def _end_creates(self) -> None:
         """Creates in flight finish (a launch has its own timeout) or are cancelled; either
@@ -621,6 +742,14 @@ class CountedCapacity:
 
     def pool_may_grow(self, running_browsers: int) -> bool:
         return running_browsers < self._max
+
+
+def _local_dir(session: Session) -> Path | None:
+    """The session's directory, if it exists on this host."""
+    if not session.session_dir:
+        return None
+    path = Path(session.session_dir)
+    return path if path.exists() else None
 
 
 def _screen(spec: LaunchSpec) -> tuple[int, int]:

@@ -68,9 +68,15 @@ class SqlSessionStore:
         """`orphan_after`: how long an owner may stay silent before adopt() may take its
         sessions; give it the same value the reaper uses to compute orphaned()'s stale_before.
         `clock` stamps what the store decides by itself (failure times, ledger entries)."""
+        self._engine = engine
         self._tx = Transactions(engine)
         self._orphan_after = orphan_after
         self._clock = clock
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """For other stores on the same database (profiles)."""
+        return self._engine
 
     async def reserve(self, session: Session, default_limit: int) -> None:
         if session.status is not SessionStatus.STARTING:
@@ -153,6 +159,44 @@ class SqlSessionStore:
             return _unchanged(current, _E.STOP_REQUESTED)
 
         return await self._tx.write(work)
+
+    async def mark_ended(self, session_id: SessionId) -> None:
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(
+                update(sessions)
+                .where(sessions.c.id == session_id, sessions.c.ended_at.is_(None))
+                .values(ended_at=self._clock())
+            )
+
+        await self._tx.write(work)
+
+    async def ending_with_profile(
+        self, project_id: ProjectId, profile_id: str, since: datetime
+    ) -> int:
+        async def work(conn: AsyncConnection) -> int:
+            count = await conn.scalar(
+                select(func.count())
+                .select_from(sessions)
+                .where(
+                    sessions.c.project_id == project_id,
+                    sessions.c.profile_id == profile_id,
+                    # An end whose server died is never coming: not worth a wait.
+                    sessions.c.owner.in_(
+                        select(instances.c.id).where(
+                            instances.c.heartbeat_at >= self._clock() - self._orphan_after
+                        )
+                    ),
+                    or_(
+                        sessions.c.status == SessionStatus.STOPPING.value,
+                        (sessions.c.status == SessionStatus.STOPPED.value)
+                        & sessions.c.ended_at.is_(None)
+                        & (sessions.c.finished_at >= since),
+                    ),
+                )
+            )
+            return int(count or 0)
+
+        return await self._tx.read(work)
 
     async def finalize(
         self,

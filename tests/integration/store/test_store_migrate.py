@@ -24,7 +24,7 @@ from browserfleet.store.engine import create_engine, dispose
 from browserfleet.store.migrate import _PG_MIGRATION_LOCK, _config, is_current, upgrade
 from browserfleet.store.tables import metadata
 
-HEAD = "0003"
+HEAD = "0004"
 TABLES = {
     "projects",
     "api_keys",
@@ -33,6 +33,7 @@ TABLES = {
     "ledger_entries",
     "instances",
     "shared_settings",
+    "profiles",
 }
 
 

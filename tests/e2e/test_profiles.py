@@ -1,0 +1,337 @@
+"""Persistent profiles with real Chromium: a login on a loopback origin survives every way a
+session ends (stop, timeout, SIGTERM), concurrent sessions, a kill -9 during a save, and a
+second server sharing the database and an S3 bucket."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_checks import parse_time
+from fleet_server import Janitor, Server, base_env, wait_for
+from loopback import free_port
+from s3_server import S3TestServer
+
+pytestmark = [pytest.mark.e2e]
+
+LOGIN_PAGE = """<!doctype html><html><body><p id="state">working</p><script>
+const value = new URLSearchParams(location.search).get("v");
+localStorage.setItem("who", value);
+const open = indexedDB.open("vault", 1);
+open.onupgradeneeded = () => open.result.createObjectStore("kv");
+open.onsuccess = () => {
+  const tx = open.result.transaction("kv", "readwrite");
+  tx.objectStore("kv").put(value, "who");
+  tx.oncomplete = () => { document.getElementById("state").textContent = "done"; };
+};
+</script></body></html>"""
+
+CHECK_PAGE = """<!doctype html><html><body><pre id="cookies">%s</pre><script>
+window.readState = () => new Promise((resolve) => {
+  const open = indexedDB.open("vault", 1);
+  open.onupgradeneeded = () => open.result.createObjectStore("kv");
+  open.onsuccess = () => {
+    const get = open.result.transaction("kv").objectStore("kv").get("who");
+    get.onsuccess = () => resolve({local: localStorage.getItem("who"), idb: get.result ?? null});
+  };
+});
+</script></body></html>"""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self) -> None:
+        path, _, query = self.path.partition("?")
+        value = query.partition("v=")[2] or "none"
+        if path == "/login":
+            body = LOGIN_PAGE.encode()
+            headers = [
+                ("Set-Cookie", f"keep={value}; Path=/; Max-Age=86400; HttpOnly"),
+                ("Set-Cookie", f"sess={value}; Path=/; HttpOnly"),
+            ]
+        elif path == "/check":
+            cookie = self.headers.get("Cookie", "")
+            body = (CHECK_PAGE % cookie.replace("<", "")).encode()
+            headers = []
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        for name, header in headers:
+            self.send_header(name, header)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@dataclass
+class State:
+    cookies: dict[str, str]
+    local: str | None
+    idb: str | None
+
+
+def new_profile(server: Server, key: str | None = None) -> str:
+    with server.http(key) as client:
+        answer = client.post("/profiles", json={"name": "e2e", "userId": uuid.uuid4().hex})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+def log_in(playwright: Any, view: dict[str, Any], site: str, value: str) -> None:
+    """The login flow in the session's browser: cookies (HttpOnly persistent and session),
+    localStorage and IndexedDB on the loopback origin."""
+    browser = playwright.chromium.connect_over_cdp(view["cdpUrl"], timeout=20_000)
+    try:
+        page = browser.contexts[0].pages[0]
+        page.goto(f"{site}/login?v={value}")
+        page.wait_for_function("document.getElementById('state').textContent === 'done'")
+    finally:
+        browser.close()
+
+
+def read_state(playwright: Any, view: dict[str, Any], site: str) -> State:
+    browser = playwright.chromium.connect_over_cdp(view["cdpUrl"], timeout=20_000)
+    try:
+        page = browser.contexts[0].pages[0]
+        page.goto(f"{site}/check")
+        header = page.inner_text("#cookies")
+        found = page.evaluate("window.readState()")
+    finally:
+        browser.close()
+    cookies = dict(p.strip().split("=", 1) for p in header.split(";") if "=" in p)
+    return State(cookies, found["local"], found["idb"])
+
+
+def stop(server: Server, session_id: str, key: str | None = None) -> dict[str, Any]:
+    with server.http(key) as client:
+        answer = client.patch(f"/browsers/{session_id}", json={"action": "stop"})
+    assert answer.status_code == 200 and answer.json()["status"] == "stopped", answer.text
+    return dict(answer.json())
+
+
+def profile_view(server: Server, profile_id: str, key: str | None = None) -> dict[str, Any]:
+    with server.http(key) as client:
+        answer = client.get(f"/profiles/{profile_id}")
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def saved(server: Server, profile_id: str, count: int) -> bool:
+    """The server's log says the profile was saved `count` times."""
+    log = server.log_path.read_text(errors="replace")
+    return log.count(f"profile {profile_id} saved") >= count
+
+
+def assert_logged_in(state: State, value: str) -> None:
+    assert state.cookies.get("keep") == value, state
+    assert state.cookies.get("sess") == value, state
+    assert (state.local, state.idb) == (value, value), state
+
+
+def test_a_login_survives_a_stop_and_loads_in_the_next_session(
+    server: Server, janitor: Janitor, playwright: Any, site: str
+) -> None:
+    profile = new_profile(server)
+    first = janitor.create(server, profileId=profile)
+    log_in(playwright, first, site, "alice")
+    stop(server, first["id"])
+    second = janitor.create(server, profileId=profile)  # waits for the save in flight
+    assert_logged_in(read_state(playwright, second, site), "alice")
+    view = profile_view(server, profile)
+    assert view["cookieDomains"] == ["127.0.0.1"]
+    assert parse_time(view["lastUsedAt"]) >= parse_time(second["startedAt"])
+    stop(server, second["id"])
+    # A fresh profile starts empty: nothing of another profile leaks into it.
+    other = janitor.create(server, profileId=new_profile(server))
+    state = read_state(playwright, other, site)
+    assert state == State({}, None, None)
+    stop(server, other["id"])
+
+
+def test_another_projects_session_cannot_load_the_profile(server: Server, janitor: Janitor) -> None:
+    profile = new_profile(server)
+    _name, key = server.new_project()
+    with server.http(key) as client:
+        answer = client.post("/browsers", json={"profileId": profile})
+    assert (answer.status_code, answer.json()) == (404, {"detail": "Profile not found"})
+
+
+def test_a_login_survives_a_server_shutdown(
+    make_server: Callable[..., Server], janitor: Janitor, playwright: Any, site: str
+) -> None:
+    server = make_server()
+    profile = new_profile(server)
+    first = janitor.create(server, profileId=profile)
+    log_in(playwright, first, site, "sigterm")
+    assert server.stop(signal.SIGTERM, timeout=60) in (0, -signal.SIGTERM)
+    assert saved(server, profile, 1), server.log_tail()
+    server.restart()
+    second = janitor.create(server, profileId=profile)
+    assert_logged_in(read_state(playwright, second, site), "sigterm")
+
+
+def test_concurrent_sessions_last_to_stop_wins(
+    server: Server, janitor: Janitor, playwright: Any, site: str
+) -> None:
+    profile = new_profile(server)
+    first = janitor.create(server, profileId=profile)
+    log_in(playwright, first, site, "base")
+    stop(server, first["id"])
+    a = janitor.create(server, profileId=profile)
+    b = janitor.create(server, profileId=profile)
+    for view in (a, b):  # each started from the version current at its start
+        assert_logged_in(read_state(playwright, view, site), "base")
+    log_in(playwright, a, site, "from-a")
+    log_in(playwright, b, site, "from-b")
+    stop(server, a["id"])
+    stop(server, b["id"])
+    wait_for(lambda: saved(server, profile, 3), 60, what="both saves")
+    third = janitor.create(server, profileId=profile)
+    assert_logged_in(read_state(playwright, third, site), "from-b")
+    stop(server, third["id"])
+
+
+def test_kill_9_during_a_save_leaves_the_previous_version_loadable(
+    make_server: Callable[..., Server], janitor: Janitor, playwright: Any, site: str
+) -> None:
+    server = make_server()
+    profile = new_profile(server)
+    first = janitor.create(server, profileId=profile)
+    log_in(playwright, first, site, "v1")
+    stop(server, first["id"])
+    wait_for(lambda: saved(server, profile, 1), 60, what="the first save")
+    second = janitor.create(server, profileId=profile)
+    log_in(playwright, second, site, "v2")
+    stop(server, second["id"])  # answers before the save: the browser is still closing
+    server.kill9()
+    assert not saved(server, profile, 2), "the save finished before the kill: test timing broke"
+    server.restart()
+    third = janitor.create(server, profileId=profile)
+    assert_logged_in(read_state(playwright, third, site), "v1")
+    stop(server, third["id"])
+
+
+@pytest.mark.slow
+def test_a_login_survives_a_timeout(
+    server: Server, janitor: Janitor, playwright: Any, site: str
+) -> None:
+    profile = new_profile(server)
+    first = janitor.create(server, profileId=profile, timeout=1)
+    log_in(playwright, first, site, "timeout")
+
+    def stopped() -> bool:
+        with server.http() as client:
+            return bool(client.get(f"/browsers/{first['id']}").json()["status"] == "stopped")
+
+    wait_for(stopped, 90, interval=0.5, what="the timeout to stop the session")
+    second = janitor.create(server, profileId=profile)
+    assert_logged_in(read_state(playwright, second, site), "timeout")
+    stop(server, second["id"])
+
+
+def second_server(suite_resources: Any, first: Server, **env: str) -> Server:
+    """Another server on the first one's database: it creates no initial key of its own."""
+    server = Server(suite_resources.new_data_dir(), free_port(), base_env(**env))
+    suite_resources.ports.add(server.port)
+    (server.data_dir / "initial-api-key").write_text(first.key)
+    return server.start()
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3TestServer]:
+    s3 = S3TestServer()
+    s3.start()
+    try:
+        yield s3
+    finally:
+        s3.stop()
+
+
+def test_a_profile_saved_on_one_server_loads_on_another_sharing_the_bucket_and_database(
+    make_server: Callable[..., Server],
+    janitor: Janitor,
+    playwright: Any,
+    site: str,
+    s3: S3TestServer,
+    tmp_path: Path,
+    suite_resources: Any,
+) -> None:
+    bucket = f"profiles-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(bucket)
+    shared = {
+        "BROWSERFLEET_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}",
+        "BROWSERFLEET_SERVER_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,
+        "BROWSERFLEET_STORAGE__BACKEND": "s3",
+        "BROWSERFLEET_STORAGE__BUCKET": bucket,
+        "BROWSERFLEET_STORAGE__ENDPOINT_URL": s3.url,
+        "BROWSERFLEET_STORAGE__ACCESS_KEY_ID": s3.access_key_id,
+        "BROWSERFLEET_STORAGE__SECRET_ACCESS_KEY": s3.secret_access_key,
+        "BROWSERFLEET_STORAGE__ADDRESSING_STYLE": "path",
+    }
+    one = make_server(**shared)
+    two = second_server(suite_resources, one, **shared)
+    try:
+        _name, key = one.new_project()
+        profile = new_profile(one, key)
+        first = janitor.create(one, key, profileId=profile)
+        log_in(playwright, first, site, "roaming")
+        stop(one, first["id"], key)
+        second = janitor.create(two, key, profileId=profile)  # waits for one's save (the DB)
+        assert_logged_in(read_state(playwright, second, site), "roaming")
+        stop(two, second["id"], key)
+        wait_for(lambda: saved(two, profile, 1), 60, what="the second server's save")
+    finally:
+        two.close()
+    keys = [k for k in s3.raw_keys(bucket) if profile in k]
+    assert len(keys) == 1 and keys[0].startswith("profiles/"), keys  # the old one collected
+    with one.http(key) as client:
+        assert client.delete(f"/profiles/{profile}").status_code == 204
+    assert not [k for k in s3.raw_keys(bucket) if profile in k]
+    s3.remove_bucket(bucket)
+
+
+@pytest.mark.parametrize("version", ["v2", "v3", "v4"])
+def test_the_official_sdk_profile_calls_work_unchanged(server: Server, version: str) -> None:
+    import importlib
+
+    sdk = importlib.import_module(f"browser_use_sdk.{version}")
+    with sdk.BrowserUse(api_key=server.key, base_url=server.api(version), timeout=60) as client:
+        user = uuid.uuid4().hex
+        created = client.profiles.create(name="sdk", user_id=user)
+        assert (created.name, created.user_id, created.cookie_domains) == ("sdk", user, None)
+        assert client.profiles.get(created.id).id == created.id
+        listed = client.profiles.list(query=user[:12], page_size=5, page_number=1)
+        assert [p.id for p in listed.items] == [created.id] and listed.total_items == 1
+        renamed = client.profiles.update(created.id, name="renamed")
+        assert (renamed.name, renamed.user_id) == ("renamed", user)
+        if version == "v4":  # the v4 SDK sends an explicit null to clear a field
+            assert client.profiles.update(created.id, user_id=None).user_id is None
+        client.profiles.delete(created.id)
+        with pytest.raises(sdk.BrowserUseError) as refused:
+            client.profiles.get(created.id)
+        assert "Profile not found" in str(refused.value)
