@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from browserfleet import __version__
 from browserfleet.api.deps import ApiServices
 from browserfleet.api.errors import install_error_handlers
-from browserfleet.api.routes import billing, browsers, health, live, uploads
+from browserfleet.api.routes import billing, browsers, files, health, live, uploads
 from browserfleet.api.routes.cdp import build_cdp_router
 from browserfleet.api.routes.metrics import build_metrics_router
 from browserfleet.api.schemas.browsers import ErrorBody
@@ -69,6 +69,7 @@ def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
                 public_url=settings.public_url,
                 readiness=runtime.readiness,
                 isolation=runtime.isolation.value,
+                media=runtime.media,
             )
             # The lifespan state reaches uvicorn's websocket protocol (CDP upgrades skip ASGI).
             yield {GATEWAY_STATE_KEY: runtime.gateway}
@@ -90,5 +91,6 @@ def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
     app.include_router(health.router, responses=common)
     app.include_router(build_metrics_router())
     app.include_router(live.router)
+    app.include_router(files.router)
     app.include_router(build_cdp_router())
     return app

@@ -35,6 +35,7 @@ from browserfleet.cdp.relay import RelayLimits
 from browserfleet.clock import Clock, utc_now
 from browserfleet.egress import PoolPlanner, RouteRegions
 from browserfleet.ids import InstanceId
+from browserfleet.media.service import FinishRecording, KeepDownloads, MediaConfig, MediaService
 from browserfleet.metrics import CapacityInUse, CdpTraffic, EgressTraffic, Metrics
 from browserfleet.proxy import EgressGuard, PoolConfig, load_pool_config, parse_networks
 from browserfleet.proxy.guard import host_addresses
@@ -107,6 +108,7 @@ class Runtime:
     metrics: Metrics
     clock: Clock
     isolation: Isolation
+    media: MediaService
 
 
 @asynccontextmanager
@@ -355,6 +357,27 @@ def real_capacity(settings: Settings) -> HostAdmission:
     )
 
 
+def media_config(settings: Settings) -> MediaConfig:
+    media = settings.media
+    sandboxed = settings.sandbox.isolation is Isolation.SANDBOX
+    return MediaConfig(
+        work_dir=settings.data_dir / "recording-work",
+        recording_fps=media.recording_fps,
+        recording_max_width=media.recording_max_width,
+        recording_link_ttl=timedelta(seconds=media.recording_link_ttl_s),
+        download_link_ttl=timedelta(seconds=media.download_link_ttl_s),
+        downloads_max_bytes=media.downloads_max_mb * MIB,
+        retention=timedelta(days=media.retention_days),
+        retention_interval_s=media.retention_interval_s,
+        viewer_fps=media.viewer_fps,
+        ffmpeg=str(media.ffmpeg_path),
+        # ffmpeg gets a sandbox of its own wherever bubblewrap is there to build one.
+        bwrap=str(settings.sandbox.bwrap_path)
+        if sandboxed or os.access(settings.sandbox.bwrap_path, os.X_OK)
+        else None,
+    )
+
+
 def _runtime_config(settings: Settings) -> RuntimeConfig:
     return RuntimeConfig(
         instance=InstanceId(f"{uuid.uuid4()}"),
@@ -437,6 +460,9 @@ async def _serving(
         on_launch=lambda ok: metrics.browser_launched() if ok else metrics.launch_failed(),
     )
     planner = PoolPlanner(_pool_config(settings), egress_guard(settings), _route_regions(settings))
+    secret = server_secret(settings)
+    blobs = build_blob_store(settings)
+    media = MediaService(media_config(settings), blobs, secret, clock, store.get_any)
     service = SessionService(
         store,
         launcher,
@@ -447,7 +473,9 @@ async def _serving(
         capacity=capacity,
         metrics=metrics,
         planner=planner,
-        secret=server_secret(settings),
+        secret=secret,
+        steps=(FinishRecording(media), KeepDownloads(media)),
+        starts=media,
     )
     _watch_runtime(metrics, gateway, launcher, service, settings.limits.host_max_browsers)
     reaper = Reaper(
@@ -460,6 +488,7 @@ async def _serving(
         clock,
     )
     await reaper.start()  # first: it settles and removes what an earlier run left
+    await media.start()
     pool.start()
     try:
         yield Runtime(
@@ -472,10 +501,13 @@ async def _serving(
             metrics=metrics,
             clock=clock,
             isolation=settings.sandbox.isolation,
+            media=media,
         )
     finally:
         await reaper.stop_loops()
         await service.shutdown()
+        await media.aclose()
+        await blobs.aclose()
         await pool.aclose()
         await gateway.aclose()
         await reaper.deregister()

@@ -16,6 +16,31 @@ PAGES: dict[str, tuple[str, str]] = {
     "/": ("browserfleet e2e index", "<h1 id='greeting'>Hello from loopback</h1>"),
     "/second": ("second page", "<p id='marker'>second-page-marker</p>"),
     "/proxied": ("proxied page", "<p id='marker'>came-through-the-proxy</p>"),
+    # Repaints every animation frame: the screencast sends frames as fast as it is paced.
+    "/animated": (
+        "animated page",
+        "<div id='box' style='width:200px;height:200px;background:#c33;"
+        "animation:spin 1s linear infinite'></div>"
+        "<style>@keyframes spin{to{transform:rotate(360deg)}}</style>",
+    ),
+    "/downloads": (
+        "downloads page",
+        "<a id='link' href='/files/data.bin' download>data</a>"
+        "<a id='attach' href='/attachment'>report</a>",
+    ),
+    # Counts clicks anywhere: a view-only viewer's clicks must never reach it.
+    "/clicks": (
+        "clicks page",
+        "<p id='count'>0</p><script>let n=0;addEventListener('mousedown',()=>{"
+        "document.getElementById('count').textContent=String(++n)})</script>",
+    ),
+}
+# Files served as downloads: (path, content type, Content-Disposition or None, bytes).
+DATA_BIN = bytes(range(256)) * 4096 + b"tail"  # 1 MiB and a bit, every byte value
+REPORT = "name,value\n" + "".join(f"row{i},{i * i}\n" for i in range(2000))
+FILES: dict[str, tuple[str, str | None, bytes]] = {
+    "/files/data.bin": ("application/octet-stream", None, DATA_BIN),
+    "/attachment": ("text/plain", 'attachment; filename="report.csv"', REPORT.encode()),
 }
 
 
@@ -51,6 +76,16 @@ class PageHandler(BaseHTTPRequestHandler):
         if "://" in path:  # forward-proxy request
             self.server.proxy_log.add(path, self.headers.get("Proxy-Authorization"))
             path = urlsplit(path).path or "/"
+        if path in FILES:
+            kind, disposition, data = FILES[path]
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            if disposition is not None:
+                self.send_header("Content-Disposition", disposition)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         page = PAGES.get(path)
         if page is None:
             self.send_error(404)

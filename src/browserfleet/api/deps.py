@@ -13,6 +13,7 @@ from browserfleet.auth.model import Principal
 from browserfleet.auth.service import Authenticator
 from browserfleet.billing.account import AccountReader
 from browserfleet.clock import Clock
+from browserfleet.media.service import MediaService
 from browserfleet.sessions.service import SessionService
 
 
@@ -27,6 +28,7 @@ class ApiServices:
     public_url: str | None
     readiness: Callable[[], Awaitable[list[str]]]
     isolation: str = "sandbox"  # "none": /readyz shows a warning
+    media: MediaService | None = None  # None: recordings, downloads and viewers are off
 
 
 def services(request: Request) -> ApiServices:

@@ -142,6 +142,12 @@ class BrowserHandle(Protocol):
         its sandbox held. Idempotent."""
 
 
+class SessionStarts(Protocol):
+    def session_active(self, session: Session, handle: BrowserHandle) -> None:
+        """A session went active with this browser (called once, never blocking the create:
+        slow work goes to a task its receiver owns)."""
+
+
 class BrowserLauncher(Protocol):
     async def launch(self, spec: LaunchSpec, workdir: Path) -> BrowserHandle:
         """Start Chromium in a fresh workdir; returns once CDP answers and the first window has

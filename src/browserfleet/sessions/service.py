@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +31,7 @@ from browserfleet.errors import (
     TimeoutLimitExceeded,
 )
 from browserfleet.ids import InstanceId, SessionId
+from browserfleet.sessions.ending import EndPhase, EndStep, SessionEnd, run_steps
 from browserfleet.sessions.model import (
     MAX_TIMEOUT_MINUTES,
     Session,
@@ -50,6 +52,7 @@ from browserfleet.sessions.ports import (
     HostCapacity,
     NoMetrics,
     SessionMetrics,
+    SessionStarts,
     SessionStore,
 )
 from browserfleet.tasks import TaskSet
@@ -122,8 +125,12 @@ class SessionService:
         planner: EgressPlanner | None = None,
         *,
         secret: ServerSecret,
+        steps: Sequence[EndStep] = (),
+        starts: SessionStarts | None = None,
     ) -> None:
         self._secret = secret
+        self._steps = tuple(steps)
+        self._starts = starts
         self._planner = planner
         self._pool = pool
         self._capacity = capacity or CountedCapacity(config.host_max_browsers)
@@ -290,6 +297,8 @@ class SessionService:
             await self._settle_failed(reservation, handle)
             raise
         self._creating.pop(session.id, None)
+        if self._starts is not None:
+            self._starts.session_active(active, handle)
         self._tasks.spawn(self._watch(session.id, handle), name=f"watch-{session.id}")
         self._metrics.session_started(
             session.project_id, from_pool=from_pool, seconds=time.monotonic() - reservation.began
@@ -477,6 +486,7 @@ class SessionService:
             return session
         running = self._running.pop(session_id, None)
         await self._gateway.close(self._secret.cdp_token(str(session_id)))
+        await self._end_steps(session, running)
         proxy_bytes = session.proxy_bytes
         if running is not None:
             await running.handle.close()
@@ -499,6 +509,18 @@ class SessionService:
             extra={"session_id": str(session_id)},
         )
         return stopped
+
+    async def _end_steps(self, session: Session, running: _Running | None) -> None:
+        """The end-of-session steps (finish the recording, keep the downloads), each bounded
+        and isolated, while the browser still runs: its files are removed with it."""
+        if not self._steps:
+            return
+        workdir = Path(session.session_dir) if session.session_dir else None
+        if workdir is not None and not workdir.is_dir():
+            workdir = None
+        end = SessionEnd(session, running.handle if running else None, workdir)
+        await run_steps(self._steps, EndPhase.LIVE, end)
+        await run_steps(self._steps, EndPhase.CLOSED, end)
 
     async def _stop_remote(self, session: Session) -> Session:
         """Ask the owning instance to stop (it sees STOPPING on its next sweep) and wait."""

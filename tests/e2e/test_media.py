@@ -1,0 +1,205 @@
+"""Recordings, the downloads API and the view-only live view on a real server and real Chromium.
+
+One server serves every test here; each test has its own sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from pages import DATA_BIN, REPORT, PageServer
+
+from browserfleet.auth.signing import load_or_create_secret
+from browserfleet.media.links import Disposition, sign
+from conftest import Janitor, Server, parse_time, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/lib/chromium/chromium"
+RECORD_S = 10.0
+
+
+def get(server: Server, session_id: str) -> dict[str, Any]:
+    with server.http() as client:
+        answer = client.get(f"/browsers/{session_id}")
+    assert answer.status_code == 200, answer.text
+    view: dict[str, Any] = answer.json()
+    return view
+
+
+def stop(server: Server, session_id: str) -> dict[str, Any]:
+    with server.http() as client:
+        answer = client.patch(f"/browsers/{session_id}", json={"action": "stop"})
+    assert answer.status_code == 200, answer.text
+    view: dict[str, Any] = answer.json()
+    return view
+
+
+def ffprobe(data: bytes) -> dict[str, Any]:
+    done = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", "-"],
+        input=data,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    probed: dict[str, Any] = json.loads(done.stdout)
+    return probed
+
+
+def test_recording_is_an_h264_mp4_of_the_session_served_by_signed_range_requests(
+    server: Server, janitor: Janitor, pages: PageServer, playwright: Any
+) -> None:
+    view = janitor.create(server, timeout=3, enableRecording=True)
+    began = time.monotonic()  # startedAt is the request's time, before the browser launched
+    assert view["recordingUrl"] is None
+    browser = playwright.chromium.connect_over_cdp(view["cdpUrl"], timeout=20_000)
+    try:
+        browser.contexts[0].pages[0].goto(pages.url("/animated"))
+        # The session's length is what is measured: it runs for RECORD_S on the animated page.
+        time.sleep(RECORD_S)
+    finally:
+        browser.close()
+    session_s = time.monotonic() - began
+    stopped = stop(server, view["id"])
+    assert stopped["recordingUrl"] is None  # never in the stop response
+    with server.http() as client:
+        listed = client.get("/browsers").json()["items"]
+    assert all(item["recordingUrl"] is None for item in listed)
+    try:
+        ready = wait_for(
+            lambda: (v := get(server, view["id"]))["recordingUrl"] and v,
+            timeout=30,
+            what="the recording URL",
+        )
+    except BaseException:
+        print(server.log_tail(150))
+        raise
+    assert ready["recordingAvailable"] is True
+    url = ready["recordingUrl"]
+
+    answer = httpx.get(url, timeout=60)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "video/mp4"
+    assert answer.headers["accept-ranges"] == "bytes"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    video = answer.content
+    probed = ffprobe(video)
+    stream = probed["streams"][0]
+    assert (stream["codec_name"], stream["pix_fmt"]) == ("h264", "yuv420p")
+    assert session_s >= RECORD_S
+    assert abs(float(probed["format"]["duration"]) - session_s) <= 0.1 * session_s
+    # +faststart: the index (moov) comes before the media data (mdat).
+    assert 0 <= video.find(b"moov") < video.find(b"mdat")
+
+    ranged = httpx.get(url, headers={"Range": "bytes=100-1123"}, timeout=30)
+    assert ranged.status_code == 206
+    assert ranged.headers["content-range"] == f"bytes 100-1123/{len(video)}"
+    assert ranged.content == video[100:1124]
+    tail = httpx.get(url, headers={"Range": "bytes=-10"}, timeout=30)
+    assert (tail.status_code, tail.content) == (206, video[-10:])
+
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    tampered = [
+        url.replace("signature=" + query["signature"], "signature=" + "A" * 43),
+        url.replace(f"expires={query['expires']}", f"expires={int(query['expires']) + 3600}"),
+        url.replace("disposition=inline", "disposition=attachment"),
+        url.replace(parts.path, parts.path.replace(".mp4", "x.mp4")),
+    ]
+    for bad in tampered:
+        assert httpx.get(bad, timeout=30).status_code == 403, bad
+    # A link signed by this server's own secret, for this very file, but expired.
+    secret = load_or_create_secret(server.data_dir)
+    key = parts.path.removeprefix("/files/")
+    expired = sign(
+        secret,
+        key,
+        expires_at=datetime.now(UTC) - timedelta(seconds=1),
+        disposition=Disposition.INLINE,
+    )
+    assert httpx.get(expired.url(server.url), timeout=30).status_code == 403
+    fresh = sign(
+        secret,
+        key,
+        expires_at=datetime.now(UTC) + timedelta(minutes=1),
+        disposition=Disposition.INLINE,
+    )
+    assert httpx.get(fresh.url(server.url), timeout=30).status_code == 200
+
+
+def test_a_session_without_recording_has_none_and_says_so(server: Server, janitor: Janitor) -> None:
+    view = janitor.create(server, timeout=3)
+    assert get(server, view["id"])["recordingAvailable"] is False
+    stop(server, view["id"])
+    final = get(server, view["id"])
+    assert (final["recordingUrl"], final["recordingAvailable"]) == (None, False)
+    assert not (server.data_dir / "recording-work" / view["id"]).exists()
+
+
+def downloads(server: Server, session_id: str, **params: Any) -> dict[str, Any]:
+    with server.http() as client:
+        answer = client.get(f"/browsers/{session_id}/downloads", params=params)
+    assert answer.status_code == 200, answer.text
+    listing: dict[str, Any] = answer.json()
+    return listing
+
+
+def test_downloads_are_listed_paged_and_served_while_running_and_after_stop(
+    server: Server, janitor: Janitor, pages: PageServer, playwright: Any
+) -> None:
+    view = janitor.create(server, timeout=3)
+    sid = view["id"]
+    assert downloads(server, sid) == {"files": [], "nextCursor": None, "hasMore": False}
+    browser = playwright.chromium.connect_over_cdp(view["cdpUrl"], timeout=20_000)
+    try:
+        page = browser.contexts[0].pages[0]
+        page.goto(pages.url("/downloads"))
+        page.click("#link")
+        page.click("#attach")
+        expected = {"data.bin": DATA_BIN, "report.csv": REPORT.encode()}
+        wait_for(
+            lambda: {f["path"] for f in downloads(server, sid)["files"]} == set(expected),
+            timeout=30,
+            what="both downloads listed",
+        )
+    finally:
+        browser.close()
+
+    def check_listing() -> None:
+        listing = downloads(server, sid, includeUrls="true")
+        assert [(f["path"], f["size"]) for f in listing["files"]] == [
+            (name, len(data)) for name, data in sorted(expected.items())
+        ]
+        assert (listing["hasMore"], listing["nextCursor"]) == (False, None)
+        for item in listing["files"]:
+            parse_time(item["lastModified"])
+            answer = httpx.get(item["url"], timeout=30)
+            assert answer.status_code == 200
+            assert answer.content == expected[item["path"]]
+            assert answer.headers["content-disposition"].startswith("attachment;")
+            assert answer.headers["x-content-type-options"] == "nosniff"
+        assert all(f["url"] is None for f in downloads(server, sid)["files"])
+        first = downloads(server, sid, limit=1)
+        assert [f["path"] for f in first["files"]] == ["data.bin"]
+        assert first["hasMore"] is True
+        second = downloads(server, sid, limit=1, cursor=first["nextCursor"])
+        assert [f["path"] for f in second["files"]] == ["report.csv"]
+        assert (second["hasMore"], second["nextCursor"]) == (False, None)
+
+    check_listing()  # while the session runs: from its downloads directory
+    stop(server, sid)
+    check_listing()  # after the stop: from the store
+    with server.http() as client:
+        bad = client.get(f"/browsers/{sid}/downloads", params={"cursor": "%%%"})
+        assert bad.status_code == 422
+        assert client.get(f"/browsers/{sid}/downloads", params={"limit": 0}).status_code == 422
+        other = "00000000-0000-4000-8000-000000000000"
+        assert client.get(f"/browsers/{other}/downloads").status_code == 404
