@@ -47,10 +47,13 @@ def encode_cursor(name: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return raw.decode()
+        padded = cursor + "=" * (-len(cursor) % 4)
+        name = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise InvalidCursor("the cursor is not one this API handed out") from None
+    if not name or not listable(name):
+        raise InvalidCursor("the cursor is not one this API handed out")
+    return name
 
 
 def listable(name: str) -> bool:
