@@ -7,10 +7,11 @@ test can tell that a session's custom proxy carried the traffic and its credenti
 
 from __future__ import annotations
 
+import html
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 PAGES: dict[str, tuple[str, str]] = {
     "/": ("browserfleet e2e index", "<h1 id='greeting'>Hello from loopback</h1>"),
@@ -76,6 +77,18 @@ class PageHandler(BaseHTTPRequestHandler):
         if "://" in path:  # forward-proxy request
             self.server.proxy_log.add(path, self.headers.get("Proxy-Authorization"))
             path = urlsplit(path).path or "/"
+        if path.startswith("/embed?"):  # another origin framing a URL given in `src`
+            src = parse_qs(urlsplit(path).query).get("src", [""])[0]
+            body = render(
+                "embedding page",
+                f"<iframe src='{html.escape(src, quote=True)}' width='800' height='500'></iframe>",
+            )
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if path in FILES:
             kind, disposition, data = FILES[path]
             self.send_response(200)

@@ -6,17 +6,22 @@ One server serves every test here; each test has its own sessions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
 from direct_cdp import DirectCdp
 from pages import DATA_BIN, REPORT, PageServer
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from browserfleet.auth.signing import load_or_create_secret
 from browserfleet.media.links import Disposition, sign
@@ -26,6 +31,7 @@ pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/lib/chromium/chromium"
 RECORD_S = 10.0
+RESOLVER_RULES = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 
 
 def get(server: Server, session_id: str) -> dict[str, Any]:
@@ -211,3 +217,124 @@ def test_downloads_are_listed_paged_and_served_while_running_and_after_stop(
         assert client.get(f"/browsers/{sid}/downloads", params={"limit": 0}).status_code == 422
         other = "00000000-0000-4000-8000-000000000000"
         assert client.get(f"/browsers/{other}/downloads").status_code == 404
+
+
+@pytest.fixture(scope="module")
+def viewer_browser() -> Iterator[Any]:
+    """A second Chromium, the one people watching the session use."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", RESOLVER_RULES, "--disable-quic"]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def wait_live(frame: Any) -> None:
+    """The page's state once it has drawn a frame (a selector: its CSP forbids eval)."""
+    frame.locator("html[data-state='live']").wait_for(state="attached", timeout=30_000)
+
+
+def test_view_only_viewers_watch_together_and_cannot_touch_the_page(
+    server: Server, janitor: Janitor, pages: PageServer, viewer_browser: Any
+) -> None:
+    view = janitor.create(server, timeout=3)
+    view_url = view["viewOnlyLiveUrl"]
+    assert view_url.startswith(f"{server.url}/live?view={view['id']}.")
+    token = view["cdpUrl"].rsplit("/", 1)[-1]
+    assert token not in view_url  # the view-only link carries no CDP credential
+
+    with LoopThread() as loop:
+        cdp = loop.enter(DirectCdp.via_gateway(view["cdpUrl"]))
+        page = loop.run(cdp.page())  # the automation's tab: the one the view follows
+        loop.run(cdp.navigate(page, pages.url("/clicks")))
+        count = "document.getElementById('count').textContent"
+        watch_and_click(view, pages, viewer_browser)
+        assert loop.run(cdp.evaluate(page, count)) == "0"
+        # Input through the frames websocket is never read as anything.
+        send_input_to_frames(server, view_url)
+        assert loop.run(cdp.evaluate(page, count)) == "0"
+        # The same click through the interactive live view does reach the page.
+        click_interactive(view, viewer_browser)
+        wait_for(lambda: loop.run(cdp.evaluate(page, count)) != "0", what="the click")
+
+
+class LoopThread:
+    """An event loop in a thread of its own, for async CDP next to sync Playwright."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._stack = contextlib.AsyncExitStack()
+
+    def __enter__(self) -> LoopThread:
+        self._thread.start()
+        return self
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=60)
+
+    def enter(self, manager: Any) -> Any:
+        return self.run(self._stack.enter_async_context(manager))
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.run(self._stack.aclose())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop.close()
+
+
+def watch_and_click(view: dict[str, Any], pages: PageServer, browser: Any) -> None:
+    contexts = [browser.new_context(viewport={"width": 900, "height": 600}) for _ in range(2)]
+    try:
+        watchers = [context.new_page() for context in contexts]
+        for watcher in watchers:
+            watcher.goto(view["viewOnlyLiveUrl"])
+        for watcher in watchers:  # two viewers at once, both drawing frames
+            wait_live(watcher)
+        for _ in range(3):
+            watchers[0].mouse.click(450, 300)
+            watchers[0].keyboard.type("x")
+        # Framed by a page of another origin (the page server's), it still shows the session.
+        embed = watchers[1]
+        embed.goto(pages.url("/embed?src=" + quote(view["viewOnlyLiveUrl"], safe="")))
+        wait_live(embed.frame_locator("iframe"))
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def send_input_to_frames(server: Server, view_url: str) -> None:
+    frames_url = server.url.replace("http://", "ws://") + "/live/frames?" + view_url.split("?")[1]
+    attack = {
+        "id": 1,
+        "method": "Runtime.evaluate",
+        "params": {"expression": "document.getElementById('count').textContent = 'pwned'"},
+    }
+    with connect(frames_url, open_timeout=10) as ws:
+        assert isinstance(ws.recv(timeout=20), bytes)  # a JPEG frame
+        ws.send(json.dumps(attack))
+        ws.send(b"\x00" * 1024)
+        ws.ping().wait(10)  # the socket is still served: the input was dropped, not fatal
+    forged = frames_url.rsplit(".", 1)[0] + "." + "A" * 43
+    with connect(forged, open_timeout=10) as ws, pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=20)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+
+
+def click_interactive(view: dict[str, Any], browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 900, "height": 600})
+    try:
+        page = context.new_page()
+        page.goto(view["liveUrl"])
+        wait_live(page)
+        box = page.locator("#screen").bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    finally:
+        context.close()

@@ -4,7 +4,8 @@ It holds its own connection to the browser (a CdpLink, dialed through the browse
 dialer, like the primer's), never a client's. It follows one tab at a time: the page where
 something last happened, i.e. the page most recently created (a new tab or popup the automation
 or the site opened) or navigated to another URL. When that page closes it falls back to the
-previous such page. (A `Page.bringToFront` without a navigation emits no event a second
+previous such page. The followed tab is brought to the front: Chrome paints no frames for a
+background tab. (A `Page.bringToFront` without a navigation emits no event a second
 debugger can see, so it is not followed.)
 
 Chrome sends the next screencast frame only once the last one is acknowledged: the ack is held
@@ -46,6 +47,7 @@ class Screencast:
         self._current: tuple[str, str] | None = None  # (target id, cdp session id)
         self._changed = asyncio.Event()
         self._seq = 0
+        self._last: Frame | None = None
         self._last_frame_at = 0.0
         self._closed = False
         self.frames_received = 0
@@ -82,6 +84,8 @@ class Screencast:
         self._slots[slot] = rate_fps
         if self._closed:
             slot.close()
+        elif self._last is not None:
+            slot.offer(self._last)
         return slot
 
     def unsubscribe(self, slot: FrameSlot) -> None:
@@ -141,13 +145,19 @@ class Screencast:
         self._tasks.spawn(self._ack(session, ack, delay), name="ack")
         if self._current is None or session != self._current[1]:
             return
+        self._publish(params.get("data"))
+
+    def _publish(self, data: object) -> None:
         try:
-            jpeg = base64.b64decode(str(params.get("data", "")), validate=True)
+            jpeg = base64.b64decode(str(data or ""), validate=True)
         except (binascii.Error, ValueError):
+            return
+        if not jpeg:
             return
         self._seq += 1
         self.frames_received += 1
         frame = Frame(jpeg, self._seq)
+        self._last = frame
         for slot in self._slots:
             slot.offer(frame)
 
@@ -199,6 +209,10 @@ class Screencast:
             )
             session = str(attached.get("sessionId"))
             self._current = (target, session)
+            # A tab in the background paints nothing: the followed tab is the one in front,
+            # as it would be for a person watching (the stealth primer keeps every page
+            # believing it has focus either way).
+            await link.call("Page.bringToFront", session_id=session)
             width, height = self._max
             await link.call(
                 "Page.startScreencast",
@@ -211,5 +225,14 @@ class Screencast:
                 },
                 session_id=session,
             )
+            # A page that already finished painting sends no frame until it changes: its
+            # current look, once, so the recording and every viewer start with it.
+            shot = await link.call(
+                "Page.captureScreenshot",
+                {"format": "jpeg", "quality": JPEG_QUALITY, "optimizeForSpeed": True},
+                session_id=session,
+            )
+            if self._current == (target, session):
+                self._publish(shot.get("data"))
         except (CdpError, TimeoutError) as error:
             log.debug("screencast of %s: %s", target, error)
