@@ -32,5 +32,5 @@ def test_schemathesis_finds_no_server_error_with_real_browsers(
         extra=["--include-path-regex", "^/(api/v3/|healthz|readyz)"],
     )
     assert code == 0, output[-20_000:]
-    assert "Tested: 8" in output, output[-5000:]  # 6 operations of /api/v3, healthz, readyz
+    assert "Tested: 9" in output, output[-5000:]  # 7 operations of /api/v3, healthz, readyz
     print(f"schemathesis with Chromium: {seconds:.0f} s")
