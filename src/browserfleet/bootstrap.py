@@ -35,7 +35,13 @@ from browserfleet.cdp.relay import RelayLimits
 from browserfleet.clock import Clock, utc_now
 from browserfleet.egress import PoolPlanner, RouteRegions
 from browserfleet.ids import InstanceId
-from browserfleet.media.service import FinishRecording, KeepDownloads, MediaConfig, MediaService
+from browserfleet.media.service import (
+    FinishRecording,
+    KeepDownloads,
+    MediaConfig,
+    MediaService,
+    ReleaseMedia,
+)
 from browserfleet.metrics import CapacityInUse, CdpTraffic, EgressTraffic, Metrics
 from browserfleet.proxy import EgressGuard, PoolConfig, load_pool_config, parse_networks
 from browserfleet.proxy.guard import host_addresses
@@ -462,7 +468,14 @@ async def _serving(
     planner = PoolPlanner(_pool_config(settings), egress_guard(settings), _route_regions(settings))
     secret = server_secret(settings)
     blobs = build_blob_store(settings)
-    media = MediaService(media_config(settings), blobs, secret, clock, store.get_any)
+    media = MediaService(
+        media_config(settings),
+        blobs,
+        secret,
+        clock,
+        store.get_any,
+        ending=lambda session_id: service.is_tearing_down(session_id),  # noqa: PLW0108 (built below)
+    )
     service = SessionService(
         store,
         launcher,
@@ -474,7 +487,7 @@ async def _serving(
         metrics=metrics,
         planner=planner,
         secret=secret,
-        steps=(FinishRecording(media), KeepDownloads(media)),
+        end_steps=(FinishRecording(media), ReleaseMedia(media), KeepDownloads(media)),
         starts=media,
     )
     _watch_runtime(metrics, gateway, launcher, service, settings.limits.host_max_browsers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.browsers.stealth import Region
+from browserfleet.cdp.client import JsonObject
 from browserfleet.cdp.dial import LoopbackDialer
 from browserfleet.errors import BrowserLaunchFailed, SessionNotFound
 from browserfleet.proxy import ByteMeter
@@ -46,6 +48,10 @@ class FakeBrowser:
         self.route: object = None
         self.regions: list[Region | None] = []  # every localize() call, in order
         self.traffic = 0
+        self.calls: list[tuple[str, JsonObject]] = []
+        self.egress_ended = False
+        self.quits = 0
+        self.seeded = False
 
     @property
     def pid(self) -> int:
@@ -83,6 +89,19 @@ class FakeBrowser:
     async def wait_closed(self) -> int:
         return await asyncio.shield(self._exited)
 
+    async def call(self, method: str, params: JsonObject | None = None) -> JsonObject:
+        self.calls.append((method, params or {}))
+        return {}
+
+    async def end_egress(self) -> None:
+        self.egress_ended = True
+
+    async def quit(self, grace_s: float) -> bool:
+        self.quits += 1
+        graceful = not self._exited.done()
+        self.crash()
+        return graceful
+
     async def close(self) -> None:
         self.closed += 1
         self.crash()
@@ -96,13 +115,16 @@ class FakeLauncher:
         self.stray_calls: list[frozenset[int]] = []
         self.removed: list[Path] = []
 
-    async def launch(self, spec: LaunchSpec, workdir: Path) -> FakeBrowser:
+    async def launch(
+        self, spec: LaunchSpec, workdir: Path, *, seed: Callable[[Path], None] | None = None
+    ) -> FakeBrowser:
         if self.gate is not None:
             await self.gate.wait()
         if self.fail_next:
             self.fail_next = False
             raise BrowserLaunchFailed("fake launch failure")
         browser = FakeBrowser(spec, workdir)
+        browser.seeded = seed is not None
         self.browsers.append(browser)
         return browser
 

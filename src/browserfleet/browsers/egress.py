@@ -17,6 +17,7 @@ from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
 from browserfleet.browsers.stealth import Region
+from browserfleet.cdp.client import JsonObject
 from browserfleet.cdp.dial import DevtoolsDialer
 from browserfleet.proxy import (
     ByteMeter,
@@ -81,6 +82,16 @@ class EgressedBrowser:
     async def wait_closed(self) -> int:
         return await self._browser.wait_closed()
 
+    async def call(self, method: str, params: JsonObject | None = None) -> JsonObject:
+        return await self._browser.call(method, params)
+
+    async def quit(self, grace_s: float) -> bool:
+        return await self._browser.quit(grace_s)
+
+    async def end_egress(self) -> None:
+        """Close the proxy now: the browser reaches nothing more and its count is final."""
+        await self._proxy.aclose()
+
     async def close(self) -> None:
         try:
             await self._browser.close()
@@ -125,11 +136,13 @@ class EgressedLauncher:
     def guard(self) -> EgressGuard:
         return self._guard
 
-    async def launch(self, spec: LaunchSpec, workdir: Path) -> EgressedBrowser:
+    async def launch(
+        self, spec: LaunchSpec, workdir: Path, *, seed: Callable[[Path], None] | None = None
+    ) -> EgressedBrowser:
         proxy = EgressProxy(DirectRoute(self._guard), connect_timeout_s=self._connect_timeout_s)
         self._open.add(proxy)
         try:
-            browser = await self._launcher.launch(spec, workdir, egress=proxy)
+            browser = await self._launcher.launch(spec, workdir, egress=proxy, seed=seed)
         except BaseException:
             await proxy.aclose()
             self._retire(proxy)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
@@ -42,8 +42,13 @@ class Enclosure(Protocol):
     def proxy_address(self) -> str:
         """host:port where the browser finds its egress proxy (its --proxy-server)."""
 
+    def seed_profile(self, fill: Callable[[Path], None]) -> None:
+        """Before spawn: replace the empty profile with the files `fill` writes into a new
+        directory, given to the browser's user. Blocking."""
+
     def write_preferences(self, preferences: dict[str, object]) -> None:
-        """The profile's Default/Preferences, before the first launch."""
+        """The profile's Default/Preferences before the first launch, laid over a seeded
+        profile's own."""
 
     async def spawn(self, argv: Sequence[str], log_fd: int) -> asyncio.subprocess.Process:
         """Start argv (stdout and stderr to log_fd). A sandbox holds it before exec until

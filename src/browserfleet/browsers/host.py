@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
 from browserfleet.browsers.files import BrowserFiles
+from browserfleet.browsers.seeding import install_profile, merged_preferences
 from browserfleet.browsers.strays import kill_group_members, kill_naming, kill_strays
 from browserfleet.cdp.dial import LOOPBACK, DevtoolsDialer, LoopbackDialer
 from browserfleet.errors import BrowserLaunchFailed
@@ -98,9 +99,13 @@ class HostEnclosure:
             self._listener = listener
         return f"{LOOPBACK}:{self._listener.getsockname()[1]}"
 
+    def seed_profile(self, fill: Callable[[Path], None]) -> None:
+        install_profile(self.profile, fill, owner=None)
+
     def write_preferences(self, preferences: dict[str, object]) -> None:
         if preferences:
-            (self.profile / "Default" / "Preferences").write_text(json.dumps(preferences))
+            path = self.profile / "Default" / "Preferences"
+            path.write_text(json.dumps(merged_preferences(path, preferences)))
 
     async def spawn(self, argv: Sequence[str], log_fd: int) -> asyncio.subprocess.Process:
         # XDG_CONFIG_HOME: Chromium's default-profile files and crashpad's database (whose

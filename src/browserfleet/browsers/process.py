@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +29,7 @@ from browserfleet.browsers.identity import read_identity
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.browsers.stealth import BrowserIdentity, Region, priming
 from browserfleet.browsers.viewport import fit_window, reshape
-from browserfleet.cdp.client import CdpError
+from browserfleet.cdp.client import CdpError, JsonObject
 from browserfleet.cdp.dial import DevtoolsDialer
 from browserfleet.cdp.primer import TargetPrimer
 from browserfleet.errors import BrowserLaunchFailed
@@ -127,6 +128,33 @@ class ChromiumProcess:
         # shield: a cancelled waiter must not cancel the others' future.
         return await asyncio.shield(self._exit_code)
 
+    async def call(self, method: str, params: JsonObject | None = None) -> JsonObject:
+        """A browser-level CDP command on the server's own connection (never through the
+        gateway, whose policy answers some commands for clients)."""
+        return await self._presentation.primer.call_browser(method, params)
+
+    async def quit(self, grace_s: float) -> bool:
+        """Close the browser gracefully (Browser.close: it writes what it holds in memory to
+        its profile), wait up to grace_s for it to exit, then kill whatever of it is left. Its
+        files stay until close(). True if it exited by itself in time."""
+        graceful = False
+        if not self._exit_code.done():
+            try:
+                async with asyncio.timeout(grace_s):
+                    with contextlib.suppress(CdpError):
+                        # The answer may never come: the connection closes as the browser goes.
+                        await self._presentation.primer.call_browser("Browser.close")
+                    await asyncio.shield(self._exit_code)
+                    graceful = True
+            except TimeoutError:
+                log.warning("chromium pid %d did not close within %.1fs", self.pid, grace_s)
+        await self._presentation.primer.close()
+        self._enclosure.kill()  # helpers (crashpad, a zombie renderer) and a browser that hung
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REAP_TIMEOUT_S):
+                await asyncio.shield(self._exit_code)
+        return graceful
+
     async def close(self) -> None:
         async with self._close_lock:
             if self._closed:
@@ -197,10 +225,16 @@ class LocalChromiumLauncher:
         self._identities: dict[HeadlessMode, BrowserIdentity] = {}
 
     async def launch(
-        self, spec: LaunchSpec, workdir: Path, *, egress: ProxyStarter | None = None
+        self,
+        spec: LaunchSpec,
+        workdir: Path,
+        *,
+        egress: ProxyStarter | None = None,
+        seed: Callable[[Path], None] | None = None,
     ) -> ChromiumProcess:
         """Start Chromium in a fresh workdir; with `egress`, its traffic goes through that proxy,
-        started on a listener where the browser's network is."""
+        started on a listener where the browser's network is; with `seed`, its profile is
+        first filled with a stored one."""
         started = time.monotonic()
         progress = _Progress()
         enclosure = await self._enclosures.open(workdir)
@@ -212,6 +246,9 @@ class LocalChromiumLauncher:
             raise BrowserLaunchFailed(f"cannot create {log_path}: {error}") from error
         try:
             async with self._launch_slots, asyncio.timeout(self._launch_timeout_s):
+                if seed is not None:
+                    progress.stage = "loading the stored profile"
+                    await asyncio.to_thread(enclosure.seed_profile, seed)
                 endpoint = await self._start(spec, enclosure, egress, progress, log_fd)
                 presentation = await self._present(spec, endpoint, progress)
         except BaseException as exc:

@@ -114,6 +114,11 @@ class TargetPrimer:
         for error in await link.settle(answers):
             log.debug("priming an attached target: %s", error)
 
+    async def call_browser(self, method: str, params: JsonObject | None = None) -> JsonObject:
+        """One browser-level command on this, the server's own, connection (never a client's):
+        e.g. reading or setting every cookie of the browser, or closing it gracefully."""
+        return await self._require_link().call(method, params)
+
     async def close(self) -> None:
         await self._tasks.close(grace_s=2.0)
         if self._link is not None:

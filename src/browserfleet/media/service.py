@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from browserfleet.auth.signing import ServerSecret
+from browserfleet.browsers.files import DOWNLOADS_DIR
 from browserfleet.clock import Clock
 from browserfleet.ids import SessionId
 from browserfleet.media import downloads as dl
@@ -104,12 +105,14 @@ class MediaService:
         secret: ServerSecret,
         clock: Clock,
         lookup: SessionLookup,
+        ending: Callable[[SessionId], bool] = lambda _session_id: False,
     ) -> None:
         self._config = config
         self._blobs = blobs
         self._secret = secret
         self._clock = clock
         self._lookup = lookup
+        self._ending = ending  # whether this server is still ending that session
         self._live: dict[SessionId, _Live] = {}
         self._tasks = TaskSet("media")
 
@@ -221,12 +224,24 @@ class MediaService:
         finally:
             await asyncio.to_thread(self._work_file(session.id).unlink, True)
 
+    def has_downloads(self, session: Session) -> bool:
+        """Whether the session's downloads directory on this host holds anything (blocking,
+        one directory read)."""
+        live = self._live.get(session.id)
+        if live is not None:
+            directory: Path | None = live.handle.files.host_downloads
+        elif session.session_dir:
+            directory = Path(session.session_dir) / DOWNLOADS_DIR
+        else:
+            directory = None
+        try:
+            return directory is not None and any(os.scandir(directory))
+        except OSError:
+            return False
+
     async def keep_downloads(self, end: SessionEnd) -> None:
         """Copy the session's finished downloads into the store, within its size limit."""
         session = end.session
-        live = self._live.pop(session.id, None)
-        if live is not None:
-            await self._drop(live)
         directory = _downloads_dir(end)
         if directory is None:
             return
@@ -258,11 +273,11 @@ class MediaService:
                 await live.cast.close()
                 live.cast = None
 
-    def forget(self, session_id: SessionId) -> None:
-        """A session whose end steps did not run here (its create failed)."""
+    async def release(self, session_id: SessionId) -> None:
+        """The session ended: close its screencast and recorder (if still there)."""
         live = self._live.pop(session_id, None)
         if live is not None:
-            self._tasks.spawn(self._drop(live), name=f"drop-{session_id}")
+            await self._drop(live)
 
     # -- live view --------------------------------------------------------------------------
     def view_capability(self, session_id: SessionId) -> str:
@@ -326,9 +341,9 @@ class MediaService:
         """One page of the session's downloads: from its directory while it runs here, else
         from the store. InvalidCursor for a cursor this API did not hand out."""
         after = dl.decode_cursor(cursor) if cursor else None
-        live = self._live.get(session.id)
-        if live is not None and session.status is not SessionStatus.STOPPED:
-            files = await asyncio.to_thread(dl.scan, live.handle.files.host_downloads)
+        directory = self._downloads_here(session)
+        if directory is not None:
+            files = await asyncio.to_thread(dl.scan, directory)
             page = dl.page_of(files, after=after, limit=limit)
         else:
             page = await self._stored_downloads(session, after, limit)
@@ -340,15 +355,26 @@ class MediaService:
             items.append(DownloadItem(file.name, file.size, file.last_modified, url))
         return DownloadListing(tuple(items), page.next_cursor)
 
+    def _downloads_here(self, session: Session) -> Path | None:
+        """The session's downloads directory while it runs here, or while this server is still
+        ending it (its files are not in the store yet); None: list the store."""
+        live = self._live.get(session.id)
+        if live is not None and session.status is not SessionStatus.STOPPED:
+            return live.handle.files.host_downloads
+        if self._ending(session.id) and session.session_dir:
+            directory = Path(session.session_dir) / DOWNLOADS_DIR
+            return directory if directory.is_dir() else None
+        return None
+
     async def _download_url(
         self, session: Session, file: dl.DownloadedFile, base_url: str
     ) -> str | None:
         key = layout.download_key(session.project_id, session.id, file.name)
-        live = self._live.get(session.id)
-        if live is not None and session.status is not SessionStatus.STOPPED:
-            # Still in the browser's directory: the link serves the stored copy once kept;
-            # while the session runs, the file is kept now so the link works at once.
-            source = live.handle.files.host_downloads / file.name
+        directory = self._downloads_here(session)
+        if directory is not None:
+            # Still in the browser's directory: the file is stored now (it would be at the
+            # session's end anyway), so the link works at once.
+            source = directory / file.name
             try:
                 await self._blobs.put_file(key, source)
             except (StorageError, OSError) as error:
@@ -454,7 +480,7 @@ def _downloads_dir(end: SessionEnd) -> Path | None:
     if end.browser is not None:
         return end.browser.files.host_downloads
     if end.workdir is not None:
-        return end.workdir / "downloads"
+        return end.workdir / DOWNLOADS_DIR
     return None
 
 
@@ -475,18 +501,38 @@ class FinishRecording:
         await self._media.finish_recording(end)
 
 
+class ReleaseMedia:
+    """End step: let go of the session's screencast (its viewers see the session end) and of
+    anything else this server held for its media."""
+
+    name = "release-media"
+    phase = EndPhase.LIVE
+    timeout_s = 10.0
+
+    def __init__(self, media: MediaService) -> None:
+        self._media = media
+
+    def wanted(self, session: Session) -> bool:
+        return True
+
+    async def run(self, end: SessionEnd) -> None:
+        await self._media.release(end.session.id)
+
+
 class KeepDownloads:
-    """End step: keep the session's downloads in the store (and let go of its media)."""
+    """End step: keep the session's downloads in the store, once nothing of the tenant runs
+    any more (the browser is gone, its files are still there)."""
 
     name = "keep-downloads"
-    phase = EndPhase.LIVE
+    phase = EndPhase.CLOSED
 
     def __init__(self, media: MediaService) -> None:
         self._media = media
         self.timeout_s = media.config.keep_timeout_s
 
     def wanted(self, session: Session) -> bool:
-        return True
+        """Only a session that downloaded something (it costs the session a graceful close)."""
+        return self._media.has_downloads(session)
 
     async def run(self, end: SessionEnd) -> None:
         await self._media.keep_downloads(end)

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from browserfleet.browsers.files import BrowserFiles
+from browserfleet.browsers.seeding import install_profile, merged_preferences
 from browserfleet.cdp.dial import DevtoolsDialer
 from browserfleet.errors import BrowserLaunchFailed
 from browserfleet.sandbox import spec
@@ -90,14 +91,21 @@ class Sandbox:
     def proxy_address(self) -> str:
         return f"127.0.0.1:{spec.PROXY_PORT}"
 
+    def seed_profile(self, fill: Callable[[Path], None]) -> None:
+        install_profile(self.profile, fill, owner=self.uid)
+
     def write_preferences(self, preferences: dict[str, object]) -> None:
+        # Nothing of the sandbox's user runs yet: the files here are the server's or a seed's.
         if not preferences:
             return
         path = self.profile / "Default" / "Preferences"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        merged = merged_preferences(path, preferences)
+        fresh = path.with_name("Preferences.new")
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as file:
-            file.write(json.dumps(preferences))
-        os.chown(path, self.uid, self.uid)
+            file.write(json.dumps(merged))
+        os.chown(fresh, self.uid, self.uid)
+        os.replace(fresh, path)
 
     async def spawn(self, argv: Sequence[str], log_fd: int) -> asyncio.subprocess.Process:
         info_r, info_w = os.pipe2(os.O_CLOEXEC)

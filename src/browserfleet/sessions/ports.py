@@ -6,7 +6,7 @@ tests may pass hand-written fakes through bootstrap.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -15,6 +15,7 @@ from typing import Protocol
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.browsers.stealth import Region
+from browserfleet.cdp.client import JsonObject
 from browserfleet.cdp.dial import DevtoolsDialer
 from browserfleet.ids import InstanceId, ProjectId, SessionId
 from browserfleet.sessions.model import (
@@ -66,6 +67,15 @@ class SessionStore(Protocol):
     ) -> Session:
         """STOPPING -> STOPPED: record the final cost, append the refund (idempotent), free the
         slot. A session already STOPPED is returned unchanged (no second refund)."""
+
+    async def mark_ended(self, session_id: SessionId) -> None:
+        """The session's end (its end-of-session steps and teardown) is over."""
+
+    async def ending_with_profile(
+        self, project_id: ProjectId, profile_id: str, since: datetime
+    ) -> int:
+        """Sessions of that profile stopping, or stopped at or after `since` and not yet ended
+        (their state may still be on its way to the profile), on any server."""
 
     async def get(self, project_id: ProjectId, session_id: SessionId) -> Session:
         """A visible session of that project, else SessionNotFound."""
@@ -137,6 +147,18 @@ class BrowserHandle(Protocol):
     async def wait_closed(self) -> int:
         """Wait until the browser process exits; returns its exit code."""
 
+    async def call(self, method: str, params: JsonObject | None = None) -> JsonObject:
+        """A browser-level CDP command on the server's own connection to the browser (never a
+        client's, never through the gateway). CdpError, TimeoutError."""
+
+    async def end_egress(self) -> None:
+        """Close the egress proxy: the browser reaches nothing more, egress_bytes is final."""
+
+    async def quit(self, grace_s: float) -> bool:
+        """Close the browser gracefully (it flushes its state to its profile), bounded by
+        grace_s, then kill every process of it; its files stay until close(). True if it
+        exited by itself in time."""
+
     async def close(self) -> None:
         """Kill every process of the browser, reap it, remove the workdir and give back what
         its sandbox held. Idempotent."""
@@ -148,10 +170,19 @@ class SessionStarts(Protocol):
         slow work goes to a task its receiver owns)."""
 
 
+ProfileSeed = Callable[[Path], None]
+"""Fills a new directory (which must not exist yet) with a stored profile's files; blocking
+(the launcher runs it in a worker thread, before Chromium starts, and gives the files to the
+browser's user)."""
+
+
 class BrowserLauncher(Protocol):
-    async def launch(self, spec: LaunchSpec, workdir: Path) -> BrowserHandle:
-        """Start Chromium in a fresh workdir; returns once CDP answers and the first window has
-        the spec's geometry. Raises BrowserLaunchFailed (and leaves nothing behind)."""
+    async def launch(
+        self, spec: LaunchSpec, workdir: Path, *, seed: ProfileSeed | None = None
+    ) -> BrowserHandle:
+        """Start Chromium in a fresh workdir (its profile first filled by `seed`); returns once
+        CDP answers and the first window has the spec's geometry. Raises BrowserLaunchFailed
+        (and leaves nothing behind)."""
 
     def remove_workdir(self, workdir: Path) -> None:
         """Delete a dead browser's workdir and anything of it kept elsewhere (blocking)."""

@@ -212,7 +212,9 @@ class Reaper:
             except Exception:
                 log.exception("could not settle orphan", extra={"session_id": str(session.id)})
                 continue
-            if settled is not None:
+            # A stopped one's files are the service's to read and remove (its end steps);
+            # a create caught halfway left files nobody wants.
+            if settled is not None and settled.status is not SessionStatus.STOPPED:
                 await self._remove_files(settled)
         for instance_id in dead:
             if not await self._store.live_owned_by(instance_id):

@@ -7,6 +7,7 @@ hold this instance's own browser handles.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -31,7 +32,13 @@ from browserfleet.errors import (
     TimeoutLimitExceeded,
 )
 from browserfleet.ids import InstanceId, SessionId
-from browserfleet.sessions.ending import EndPhase, EndStep, SessionEnd, run_steps
+from browserfleet.sessions.ending import (
+    EndPhase,
+    EndStep,
+    SessionEnd,
+    run_steps,
+    wants_graceful_close,
+)
 from browserfleet.sessions.model import (
     MAX_TIMEOUT_MINUTES,
     Session,
@@ -76,12 +83,16 @@ class RuntimeConfig:
     # by then is left to the next start's repair).
     shutdown_grace_s: float = 10.0
     stealth: bool = True
+    # A browser asked to close gracefully (so it writes its state to disk) gets this long.
+    quit_grace_s: float = 5.0
+    # At shutdown, the sessions' ends (steps, graceful closes, teardowns) get this long together.
+    end_grace_s: float = 60.0
 
 
 @dataclass(slots=True)
 class _Running:
     handle: BrowserHandle
-    token: str
+    session: Session
 
 
 @dataclass(slots=True)
@@ -125,11 +136,11 @@ class SessionService:
         planner: EgressPlanner | None = None,
         *,
         secret: ServerSecret,
-        steps: Sequence[EndStep] = (),
+        end_steps: Sequence[EndStep] = (),
         starts: SessionStarts | None = None,
     ) -> None:
         self._secret = secret
-        self._steps = tuple(steps)
+        self._end_steps = tuple(end_steps)
         self._starts = starts
         self._planner = planner
         self._pool = pool
@@ -143,6 +154,9 @@ class SessionService:
         self._running: dict[SessionId, _Running] = {}
         self._launching = 0
         self._teardowns: dict[SessionId, asyncio.Task[Session]] = {}
+        self._endings: dict[SessionId, asyncio.Task[None]] = {}
+        # Ends run after their stop answered; shutdown waits for them (bounded), never drops one.
+        self._ending = TaskSet("sessions-ending")
         self._creating: dict[SessionId, Reservation] = {}
         self._closing = False
         self._tasks = TaskSet("sessions")
@@ -289,7 +303,7 @@ class SessionService:
                     uploads=files.uploads,
                 )
             )
-            self._running[session.id] = _Running(handle, session.token)
+            self._running[session.id] = _Running(handle, session)
             active = await self._store.mark_active(
                 session.id, pid=handle.pid, session_dir=str(handle.workdir)
             )
@@ -481,26 +495,35 @@ class SessionService:
         return await asyncio.shield(existing)
 
     async def _teardown(self, session_id: SessionId, reason: StopReason, at: datetime) -> Session:
+        """Mark the session stopped and bill it; its end (steps, then the browser's teardown)
+        is handed to a task of its own, started whatever happens here, so the stop answers
+        without waiting for the browser to go."""
         session = await self._store.request_stop(session_id, reason, at)
         if session.status is SessionStatus.STOPPED:
             return session
         running = self._running.pop(session_id, None)
-        await self._gateway.close(self._secret.cdp_token(str(session_id)))
-        await self._end_steps(session, running)
-        proxy_bytes = session.proxy_bytes
-        if running is not None:
-            await running.handle.close()
-            proxy_bytes = running.handle.egress_bytes  # final: the proxy is closed
-        finished = session.finished_at or at
-        bill = pricing.bill(session.started_at, finished, session.request.timeout_minutes)
-        stopped = await self._store.finalize(
-            session_id,
-            cost_micros=bill.cost_micros,
-            proxy_bytes=proxy_bytes,
-            proxy_cost_micros=pricing.egress_cost_micros(
-                proxy_bytes, session.proxy_rate_micros_per_gb
-            ),
-        )
+        handle = running.handle if running is not None else None
+        try:
+            await self._gateway.close(self._secret.cdp_token(str(session_id)))
+            proxy_bytes = session.proxy_bytes
+            if handle is not None:
+                await handle.end_egress()
+                proxy_bytes = handle.egress_bytes  # final: the proxy is closed
+            finished = session.finished_at or at
+            bill = pricing.bill(session.started_at, finished, session.request.timeout_minutes)
+            stopped = await self._store.finalize(
+                session_id,
+                cost_micros=bill.cost_micros,
+                proxy_bytes=proxy_bytes,
+                proxy_cost_micros=pricing.egress_cost_micros(
+                    proxy_bytes, session.proxy_rate_micros_per_gb
+                ),
+            )
+        except BaseException:
+            # The row stays STOPPING (the reaper finalizes it later); the browser goes now.
+            self._end_soon(session, handle)
+            raise
+        self._end_soon(stopped, handle)
         self._metrics.session_stopped(session.project_id, session.stop_reason or reason)
         log.info(
             "session stopped (%s), billed %s min",
@@ -510,17 +533,45 @@ class SessionService:
         )
         return stopped
 
-    async def _end_steps(self, session: Session, running: _Running | None) -> None:
-        """The end-of-session steps (finish the recording, keep the downloads), each bounded
-        and isolated, while the browser still runs: its files are removed with it."""
-        if not self._steps:
+    def _end_soon(self, session: Session, handle: BrowserHandle | None) -> None:
+        if session.id in self._endings:
             return
-        workdir = Path(session.session_dir) if session.session_dir else None
-        if workdir is not None and not workdir.is_dir():
-            workdir = None
-        end = SessionEnd(session, running.handle if running else None, workdir)
-        await run_steps(self._steps, EndPhase.LIVE, end)
-        await run_steps(self._steps, EndPhase.CLOSED, end)
+        task = self._ending.spawn(self._end(session, handle), name=f"end-{session.id}")
+        self._endings[session.id] = task
+        task.add_done_callback(lambda _t: self._endings.pop(session.id, None))
+
+    async def _end(self, session: Session, handle: BrowserHandle | None) -> None:
+        """The end of a stopped session: LIVE steps while its browser runs, a graceful close
+        when a later step reads its files, the CLOSED steps, then the browser's teardown.
+        Without a browser of ours (an orphan of a dead server on this host), what is left of
+        it is killed first, and its files are removed after the CLOSED steps."""
+        workdir = handle.workdir if handle is not None else _local_dir(session)
+        try:
+            if handle is None and workdir is not None:
+                await asyncio.to_thread(self._launcher.kill_strays, workdir, frozenset())
+            if handle is not None:
+                await run_steps(
+                    self._end_steps, EndPhase.LIVE, SessionEnd(session, handle, workdir)
+                )
+                if wants_graceful_close(self._end_steps, session):
+                    await handle.quit(self._config.quit_grace_s)
+            if workdir is not None:
+                await run_steps(
+                    self._end_steps, EndPhase.CLOSED, SessionEnd(session, None, workdir)
+                )
+        finally:
+            if handle is not None:
+                await asyncio.shield(handle.close())
+            elif workdir is not None:
+                await asyncio.to_thread(self._launcher.remove_workdir, workdir)
+            with contextlib.suppress(Exception):
+                await self._store.mark_ended(session.id)
+
+    async def wait_ended(self, session_id: SessionId) -> None:
+        """Until this server's end of that session (steps and teardown) is over."""
+        task = self._endings.get(session_id)
+        if task is not None:
+            await asyncio.wait({task})
 
     async def _stop_remote(self, session: Session) -> Session:
         """Ask the owning instance to stop (it sees STOPPING on its next sweep) and wait."""
@@ -552,7 +603,7 @@ class SessionService:
         return await self.stop_local(adopted.id, StopReason.ORPHANED, end)
 
     def is_tearing_down(self, session_id: SessionId) -> bool:
-        return session_id in self._teardowns
+        return session_id in self._teardowns or session_id in self._endings
 
     # -- shutdown -------------------------------------------------------------------------
     async def shutdown(self) -> None:
@@ -575,9 +626,24 @@ class SessionService:
                     extra={"session_id": str(session_id)},
                 )
         for running in list(self._running.values()):
-            await running.handle.close()
+            self._end_soon(running.session, running.handle)
         self._running.clear()
+        await self._finish_endings()
         await self._tasks.close()
+
+    async def _finish_endings(self) -> None:
+        """Every session's end runs to completion (each step and the graceful close are
+        bounded); past end_grace_s the rest is cancelled, which still closes the browsers."""
+        pending = set(self._endings.values())
+        if not pending:
+            return
+        _done, late = await asyncio.wait(pending, timeout=self._config.end_grace_s)
+        for task in late:
+            task.cancel()
+        if late:
+            log.error("%d session ends still running at shutdown: cancelled", len(late))
+            await asyncio.wait(late, timeout=self._config.shutdown_grace_s)
+        await self._ending.close()
 
     async def _end_creates(self) -> None:
         """Creates in flight finish (a launch has its own timeout) or are cancelled; either
@@ -616,6 +682,14 @@ class CountedCapacity:
 
     def pool_may_grow(self, running_browsers: int) -> bool:
         return running_browsers < self._max
+
+
+def _local_dir(session: Session) -> Path | None:
+    """The session's directory, if it exists on this host."""
+    if not session.session_dir:
+        return None
+    path = Path(session.session_dir)
+    return path if path.exists() else None
 
 
 def _screen(spec: LaunchSpec) -> tuple[int, int]:

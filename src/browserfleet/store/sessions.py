@@ -138,6 +138,34 @@ class SqlSessionStore:
                 raise SessionNotFound(str(session_id))  # a STARTING session cannot be stopped yet
             return _unchanged(current, _E.STOP_REQUESTED)
 
+    async def mark_ended(self, session_id: SessionId) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(sessions)
+                .where(sessions.c.id == session_id, sessions.c.ended_at.is_(None))
+                .values(ended_at=self._clock())
+            )
+
+    async def ending_with_profile(
+        self, project_id: ProjectId, profile_id: str, since: datetime
+    ) -> int:
+        async with self._reader.connect() as conn:
+            count = await conn.scalar(
+                select(func.count())
+                .select_from(sessions)
+                .where(
+                    sessions.c.project_id == project_id,
+                    sessions.c.profile_id == profile_id,
+                    or_(
+                        sessions.c.status == SessionStatus.STOPPING.value,
+                        (sessions.c.status == SessionStatus.STOPPED.value)
+                        & sessions.c.ended_at.is_(None)
+                        & (sessions.c.finished_at >= since),
+                    ),
+                )
+            )
+        return int(count or 0)
+
     async def finalize(
         self,
         session_id: SessionId,

@@ -122,11 +122,34 @@ sessions = Table(
     Column("browser_pid", Integer(), nullable=True),
     Column("session_dir", Text(), nullable=True),
     Column("api_key_id", Uuid(), nullable=True, index=True),
+    # When the session's end (its end-of-session steps and teardown) was over; NULL while a
+    # stopped session's state is still being saved.
+    Column("ended_at", UtcDateTime(), nullable=True),
     # Serves "newest first" (started_at DESC, id DESC) by a backward scan on SQLite and
     # PostgreSQL alike; a plain index also keeps alembic's autogenerate comparison exact.
     Index("ix_sessions_project_started", "project_id", "started_at", "id"),
     Index("ix_sessions_owner_status", "owner", "status"),
     Index("ix_sessions_status_timeout", "status", "timeout_at"),
+    Index("ix_sessions_profile_status", "profile_id", "status"),
+)
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("project_id", Uuid(), ForeignKey("projects.id"), nullable=False),
+    Column("name", String(100), nullable=True),
+    Column("user_id", String(255), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("last_used_at", UtcDateTime(), nullable=True),
+    Column("cookie_domains", JSON(), nullable=True),
+    # The stored version sessions load (a blob key), its size, and when it was saved.
+    Column("version_key", Text(), nullable=True),
+    Column("version_bytes", BigInteger(), nullable=True),
+    Column("saved_at", UtcDateTime(), nullable=True),
+    Index("ix_profiles_project_created", "project_id", "created_at", "id"),
+    Index("ix_profiles_project_user", "project_id", "user_id"),
 )
 
 session_metadata = Table(

@@ -7,12 +7,13 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from runtime_fakes import FakeBrowser, FakeGateway, FakeLauncher
+from sqlalchemy import update as sa_update
 
 from browserfleet.auth.model import Principal
 from browserfleet.auth.signing import ServerSecret
@@ -31,6 +32,7 @@ from browserfleet.errors import (
 from browserfleet.ids import ApiKeyId, InstanceId, SessionId
 from browserfleet.proxy import EgressGuard, parse_pool_config
 from browserfleet.regions import COUNTRY_REGIONS
+from browserfleet.sessions.ending import EndPhase, SessionEnd
 from browserfleet.sessions.lifecycle import InvalidTransition
 from browserfleet.sessions.model import (
     Session,
@@ -45,6 +47,7 @@ from browserfleet.store.engine import create_engine
 from browserfleet.store.migrate import upgrade
 from browserfleet.store.projects import SqlProjectStore
 from browserfleet.store.sessions import SqlSessionStore
+from browserfleet.store.tables import sessions as sessions_table
 from browserfleet.tasks import TaskSet
 
 T0 = datetime(2026, 7, 15, 20, 0, tzinfo=UTC)
@@ -593,3 +596,125 @@ async def test_a_sessions_browser_is_localized_to_its_routes_region_before_it_is
     finally:
         await service.shutdown()
         await engine.dispose()
+
+
+# -- the end of a session: steps after the stop's answer ---------------------------------
+
+
+@dataclass
+class RecordingStep:
+    """An end step that notes what it was given, and can be held until released."""
+
+    phase: EndPhase
+    name: str = "record"
+    timeout_s: float = 5.0
+    hold: asyncio.Event | None = None
+    ends: list[SessionEnd] = field(default_factory=list)
+    browser_alive: list[bool] = field(default_factory=list)
+
+    def wanted(self, session: Session) -> bool:
+        return True
+
+    async def run(self, end: SessionEnd) -> None:
+        self.ends.append(end)
+        if isinstance(end.browser, FakeBrowser):
+            self.browser_alive.append(end.browser.closed == 0 and end.browser.quits == 0)
+        if self.hold is not None:
+            await self.hold.wait()
+
+
+def _with_steps(world: World, *steps: RecordingStep) -> SessionService:
+    world.service = SessionService(
+        world.store,
+        world.launcher,
+        world.gateway,
+        world.config,
+        world.clock,
+        secret=SECRET,
+        end_steps=steps,
+    )
+    return world.service
+
+
+async def test_stop_answers_before_the_end_steps_finish(world: World) -> None:
+    hold = asyncio.Event()
+    live, closed = RecordingStep(EndPhase.LIVE, hold=hold), RecordingStep(EndPhase.CLOSED)
+    service = _with_steps(world, live, closed)
+    session = await service.create(world.caller, SessionRequest())
+    stopped = await service.stop(world.caller, session.id)
+    assert stopped.status is SessionStatus.STOPPED and stopped.cost_micros is not None
+    browser = world.launcher.browsers[0]
+    assert browser.egress_ended  # the egress count was final before billing
+    while not live.ends:
+        await asyncio.sleep(0.01)
+    assert browser.closed == 0 and live.browser_alive == [True]
+    assert live.ends[0].browser is browser and live.ends[0].session.id == session.id
+    assert await world.store.ending_with_profile(world.caller.project_id, "x", T0) == 0
+    hold.set()
+    await service.wait_ended(session.id)
+    assert browser.quits == 1 and browser.closed == 1  # graceful close, then the teardown
+    assert closed.ends[0].browser is None and closed.ends[0].workdir == browser.workdir
+
+
+async def test_a_create_sees_a_profile_session_ending_until_its_end_is_over(world: World) -> None:
+    hold = asyncio.Event()
+    service = _with_steps(world, RecordingStep(EndPhase.CLOSED, hold=hold))
+    profile = str(uuid.uuid4())
+    session = await _create_with_profile_row(world, service, profile)
+    await service.stop(world.caller, session.id)
+    assert await world.store.ending_with_profile(world.caller.project_id, profile, T0) == 1
+    hold.set()
+    await service.wait_ended(session.id)
+    assert await world.store.ending_with_profile(world.caller.project_id, profile, T0) == 0
+
+
+async def _create_with_profile_row(world: World, service: SessionService, profile: str) -> Session:
+    """A session row naming a profile (the profile service is not part of this test)."""
+    session = await service.create(world.caller, SessionRequest())
+    async with world.store._engine.begin() as conn:
+        await conn.execute(
+            sa_update(sessions_table)
+            .where(sessions_table.c.id == session.id)
+            .values(profile_id=profile)
+        )
+    return session
+
+
+async def test_a_crashed_browser_still_gets_its_closed_steps(world: World) -> None:
+    closed = RecordingStep(EndPhase.CLOSED)
+    service = _with_steps(world, closed)
+    session = await service.create(world.caller, SessionRequest())
+    world.launcher.browsers[0].crash()
+    while not closed.ends:
+        await asyncio.sleep(0.01)
+    await service.wait_ended(session.id)
+    current = await world.store.get(world.caller.project_id, session.id)
+    assert current.stop_reason is StopReason.CRASH
+    assert closed.ends[0].workdir == world.launcher.browsers[0].workdir
+
+
+async def test_shutdown_waits_for_every_end(world: World) -> None:
+    hold = asyncio.Event()
+    step = RecordingStep(EndPhase.CLOSED, hold=hold)
+    service = _with_steps(world, step)
+    first = await service.create(world.caller, SessionRequest())
+    second = await service.create(world.caller, SessionRequest())
+    shutting = asyncio.get_running_loop().create_future()
+
+    async def shut() -> None:
+        await service.shutdown()
+        shutting.set_result(None)
+
+    tasks = TaskSet("test")
+    tasks.spawn(shut(), name="shutdown")
+    while len(step.ends) < 2:
+        await asyncio.sleep(0.01)
+    assert not shutting.done()
+    assert all(b.closed == 0 for b in world.launcher.browsers)
+    hold.set()
+    await shutting
+    assert all(b.closed == 1 for b in world.launcher.browsers)
+    for session in (first, second):
+        current = await world.store.get(world.caller.project_id, session.id)
+        assert current.stop_reason is StopReason.SHUTDOWN
+    await tasks.close()

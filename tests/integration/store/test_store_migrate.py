@@ -17,8 +17,16 @@ from browserfleet.store.engine import create_engine, dispose
 from browserfleet.store.migrate import _config, is_current, upgrade
 from browserfleet.store.tables import metadata
 
-HEAD = "0002"
-TABLES = {"projects", "api_keys", "sessions", "session_metadata", "ledger_entries", "instances"}
+HEAD = "0003"
+TABLES = {
+    "projects",
+    "api_keys",
+    "sessions",
+    "session_metadata",
+    "ledger_entries",
+    "instances",
+    "profiles",
+}
 
 
 def _url(path: Path) -> str:
