@@ -13,7 +13,16 @@ from browserfleet import __version__
 from browserfleet.api.connect import Connector
 from browserfleet.api.deps import ApiServices
 from browserfleet.api.errors import install_error_handlers
-from browserfleet.api.routes import billing, browsers, connect, health, live, profiles, uploads
+from browserfleet.api.routes import (
+    billing,
+    browsers,
+    connect,
+    files,
+    health,
+    live,
+    profiles,
+    uploads,
+)
 from browserfleet.api.routes.cdp import build_cdp_router
 from browserfleet.api.routes.metrics import build_metrics_router
 from browserfleet.api.schemas.browsers import ErrorBody
@@ -79,6 +88,7 @@ def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
                 readiness=runtime.readiness,
                 isolation=runtime.isolation.value,
                 addressing=addressing,
+                media=runtime.media,
             )
             state: dict[str, Any] = {
                 GATEWAY_STATE_KEY: runtime.gateway,
@@ -111,6 +121,7 @@ def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
     app.include_router(health.router, responses=common)
     app.include_router(build_metrics_router())
     app.include_router(live.router)
+    app.include_router(files.router)
     app.include_router(build_cdp_router(addressing=addressing))
     app.include_router(connect.router)
     return app

@@ -38,6 +38,13 @@ from browserfleet.clock import Clock, utc_now
 from browserfleet.egress import PoolPlanner, RouteRegions
 from browserfleet.errors import SecretMismatch
 from browserfleet.ids import InstanceId
+from browserfleet.media.service import (
+    FinishRecording,
+    KeepDownloads,
+    MediaConfig,
+    MediaService,
+    ReleaseMedia,
+)
 from browserfleet.metrics import CapacityInUse, CdpTraffic, EgressTraffic, Metrics
 from browserfleet.profiles.loading import ProfileLoads
 from browserfleet.profiles.saving import ProfileSaving, SavingConfig
@@ -120,6 +127,7 @@ class Runtime:
     clock: Clock
     isolation: Isolation
     on_demand: OnDemandSessions
+    media: MediaService
 
 
 @asynccontextmanager
@@ -398,6 +406,27 @@ def real_capacity(settings: Settings) -> HostAdmission:
     )
 
 
+def media_config(settings: Settings) -> MediaConfig:
+    media = settings.media
+    sandboxed = settings.sandbox.isolation is Isolation.SANDBOX
+    return MediaConfig(
+        work_dir=settings.data_dir / "recording-work",
+        recording_fps=media.recording_fps,
+        recording_max_width=media.recording_max_width,
+        recording_link_ttl=timedelta(seconds=media.recording_link_ttl_s),
+        download_link_ttl=timedelta(seconds=media.download_link_ttl_s),
+        downloads_max_bytes=media.downloads_max_mb * MIB,
+        retention=timedelta(days=media.retention_days),
+        retention_interval_s=media.retention_interval_s,
+        viewer_fps=media.viewer_fps,
+        ffmpeg=str(media.ffmpeg_path),
+        # ffmpeg gets a sandbox of its own wherever bubblewrap is there to build one.
+        bwrap=str(settings.sandbox.bwrap_path)
+        if sandboxed or os.access(settings.sandbox.bwrap_path, os.X_OK)
+        else None,
+    )
+
+
 def _runtime_config(settings: Settings) -> RuntimeConfig:
     return RuntimeConfig(
         instance=InstanceId(f"{uuid.uuid4()}"),
@@ -482,6 +511,7 @@ async def _serving(
         on_launch=lambda ok: metrics.browser_launched() if ok else metrics.launch_failed(),
     )
     planner = PoolPlanner(_pool_config(settings), egress_guard(settings), _route_regions(settings))
+    secret = server_secret(settings)
     blobs = build_blob_store(settings)
     profile_store = SqlProfileStore(store.engine)
     scratch = profile_scratch(settings)
@@ -501,6 +531,14 @@ async def _serving(
         save_wait_s=settings.profiles.save_wait_s,
         clock=clock,
     )
+    media = MediaService(
+        media_config(settings),
+        blobs,
+        secret,
+        clock,
+        store.get_any,
+        ending=lambda session_id: service.is_tearing_down(session_id),  # noqa: PLW0108 (built below)
+    )
     service = SessionService(
         store,
         launcher,
@@ -511,9 +549,16 @@ async def _serving(
         capacity=capacity,
         metrics=metrics,
         planner=planner,
-        secret=server_secret(settings),
-        end_steps=(saving.capture, saving.save),
+        secret=secret,
+        end_steps=(
+            saving.capture,
+            FinishRecording(media),
+            ReleaseMedia(media),
+            saving.save,
+            KeepDownloads(media),
+        ),
         profiles=loads,
+        starts=media,
     )
     _watch_runtime(metrics, gateway, launcher, service, settings.limits.host_max_browsers)
     reaper = Reaper(
@@ -527,6 +572,7 @@ async def _serving(
     )
     on_demand = OnDemandSessions(service, gateway, settings.cdp.connect_grace_s)
     await reaper.start()  # first: it settles and removes what an earlier run left
+    await media.start()
     pool.start()
     try:
         yield Runtime(
@@ -543,12 +589,14 @@ async def _serving(
             clock=clock,
             isolation=settings.sandbox.isolation,
             on_demand=on_demand,
+            media=media,
         )
     finally:
         await on_demand.close()
         await reaper.stop_loops()
         await service.shutdown()
+        await media.aclose()
+        await blobs.aclose()
         await pool.aclose()
         await gateway.aclose()
         await reaper.deregister()
-        await blobs.aclose()

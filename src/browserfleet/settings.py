@@ -207,6 +207,26 @@ class CdpSettings(BaseModel):
     connect_grace_s: float = Field(10.0, gt=0, le=600)
 
 
+class MediaSettings(BaseModel):
+    """Recordings, downloads and the live view (README: Recordings, downloads, live view)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
+
+    recording_fps: int = Field(10, ge=1, le=30)
+    # Recordings are at most this wide (the screen's aspect ratio kept).
+    recording_max_width: int = Field(1280, ge=320, le=3840)
+    recording_link_ttl_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    download_link_ttl_s: int = Field(900, ge=60, le=7 * 24 * 3600)
+    # A session's downloads kept at its end, all files together.
+    downloads_max_mb: int = Field(1024, ge=1)
+    # Recordings and downloads are deleted this long after they were stored.
+    retention_days: float = Field(7.0, gt=0)
+    retention_interval_s: float = Field(3600.0, gt=0)
+    # Frames a second each live viewer gets at most (viewers of one tab share them).
+    viewer_fps: int = Field(30, ge=1, le=60)
+    ffmpeg_path: Path = Path("/usr/bin/ffmpeg")
+
+
 class Isolation(StrEnum):
     SANDBOX = "sandbox"  # every browser in an OS sandbox of its own (the default)
     NONE = "none"  # browsers run as the server's user: development without namespaces only
@@ -287,6 +307,7 @@ class Settings(BaseSettings):
     cdp: CdpSettings = Field(default_factory=CdpSettings)
     stealth: StealthSettings = Field(default_factory=StealthSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -31,5 +31,5 @@ def test_schemathesis_finds_no_server_error_with_real_browsers(
         extra=["--include-path-regex", "^/(api/v3/|healthz|readyz)"],
     )
     assert code == 0, output[-20_000:]
-    assert "Tested: 13" in output, output[-5000:]  # 11 operations of /api/v3, healthz, readyz
+    assert "Tested: 14" in output, output[-5000:]  # 12 operations of /api/v3, healthz, readyz
     print(f"schemathesis with Chromium: {seconds:.0f} s")

@@ -11,19 +11,41 @@ and overrides ``page()`` for pages computed per request; with no table it serves
 
 from __future__ import annotations
 
+import html
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 PAGES: dict[str, tuple[str, str]] = {
     "/": ("browserfleet e2e index", "<h1 id='greeting'>Hello from loopback</h1>"),
     "/second": ("second page", "<p id='marker'>second-page-marker</p>"),
     "/proxied": ("proxied page", "<p id='marker'>came-through-the-proxy</p>"),
+    # Repaints every animation frame: the screencast sends frames as fast as it is paced.
+    "/animated": (
+        "animated page",
+        "<div id='box' style='width:200px;height:200px;background:#c33;"
+        "animation:spin 1s linear infinite'></div>"
+        "<style>@keyframes spin{to{transform:rotate(360deg)}}</style>",
+    ),
+    "/downloads": (
+        "downloads page",
+        "<a id='link' href='/files/data.bin' download>data</a>"
+        "<a id='attach' href='/attachment'>report</a>",
+    ),
+    # Counts clicks anywhere: a view-only viewer's clicks must never reach it.
+    "/clicks": (
+        "clicks page",
+        "<p id='count'>0</p><script>let n=0;addEventListener('mousedown',()=>{"
+        "document.getElementById('count').textContent=String(++n)})</script>",
+    ),
 }
 HTML = "text/html; charset=utf-8"
+# Files served as downloads by the default table.
+DATA_BIN = bytes(range(256)) * 4096 + b"tail"  # 1 MiB and a bit, every byte value
+REPORT = "name,value\n" + "".join(f"row{i},{i * i}\n" for i in range(2000))
 
 
 def render(title: str, body: str) -> bytes:
@@ -40,6 +62,12 @@ class Page:
     body: bytes
     content_type: str = HTML
     headers: tuple[tuple[str, str], ...] = ()
+
+
+def embedding(src: str) -> Page:
+    """A page that frames `src`."""
+    frame = f"<iframe src='{html.escape(src, quote=True)}' width='800' height='500'></iframe>"
+    return Page(render("embedding page", frame))
 
 
 @dataclass
@@ -87,6 +115,8 @@ class PageHandler(BaseHTTPRequestHandler):
         if absolute:
             self.server.proxy_log.add(self.path, self.headers.get("Proxy-Authorization"))
         page = self.server.page(path)
+        if path == "/embed" and not absolute:  # another origin framing the URL given in `src`
+            page = embedding(parse_qs(urlsplit(self.path).query).get("src", [""])[0])
         if page is None:
             self.send_error(404)
             return
@@ -120,6 +150,12 @@ class PageServer(ThreadingHTTPServer):
         self.host = host
         if pages is None:
             self.pages = {path: Page(render(*page)) for path, page in PAGES.items()}
+            self.pages["/files/data.bin"] = Page(DATA_BIN, "application/octet-stream")
+            self.pages["/attachment"] = Page(
+                REPORT.encode(),
+                "text/plain",
+                (("Content-Disposition", 'attachment; filename="report.csv"'),),
+            )
         else:
             self.pages = {p: v if isinstance(v, Page) else Page(v) for p, v in pages.items()}
         self.proxy_log = ProxyLog()

@@ -14,6 +14,7 @@ from browserfleet.auth.service import Authenticator
 from browserfleet.billing.account import AccountReader
 from browserfleet.cdp.addressing import PATH_ADDRESSING, CdpAddressing
 from browserfleet.clock import Clock
+from browserfleet.media.service import MediaService
 from browserfleet.profiles.service import ProfileService
 from browserfleet.sessions.service import SessionService
 
@@ -31,6 +32,7 @@ class ApiServices:
     readiness: Callable[[], Awaitable[list[str]]]
     isolation: str = "sandbox"  # "none": /readyz shows a warning
     addressing: CdpAddressing = PATH_ADDRESSING  # how cdpUrl is published
+    media: MediaService | None = None  # None: recordings, downloads and viewers are off
 
 
 def services(request: Request) -> ApiServices:

@@ -164,6 +164,12 @@ class BrowserHandle(Protocol):
         its sandbox held. Idempotent."""
 
 
+class SessionStarts(Protocol):
+    def session_active(self, session: Session, handle: BrowserHandle) -> None:
+        """A session went active with this browser (called once, never blocking the create:
+        slow work goes to a task its receiver owns)."""
+
+
 ProfileSeed = Callable[[Path], None]
 """Fills a new directory (which must not exist yet) with a stored profile's files; blocking
 (the launcher runs it in a worker thread, before Chromium starts, and gives the files to the

@@ -61,6 +61,7 @@ from browserfleet.sessions.ports import (
     ProfileLoad,
     ProfileLoader,
     SessionMetrics,
+    SessionStarts,
     SessionStore,
 )
 from browserfleet.tasks import TaskSet
@@ -140,10 +141,12 @@ class SessionService:
         secret: ServerSecret,
         end_steps: Sequence[EndStep] = (),
         profiles: ProfileLoader | None = None,
+        starts: SessionStarts | None = None,
     ) -> None:
         self._secret = secret
         self._profiles = profiles
         self._end_steps = tuple(end_steps)
+        self._starts = starts
         self._planner = planner
         self._pool = pool
         self._capacity = capacity or CountedCapacity(config.host_max_browsers)
@@ -336,6 +339,8 @@ class SessionService:
             await self._settle_failed(reservation, handle)
             raise
         self._creating.pop(session.id, None)
+        if self._starts is not None:
+            self._starts.session_active(active, handle)
         self._tasks.spawn(self._watch(session.id, handle), name=f"watch-{session.id}")
         self._metrics.session_started(
             session.project_id, from_pool=from_pool, seconds=time.monotonic() - reservation.began

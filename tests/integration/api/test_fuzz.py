@@ -70,6 +70,6 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
         report_dir=tmp_path,
     )
     assert code == 0, output[-20_000:]
-    assert "Tested: 35" in output, output[-5000:]  # 11 operations x 3 mounts, healthz, readyz
+    assert "Tested: 38" in output, output[-5000:]  # 12 operations x 3 mounts, healthz, readyz
     generated = next(line for line in output.splitlines() if "generated" in line)
     print(f"schemathesis: {generated.strip()} in {seconds:.0f} s")

@@ -6,11 +6,14 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, status
+from fastapi.exceptions import RequestValidationError
 
 from browserfleet.api.deps import Caller, Services, Urls
 from browserfleet.api.schemas.browsers import (
     MAX_METADATA_TERMS,
     MAX_PAGE_NUMBER,
+    BrowserDownloadListResponse,
+    BrowserDownloadView,
     BrowserSessionItemView,
     BrowserSessionListResponse,
     BrowserSessionView,
@@ -21,6 +24,7 @@ from browserfleet.api.schemas.browsers import (
     parse_metadata_terms,
 )
 from browserfleet.ids import SessionId
+from browserfleet.media.downloads import InvalidCursor
 from browserfleet.sessions.model import SessionQuery, SessionStatus
 from browserfleet.sessions.service import with_running_cost
 
@@ -56,7 +60,7 @@ async def create_browser_session(
     body: CreateBrowserSessionRequest, caller: Caller, svc: Services, base: Urls
 ) -> BrowserSessionItemView:
     session = await svc.sessions.create(caller, body.to_request())
-    return BrowserSessionItemView.from_session(session, base)
+    return BrowserSessionItemView.from_session(session, base, _view(svc, session.id))
 
 
 @router.get(
@@ -99,7 +103,8 @@ async def list_browser_sessions(
     now = svc.clock()
     return BrowserSessionListResponse(
         items=[
-            BrowserSessionItemView.from_session(with_running_cost(s, now), base) for s in page.items
+            BrowserSessionItemView.from_session(with_running_cost(s, now), base, _view(svc, s.id))
+            for s in page.items
         ],
         total_items=page.total,
         page_number=page_number,
@@ -117,7 +122,17 @@ async def get_browser_session(
     session_id: UUID, caller: Caller, svc: Services, base: Urls
 ) -> BrowserSessionView:
     session = await svc.sessions.get(caller, SessionId(session_id))
-    return BrowserSessionView.from_session(with_running_cost(session, svc.clock()), base)
+    url, available = None, session.request.enable_recording
+    if svc.media is not None:
+        recording = await svc.media.recording(session, base.base)
+        url, available = recording.url, recording.available
+    return BrowserSessionView.from_session(
+        with_running_cost(session, svc.clock()),
+        base,
+        _view(svc, session.id),
+        recording_url=url,
+        recording_available=available,
+    )
 
 
 @router.patch(
@@ -134,4 +149,56 @@ async def update_browser_session(
     base: Urls,
 ) -> BrowserSessionView:
     session = await svc.sessions.stop(caller, SessionId(session_id))
-    return BrowserSessionView.from_session(session, base)
+    # Never a recordingUrl here: the recording is finished after the stop (GET one shows it).
+    return BrowserSessionView.from_session(session, base, _view(svc, session.id))
+
+
+@router.get(
+    "/{session_id}/downloads",
+    response_model=BrowserDownloadListResponse,
+    responses=_ERRORS,
+    summary="List Browser Session Downloads",
+    description="Files the browser downloaded: from its downloads directory while the session "
+    "runs, from the store after it stopped (kept for the retention period). Unfinished "
+    "downloads are not listed. Ordered by name; pass `nextCursor` back as `cursor` for the next "
+    "page. With `includeUrls=true` each file has a signed link, valid for 15 minutes.",
+)
+async def list_browser_session_downloads(
+    session_id: UUID,
+    caller: Caller,
+    svc: Services,
+    base: Urls,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    include_urls: Annotated[bool, Query(alias="includeUrls")] = False,
+) -> BrowserDownloadListResponse:
+    session = await svc.sessions.get(caller, SessionId(session_id))
+    if svc.media is None:
+        return BrowserDownloadListResponse(files=[])
+    try:
+        listing = await svc.media.downloads(
+            session, cursor=cursor, limit=limit, include_urls=include_urls, base_url=base.base
+        )
+    except InvalidCursor as error:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "cursor"),
+                    "msg": str(error),
+                    "input": cursor,
+                }
+            ]
+        ) from None
+    return BrowserDownloadListResponse(
+        files=[
+            BrowserDownloadView(path=f.name, size=f.size, last_modified=f.last_modified, url=f.url)
+            for f in listing.files
+        ],
+        next_cursor=listing.next_cursor,
+        has_more=listing.next_cursor is not None,
+    )
+
+
+def _view(svc: Services, session_id: SessionId) -> str | None:
+    return svc.media.view_capability(session_id) if svc.media is not None else None

@@ -171,15 +171,26 @@ class BrowserSessionItemView(ResponseModel):
     recording_url: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     extensions: list[dict[str, str]] = Field(default_factory=list)
+    view_only_live_url: str | None = Field(
+        None,
+        description="browserfleet's own: a live view that only watches (it takes no input and "
+        "cannot reach the browser's CDP); share it instead of liveUrl.",
+    )
 
     @classmethod
-    def fields_from(cls, session: m.Session, urls: PublicUrls) -> dict[str, object]:
+    def fields_from(
+        cls, session: m.Session, urls: PublicUrls, view_capability: str | None = None
+    ) -> dict[str, object]:
         cdp_url = urls.addressing.cdp_url(urls.base, session.token)
+        view_url = None
+        if view_capability is not None:
+            view_url = view_only_url_for(urls.base, str(session.id), view_capability)
         # The live view is a page of this server: it reaches the session by path, same-origin.
         return {
             "id": session.id,
             "status": wire_status(session.status),
             "live_url": live_url_for(urls.base, cdp_url_for(urls.base, session.token)),
+            "view_only_live_url": view_url,
             "cdp_url": cdp_url,
             "timeout_at": session.timeout_at,
             "started_at": session.started_at,
@@ -191,8 +202,10 @@ class BrowserSessionItemView(ResponseModel):
         }
 
     @classmethod
-    def from_session(cls, session: m.Session, urls: PublicUrls) -> BrowserSessionItemView:
-        return cls.model_validate(cls.fields_from(session, urls))
+    def from_session(
+        cls, session: m.Session, urls: PublicUrls, view_capability: str | None = None
+    ) -> BrowserSessionItemView:
+        return cls.model_validate(cls.fields_from(session, urls, view_capability))
 
 
 class BrowserSessionView(BrowserSessionItemView):
@@ -201,9 +214,20 @@ class BrowserSessionView(BrowserSessionItemView):
     )
 
     @classmethod
-    def from_session(cls, session: m.Session, urls: PublicUrls) -> BrowserSessionView:
-        fields = cls.fields_from(session, urls)
-        fields["recording_available"] = session.request.enable_recording
+    def from_session(
+        cls,
+        session: m.Session,
+        urls: PublicUrls,
+        view_capability: str | None = None,
+        *,
+        recording_url: str | None = None,
+        recording_available: bool | None = None,
+    ) -> BrowserSessionView:
+        fields = cls.fields_from(session, urls, view_capability)
+        fields["recording_url"] = recording_url
+        fields["recording_available"] = (
+            session.request.enable_recording if recording_available is None else recording_available
+        )
         return cls.model_validate(fields)
 
 
@@ -220,6 +244,25 @@ def cdp_url_for(base_url: str, token: str) -> str:
 
 def live_url_for(base_url: str, cdp_url: str) -> str:
     return f"{base_url.rstrip('/')}/live?wss={quote(cdp_url, safe='')}"
+
+
+def view_only_url_for(base_url: str, session_id: str, capability: str) -> str:
+    return f"{base_url.rstrip('/')}/live?view={session_id}.{capability}"
+
+
+class BrowserDownloadView(ResponseModel):
+    path: str = Field(description="The file's name in the session's downloads.")
+    size: int = Field(description="Bytes.")
+    last_modified: datetime = Field(description="When the file was last written.")
+    url: str | None = Field(
+        None, description="Only with includeUrls=true: a signed link, valid for 15 minutes."
+    )
+
+
+class BrowserDownloadListResponse(ResponseModel):
+    files: list[BrowserDownloadView]
+    next_cursor: str | None = None
+    has_more: bool = False
 
 
 class ErrorBody(BaseModel):

@@ -7,6 +7,10 @@
   const POLL_MS = 2000;
   const RETRIES = 3;
   const QUALITY = 70;
+  // Chrome sends the next frame once the last is acknowledged: holding the ack caps this
+  // viewer's frame rate (and the browser's work for it) at the server's viewer cap.
+  const MAX_FPS = Number(document.documentElement.dataset.maxFps) || 30;
+  let lastAckAt = 0;
   const own = (table, key) => (Object.hasOwn(table, key) ? table[key] : undefined);
 
   // ---- Input mapping: mirrors browserfleet/liveview/input_events.py -------------------------
@@ -283,7 +287,11 @@
       draw();
       if (root.dataset.state !== "live") show("live", "Live");
     } finally {
-      cdp.send("Page.screencastFrameAck", { sessionId }).catch(() => {});
+      const wait = Math.max(0, lastAckAt + 1000 / MAX_FPS - performance.now());
+      setTimeout(() => {
+        lastAckAt = performance.now();
+        cdp.send("Page.screencastFrameAck", { sessionId }).catch(() => {});
+      }, wait);
     }
   }
 

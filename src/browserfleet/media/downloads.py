@@ -1,0 +1,106 @@
+"""A session's downloads: listed from its downloads directory while it runs, from the store after.
+
+The directory belongs to the tenant's browser, so it is read as hostile: only regular files
+directly in it are listed (lstat, never following a link the tenant planted; directories,
+FIFOs and sockets are skipped), and Chrome's unfinished `.crdownload` files are not listed as
+complete. Names a blob key cannot hold (see storage.keys) are not listed either: they could not
+be kept. Order is by name (UTF-8 bytes, as the store lists), and the cursor is the last name of
+a page, base64url-encoded: opaque to clients, and the same on both sides of the stop.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from browserfleet.storage.errors import InvalidBlobKey
+from browserfleet.storage.keys import check_segment
+
+UNFINISHED_SUFFIX = ".crdownload"
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadedFile:
+    name: str
+    size: int
+    last_modified: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadPage:
+    files: tuple[DownloadedFile, ...]
+    next_cursor: str | None
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def encode_cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        name = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidCursor("the cursor is not one this API handed out") from None
+    if not name or not listable(name):
+        raise InvalidCursor("the cursor is not one this API handed out")
+    return name
+
+
+def listable(name: str) -> bool:
+    if name.endswith(UNFINISHED_SUFFIX):
+        return False
+    try:
+        check_segment(name)
+    except InvalidBlobKey:
+        return False
+    return True
+
+
+def scan(directory: Path) -> list[DownloadedFile]:
+    """Every finished regular file directly in `directory`, by name (blocking)."""
+    found: list[DownloadedFile] = []
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for entry in entries:
+        if not listable(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            modified = datetime.fromtimestamp(info.st_mtime, UTC)
+            found.append(DownloadedFile(entry.name, info.st_size, modified))
+    found.sort(key=lambda f: f.name.encode())
+    return found
+
+
+def page_of(files: list[DownloadedFile], *, after: str | None, limit: int) -> DownloadPage:
+    """The page of `files` (sorted by name) after the name `after`."""
+    start = [f for f in files if after is None or f.name.encode() > after.encode()]
+    chosen = tuple(start[:limit])
+    more = len(start) > limit
+    return DownloadPage(chosen, encode_cursor(chosen[-1].name) if more and chosen else None)
+
+
+def within_limit(files: list[DownloadedFile], max_total_bytes: int) -> list[DownloadedFile]:
+    """The files kept at the end under the session's total size limit: by name, while they
+    fit (a file that does not fit is skipped, later smaller ones may still be kept)."""
+    kept, total = [], 0
+    for file in files:
+        if total + file.size <= max_total_bytes:
+            kept.append(file)
+            total += file.size
+    return kept

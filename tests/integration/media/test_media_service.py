@@ -1,0 +1,149 @@
+"""MediaService on a real local blob store and a real (hostile) downloads directory: what is
+listed, what is kept at the end, what retention deletes, and what recordingAvailable says."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from browserfleet.auth.signing import ServerSecret
+from browserfleet.ids import ProjectId, SessionId
+from browserfleet.media.service import MediaConfig, MediaService
+from browserfleet.sessions.ending import SessionEnd
+from browserfleet.sessions.model import Session, SessionRequest, SessionStatus
+from browserfleet.storage import layout
+from browserfleet.storage.local import LocalBlobStore
+
+START = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def session(recording: bool = False, status: SessionStatus = SessionStatus.STOPPED) -> Session:
+    return Session(
+        id=SessionId(uuid.uuid4()),
+        project_id=ProjectId(uuid.uuid4()),
+        status=status,
+        token="",
+        request=SessionRequest(enable_recording=recording),
+        created_at=START,
+        started_at=START,
+        timeout_at=START + timedelta(hours=1),
+        upfront_micros=0,
+        finished_at=START + timedelta(minutes=1),
+    )
+
+
+def hostile_downloads(workdir: Path, outside: Path) -> None:
+    """What a tenant's browser could leave: real files, a half-finished download, and things
+    that are not files of its own (a link out, a FIFO, a directory)."""
+    downloads = workdir / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / "b.pdf").write_bytes(b"%PDF-1.7 b")
+    (downloads / "a.csv").write_bytes(b"x,y\n1,2\n")
+    (downloads / "big.bin").write_bytes(b"\0" * 5000)
+    (downloads / "c.zip.crdownload").write_bytes(b"partial")
+    (downloads / "secret-link").symlink_to(outside)
+    os.mkfifo(downloads / "pipe")
+    (downloads / "folder").mkdir()
+
+
+def build(tmp_path: Path, clock: Clock, **config: object) -> tuple[MediaService, LocalBlobStore]:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+
+    async def lookup(_session_id: SessionId) -> Session | None:
+        return None
+
+    media = MediaService(
+        MediaConfig(work_dir=tmp_path / "work", **config),  # type: ignore[arg-type]
+        blobs,
+        ServerSecret(b"s" * 32),
+        clock,
+        lookup,
+    )
+    return media, blobs
+
+
+def test_downloads_are_kept_without_following_links_listed_paged_and_swept(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "server-secret"
+    outside.write_bytes(b"never copied")
+    workdir = tmp_path / "session"
+    hostile_downloads(workdir, outside)
+    clock = Clock()
+    media, blobs = build(tmp_path, clock, downloads_max_bytes=4096)
+    stopped = session()
+
+    async def scenario() -> None:
+        await media.keep_downloads(SessionEnd(stopped, None, workdir))
+        listing = await media.downloads(
+            stopped, cursor=None, limit=1, include_urls=True, base_url="http://api"
+        )
+        assert [(f.name, f.size) for f in listing.files] == [("a.csv", 8)]
+        url = listing.files[0].url
+        assert url is not None and "disposition=attachment" in url
+        rest = await media.downloads(
+            stopped, cursor=listing.next_cursor, limit=10, include_urls=False, base_url="x"
+        )
+        # big.bin is over the 4096-byte limit; the link, FIFO, folder and partial file are
+        # never kept.
+        assert [f.name for f in rest.files] == ["b.pdf"] and rest.next_cursor is None
+        prefix = layout.downloads_prefix(stopped.project_id, stopped.id)
+        kept = await blobs.list_page(prefix)
+        assert [i.key.removeprefix(prefix) for i in kept.items] == ["a.csv", "b.pdf"]
+
+        recording = layout.recording_key(stopped.project_id, stopped.id)
+        await blobs.put_file(recording, _file(tmp_path / "r.mp4", b"mp4"))
+        clock.now = datetime.now(UTC)
+        assert await media.sweep() == 0  # everything was stored just now
+        for path in (tmp_path / "blobs").rglob("*"):
+            if path.is_file():  # as if stored eight days ago
+                old = (clock.now - timedelta(days=8)).timestamp()
+                os.utime(path, (old, old))
+        assert await media.sweep() == 3  # two downloads and the recording, past 7 days
+        assert (await blobs.list_page("")).items == ()
+        await blobs.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_recording_available_is_false_only_from_proof(tmp_path: Path) -> None:
+    clock = Clock()
+    media, blobs = build(tmp_path, clock)
+
+    async def scenario() -> None:
+        assert (await media.recording(session(recording=False), "x")).available is False
+        running = session(recording=True, status=SessionStatus.ACTIVE)
+        assert await media.recording(running, "x") == type(await media.recording(running, "x"))(
+            None, True
+        )
+        stopped = session(recording=True)
+        clock.now = START + timedelta(minutes=2)  # a minute after the stop: it may still come
+        view = await media.recording(stopped, "http://api")
+        assert (view.url, view.available) == (None, True)
+        clock.now = START + timedelta(minutes=30)  # long past the grace: it never will
+        assert (await media.recording(stopped, "http://api")).available is False
+        key = layout.recording_key(stopped.project_id, stopped.id)
+        await blobs.put_file(key, _file(tmp_path / "r.mp4", b"mp4"))
+        ready = await media.recording(stopped, "http://api")
+        assert ready.available and ready.url is not None
+        assert ready.url.startswith(f"http://api/files/{key}?expires=")
+        assert "disposition=inline" in ready.url
+        await blobs.aclose()
+
+    asyncio.run(scenario())
+
+
+def _file(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
