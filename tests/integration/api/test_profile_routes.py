@@ -122,7 +122,14 @@ async def test_list_pages_newest_first_and_searches_name_and_user_id(api: Api) -
     assert [p["id"] for p in by_name["items"]] == [ids[4]]
     none = (await api.call("GET", "/profiles", params={"query": "%"})).json()
     assert none["items"] == [] and none["totalItems"] == 0  # LIKE wildcards are plain text
-    for params in ({"pageSize": 0}, {"pageSize": 101}, {"pageNumber": 0}, {"query": "q" * 201}):
+    bad: list[dict[str, object]] = [
+        {"pageSize": 0},
+        {"pageSize": 101},
+        {"pageNumber": 0},
+        {"query": "q" * 201},
+        {"query": "a\x00b"},  # PostgreSQL cannot hold a NUL: refused before any query
+    ]
+    for params in bad:
         assert (await api.call("GET", "/profiles", params=params)).status_code == 422
 
 

@@ -230,7 +230,7 @@ async def test_a_frozen_server_is_taken_over_and_closes_its_browsers_when_it_wak
 
 
 def _without_urls(view: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in view.items() if k not in ("cdpUrl", "liveUrl")}
+    return {k: v for k, v in view.items() if k not in ("cdpUrl", "liveUrl", "viewOnlyLiveUrl")}
 
 
 async def _sync(value: bool) -> bool:

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Query, Response, status
 
 from browserfleet.api.deps import Caller, Services
-from browserfleet.api.schemas.browsers import MAX_PAGE_NUMBER, ErrorBody
+from browserfleet.api.schemas.browsers import MAX_PAGE_NUMBER, ErrorBody, Text
 from browserfleet.api.schemas.profiles import (
     ProfileCreateRequest,
     ProfileListResponse,
@@ -60,7 +60,7 @@ async def list_profiles(
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=100)] = 10,
     page_number: Annotated[int, Query(alias="pageNumber", ge=1, le=MAX_PAGE_NUMBER)] = 1,
     query: Annotated[
-        str | None,
+        Text | None,
         Query(max_length=MAX_QUERY, description="Part of the name or the userId (any case)."),
     ] = None,
 ) -> ProfileListResponse:
