@@ -10,9 +10,11 @@ first, so "mid-create" is a wide window rather than a race. Budget: about 90 s i
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,18 +33,21 @@ LAUNCH_DELAY_S = 8  # longer than uvicorn's 5 s graceful-shutdown window
 
 
 @pytest.fixture
-def slow_chromium(suite_resources: Any) -> str:
+def slow_chromium() -> Iterator[str]:
     """A Chromium that takes LAUNCH_DELAY_S longer to start (the sleep is in its group).
 
-    The sandbox runs it as an unprivileged uid, so it lives in a directory anyone may enter
-    (pytest's tmp_path is private to its owner); the suite removes that directory at the end.
-    """
-    directory: Path = suite_resources.new_data_dir()
-    directory.chmod(0o755)
-    wrapper = directory / "slow-chromium"
-    wrapper.write_text(f'#!/bin/sh\nsleep {LAUNCH_DELAY_S}\nexec {CHROMIUM} "$@"\n')
-    wrapper.chmod(0o755)
-    return str(wrapper)
+    The sandbox runs it as an unprivileged uid and binds the executable's directory read-only,
+    so the wrapper lives in a directory of its own that uid may enter (pytest's tmp_path is
+    private to its owner), and outside /tmp, which the sandbox replaces with a private tmpfs."""
+    directory = Path(tempfile.mkdtemp(prefix="bf-slow-chromium-", dir="/var/tmp"))
+    try:
+        directory.chmod(0o755)
+        wrapper = directory / "slow-chromium"
+        wrapper.write_text(f'#!/bin/sh\nsleep {LAUNCH_DELAY_S}\nexec {CHROMIUM} "$@"\n')
+        wrapper.chmod(0o755)
+        yield str(wrapper)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def db(server: Server) -> Path:

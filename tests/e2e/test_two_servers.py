@@ -79,7 +79,7 @@ def _frozen_server_is_fenced(a: Server, b: Server) -> None:
 
 def _without_urls(view: dict[str, Any]) -> dict[str, Any]:
     """Each server names itself in the URLs it hands out."""
-    return {k: v for k, v in view.items() if k not in ("cdpUrl", "liveUrl")}
+    return {k: v for k, v in view.items() if k not in ("cdpUrl", "liveUrl", "viewOnlyLiveUrl")}
 
 
 def _killed_server_is_settled(a: Server, b: Server) -> None:
