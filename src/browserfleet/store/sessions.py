@@ -338,38 +338,47 @@ class SqlSessionStore:
     async def adopt(
         self, session_id: SessionId, new_owner: InstanceId, dead_owner: InstanceId | None = None
     ) -> Session | None:
-        """Take over a live session whose owner is still silent, in one conditional UPDATE.
+        """Take over a live session whose owner is still silent, by compare-and-set.
 
-        The compare-and-set re-checks, atomically, that the owner is not new_owner and has sent
-        no heartbeat within `orphan_after` (unless it is `dead_owner`, an instance known to be
-        gone: its process no longer exists); so when two instances race to adopt one orphan,
-        the loser sees the winner's (fresh) ownership and gets None. Adopting a session one
-        already owns returns it unchanged.
+        The session is read, then one conditional UPDATE takes it only if its owner is still
+        the one read and that owner has sent no heartbeat within `orphan_after` (unless it is
+        `dead_owner`, an instance known to be gone: its process no longer exists). When two
+        instances race to adopt one orphan, the loser's UPDATE finds a different owner and
+        changes nothing, so it gets None. The owner equality is what makes this hold on
+        PostgreSQL: under READ COMMITTED a blocked UPDATE re-checks its WHERE clause against the
+        winner's row, but re-uses the first evaluation of a NOT EXISTS over another table, so
+        the heartbeat condition alone let several adopters win. Adopting a session one already
+        owns returns it unchanged.
         """
         stale_before = self._clock() - self._orphan_after
         owner_gone = ~_owner_heard_since(stale_before)
         if dead_owner is not None:
             owner_gone = or_(owner_gone, sessions.c.owner == dead_owner)
-        stmt = (
-            update(sessions)
-            .where(
-                sessions.c.id == session_id,
-                sessions.c.status.in_(values_of(LIVE)),
-                or_(sessions.c.owner.is_(None), sessions.c.owner != new_owner),
-                owner_gone,
-            )
-            .values(owner=new_owner)
-            .returning(*sessions.c)
-        )
 
         async def work(conn: AsyncConnection) -> Session | None:
-            row = (await conn.execute(stmt)).mappings().first()
-            if row is not None:
-                return session_from_row(row)
             current = await _current(conn, session_id)
-            if current is not None and current.is_live and current.owner == new_owner:
+            if current is None or not current.is_live:
+                return None
+            if current.owner == new_owner:
                 return current
-            return None
+            same_owner = (
+                sessions.c.owner.is_(None)
+                if current.owner is None
+                else sessions.c.owner == current.owner
+            )
+            stmt = (
+                update(sessions)
+                .where(
+                    sessions.c.id == session_id,
+                    sessions.c.status.in_(values_of(LIVE)),
+                    same_owner,
+                    owner_gone,
+                )
+                .values(owner=new_owner)
+                .returning(*sessions.c)
+            )
+            row = (await conn.execute(stmt)).mappings().first()
+            return session_from_row(row) if row is not None else None
 
         return await self._tx.write(work)
 
