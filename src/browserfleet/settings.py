@@ -187,6 +187,10 @@ class HttpSettings(BaseModel):
     max_header_count: int = Field(100, ge=16)
     head_timeout_s: float = Field(10.0, gt=0)  # the whole head, from its first byte: 408
     body_timeout_s: float = Field(60.0, gt=0)  # the whole body, from the end of the head: 408
+    # An idle connection between requests is closed after this. Longer than clients' own idle
+    # expiry (httpx 5 s, Node 4-5 s) and load balancers' (60 s): the side that hangs up first
+    # must be the client, or a request it sends as the server closes fails with no answer.
+    keep_alive_s: float = Field(75.0, gt=0)
 
 
 class CdpSettings(BaseModel):

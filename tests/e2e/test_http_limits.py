@@ -106,6 +106,38 @@ def test_a_150_mb_body_without_a_key_is_refused_and_costs_no_memory(
     assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
 
 
+def test_an_idle_connection_outlives_the_clients_own_keep_alive(server: Server) -> None:
+    """httpx (the SDK) and Node drop idle connections after ~5 s: the server must keep them
+    longer, or a request sent as it hangs up gets no answer. The idle time is the scenario."""
+    with raw(server) as sock:
+        assert healthz_on(sock).startswith(b"HTTP/1.1 200 ")
+        time.sleep(6.5)  # past httpx's 5 s and uvicorn's own default of 5 s
+        assert healthz_on(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def healthz_on(sock: socket.socket) -> bytes:
+    """One GET /healthz on an open connection; the whole answer (head and body)."""
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        data = sock.recv(65536)
+        assert data, "the server closed the connection"
+        answer += data
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line.split(b":")[1]
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+    )
+    while len(body) < length:
+        data = sock.recv(65536)
+        assert data, "the server closed the connection"
+        body += data
+    return answer
+
+
 def test_a_100_mb_header_is_refused_with_431_after_a_few_kilobytes(server: Server) -> None:
     with raw(server) as sock:
         answer, sent = send_while_reading(

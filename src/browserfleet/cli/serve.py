@@ -55,6 +55,7 @@ def run(settings: Settings, _args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=settings.http.keep_alive_s,
     )
     server = uvicorn.Server(config)
     server.run()
