@@ -190,7 +190,7 @@ class HttpSettings(BaseModel):
     # An idle connection between requests is closed after this. Longer than clients' own idle
     # expiry (httpx 5 s, Node 4-5 s) and load balancers' (60 s): the side that hangs up first
     # must be the client, or a request it sends as the server closes fails with no answer.
-    keep_alive_s: float = Field(75.0, gt=0)
+    keep_alive_s: int = Field(75, ge=1)
 
 
 class CdpSettings(BaseModel):
