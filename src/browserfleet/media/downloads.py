@@ -3,9 +3,10 @@
 The directory belongs to the tenant's browser, so it is read as hostile: only regular files
 directly in it are listed (lstat, never following a link the tenant planted; directories,
 FIFOs and sockets are skipped), and Chrome's unfinished `.crdownload` files are not listed as
-complete. Names a blob key cannot hold (see storage.keys) are not listed either: they could not
-be kept. Order is by name (UTF-8 bytes, as the store lists), and the cursor is the last name of
-a page, base64url-encoded: opaque to clients, and the same on both sides of the stop.
+complete, nor are bare GUIDs (Chrome's names for downloads not named yet: see
+download_ledger). Names a blob key cannot hold (see storage.keys) are not listed either: they
+could not be kept. Order is by name (UTF-8 bytes, as the store lists), and the cursor is the
+last name of a page, base64url-encoded: opaque to clients, and the same on both sides of the stop.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from browserfleet.media.download_ledger import UNFINISHED_SUFFIX, is_guid
 from browserfleet.storage.errors import InvalidBlobKey
 from browserfleet.storage.keys import check_segment
-
-UNFINISHED_SUFFIX = ".crdownload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ def decode_cursor(cursor: str) -> str:
 
 
 def listable(name: str) -> bool:
-    if name.endswith(UNFINISHED_SUFFIX):
+    if name.endswith(UNFINISHED_SUFFIX) or is_guid(name):
         return False
     try:
         check_segment(name)
