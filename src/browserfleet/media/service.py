@@ -97,6 +97,7 @@ class _Live:
     starting: asyncio.Task[None] | None = None  # the recorder's start, in the background
     viewers: int = 0
     ledger: DownloadLedger | None = None
+    naming: asyncio.Lock = field(default_factory=asyncio.Lock)  # downloads named in order
 
 
 SessionLookup = Callable[[SessionId], Awaitable[Session | None]]
@@ -218,7 +219,10 @@ class MediaService:
         directory = live.handle.files.host_downloads
         try:
             if action.step is Step.NAME:
-                name = await asyncio.to_thread(_name_download, directory, action.guid, action.name)
+                async with live.naming:
+                    name = await asyncio.to_thread(
+                        _name_download, directory, action.guid, action.name
+                    )
                 if name is not None:
                     log.info("download %r finished", name, extra={"session_id": session_id})
                 return
