@@ -98,6 +98,7 @@ class _Live:
     viewers: int = 0
     ledger: DownloadLedger | None = None
     naming: asyncio.Lock = field(default_factory=asyncio.Lock)  # downloads named in order
+    pending: set[asyncio.Task[None]] = field(default_factory=set)  # naming, cancelling
 
 
 SessionLookup = Callable[[SessionId], Awaitable[Session | None]]
@@ -212,7 +213,12 @@ class MediaService:
             guid, state = params.get("guid"), params.get("state")
             actions = live.ledger.progress(guid, params.get("receivedBytes"), state)
         for action in actions:
-            self._tasks.spawn(self._apply(live, action), name=f"download-{action.step}")
+            try:
+                task = self._tasks.spawn(self._apply(live, action), name=f"download-{action.step}")
+            except RuntimeError:  # the server is closing: nothing more is named
+                return
+            live.pending.add(task)
+            task.add_done_callback(live.pending.discard)
 
     async def _apply(self, live: _Live, action: Action) -> None:
         session_id = str(live.session.id)
@@ -343,6 +349,8 @@ class MediaService:
         live = self._live.pop(session_id, None)
         if live is not None:
             live.handle.watch_downloads(None)
+            if live.pending:  # files already complete get their names before they are kept
+                await asyncio.wait(set(live.pending), timeout=10.0)
             await self._drop(live)
 
     # -- live view --------------------------------------------------------------------------
