@@ -453,10 +453,17 @@ def test_playwright_downloads_are_listed_by_their_real_names_never_as_guids(
             assert "slow.bin" not in listed and not any(len(n) == 36 for n in listed)
             files.release.set()
             assert slow.failure() is None
+            # A context of the client's own (its download behavior set by Playwright, with
+            # events on its own connection): the server still hears of it and names it.
+            other = browser.new_context().new_page()
+            other.goto(files.url + "/")
+            with other.expect_download() as event:
+                other.click("#one")
+            assert event.value.failure() is None
             final = wait_for(
                 lambda: (
                     (got := downloads(server, sid, includeUrls="true")["files"])
-                    and len(got) == 5
+                    and len(got) == 6
                     and got
                 ),
                 timeout=30,
@@ -466,7 +473,7 @@ def test_playwright_downloads_are_listed_by_their_real_names_never_as_guids(
             browser.close()
     by_name = {f["path"]: f for f in final}
     first, second = files.bodies["/one"][1], files.bodies["/two"][1]
-    expected = {"dup.txt": first, "dup (1).txt": second, "slow.bin": SLOW}
+    expected = {"dup.txt": first, "dup (1).txt": second, "dup (2).txt": first, "slow.bin": SLOW}
     for name, data in expected.items():
         assert by_name[name]["size"] == len(data)
         assert httpx.get(by_name[name]["url"], timeout=30).content == data

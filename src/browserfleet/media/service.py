@@ -8,11 +8,9 @@ without recording and without viewers opens nothing: no connection, no process, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
-import stat
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -26,7 +24,7 @@ from browserfleet.cdp.client import CdpError, JsonObject
 from browserfleet.clock import Clock
 from browserfleet.ids import SessionId
 from browserfleet.media import downloads as dl
-from browserfleet.media.download_ledger import Action, DownloadLedger, Step, unique_name
+from browserfleet.media.download_ledger import Action, DownloadLedger, Step
 from browserfleet.media.frames import FrameSlot
 from browserfleet.media.links import Disposition, sign, verify
 from browserfleet.media.recorder import Recorder, RecordingSpec, output_size, run_as
@@ -227,7 +225,7 @@ class MediaService:
             if action.step is Step.NAME:
                 async with live.naming:
                     name = await asyncio.to_thread(
-                        _name_download, directory, action.guid, action.name
+                        dl.name_download, directory, action.guid, action.name
                     )
                 if name is not None:
                     log.info("download %r finished", name, extra={"session_id": session_id})
@@ -242,7 +240,7 @@ class MediaService:
             if action.step is Step.CANCEL:
                 await self._cancel_download(live.handle, action.guid)
             else:
-                await asyncio.to_thread(_discard_file, directory / action.guid)
+                await asyncio.to_thread(dl.discard, directory / action.guid)
         except (CdpError, TimeoutError, OSError) as error:
             log.warning("download %s: %s failed: %s", action.guid, action.step, error)
 
@@ -548,34 +546,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-
-
-def _name_download(directory: Path, guid: str, name: str) -> str | None:
-    """Give the complete download <guid> its name (blocking): a hard link under the first
-    free variant of `name`, then the GUID unlinked, so no other file is ever replaced. None if
-    there is no such regular file (the client saved it under its own name: "allow" of
-    Page.setDownloadBehavior, or a context where Chrome's own rules apply)."""
-    source = directory / guid
-    try:
-        if not stat.S_ISREG(os.lstat(source).st_mode):
-            return None
-    except FileNotFoundError:
-        return None
-    for _ in range(1000):
-        chosen = unique_name(name, set(os.listdir(directory)))
-        try:
-            os.link(source, directory / chosen, follow_symlinks=False)
-        except FileExistsError:
-            continue  # taken meanwhile: choose again
-        os.unlink(source)
-        return chosen
-    raise OSError(f"no free name for the download {name!r}")
-
-
-def _discard_file(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISREG(os.lstat(path).st_mode):
-            path.unlink()
 
 
 def _downloads_dir(end: SessionEnd) -> Path | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from browserfleet.media.download_ledger import (
@@ -12,7 +14,7 @@ from browserfleet.media.download_ledger import (
     safe_name,
     unique_name,
 )
-from browserfleet.media.downloads import listable
+from browserfleet.media.downloads import discard, listable, name_download
 from browserfleet.storage.keys import check_segment
 
 G1 = "7fa59118-aefa-45e6-987f-679dbb576d1f"
@@ -99,3 +101,30 @@ def test_events_with_a_foreign_guid_are_ignored(guid: object) -> None:
     ledger = DownloadLedger(max_total_bytes=10)
     assert ledger.begin(guid, "x") == []
     assert ledger.progress(guid, 99, "completed") == []
+
+
+def test_a_complete_download_is_named_without_replacing_anything(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes(b"older")
+    (tmp_path / G1).write_bytes(b"newer")
+    assert name_download(tmp_path, G1, "a.txt") == "a (1).txt"
+    assert (tmp_path / "a.txt").read_bytes() == b"older"
+    assert (tmp_path / "a (1).txt").read_bytes() == b"newer"
+    assert not (tmp_path / G1).exists()
+
+
+def test_naming_and_discarding_never_follow_a_planted_link(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"the server's")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / G1).symlink_to(outside)
+    (downloads / G2).mkdir()
+    assert name_download(downloads, G1, "x") is None
+    assert name_download(downloads, G2, "y") is None
+    assert name_download(downloads, G3, "z") is None  # not there: Chrome named it itself
+    discard(downloads / G1)
+    assert outside.read_bytes() == b"the server's"
+    assert sorted(p.name for p in downloads.iterdir()) == sorted([G1, G2])
+    (downloads / G3).write_bytes(b"over the limit")
+    discard(downloads / G3)
+    assert not (downloads / G3).exists()
