@@ -50,7 +50,7 @@ class MediaConfig:
     recording_max_width: int = 1280
     recording_link_ttl: timedelta = timedelta(hours=1)
     download_link_ttl: timedelta = timedelta(minutes=15)
-    downloads_max_bytes: int = 1024 * 1024 * 1024
+    downloads_max_bytes: int = 512 * 1024 * 1024
     retention: timedelta = timedelta(days=7)
     retention_interval_s: float = 3600.0
     viewer_fps: int = 30
