@@ -409,6 +409,15 @@ def real_capacity(settings: Settings) -> HostAdmission:
 def media_config(settings: Settings) -> MediaConfig:
     media = settings.media
     sandboxed = settings.sandbox.isolation is Isolation.SANDBOX
+    if sandboxed and media.downloads_max_mb >= settings.sandbox.disk_mb:
+        # The tmpfs is full before the limit is reached: tenants meet failed downloads, not
+        # the limit's cancellation (README: the size limit, while the session runs).
+        log.warning(
+            "media.downloads_max_mb (%d) is not below sandbox.disk_mb (%d): the session's "
+            "disk fills up before its downloads limit applies",
+            media.downloads_max_mb,
+            settings.sandbox.disk_mb,
+        )
     return MediaConfig(
         work_dir=settings.data_dir / "recording-work",
         recording_fps=media.recording_fps,

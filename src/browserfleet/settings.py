@@ -221,8 +221,8 @@ class MediaSettings(BaseModel):
     recording_max_width: int = Field(1280, ge=320, le=3840)
     recording_link_ttl_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
     download_link_ttl_s: int = Field(900, ge=60, le=7 * 24 * 3600)
-    # A session's downloads kept at its end, all files together.
-    downloads_max_mb: int = Field(1024, ge=1)
+    # A session's downloads, all files together, enforced while it runs (below sandbox.disk_mb).
+    downloads_max_mb: int = Field(512, ge=1)
     # Recordings and downloads are deleted this long after they were stored.
     retention_days: float = Field(7.0, gt=0)
     retention_interval_s: float = Field(3600.0, gt=0)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -180,7 +181,7 @@ def test_downloads_are_listed_paged_and_served_while_running_and_after_stop(
     sid = view["id"]
     assert downloads(server, sid) == {"files": [], "nextCursor": None, "hasMore": False}
     expected = {"data.bin": DATA_BIN, "report.csv": REPORT.encode()}
-    # Raw CDP, not Playwright: Playwright asks Chrome to save downloads under GUID names.
+    # Raw CDP, no download behavior of its own: the server's default (Playwright: below).
     asyncio.run(click_downloads(view["cdpUrl"], pages))
     wait_for(
         lambda: {f["path"] for f in downloads(server, sid)["files"]} == set(expected),
@@ -218,6 +219,151 @@ def test_downloads_are_listed_paged_and_served_while_running_and_after_stop(
         assert client.get(f"/browsers/{sid}/downloads", params={"limit": 0}).status_code == 422
         other = "00000000-0000-4000-8000-000000000000"
         assert client.get(f"/browsers/{other}/downloads").status_code == 404
+
+
+class FileServer(ThreadingHTTPServer):
+    """Downloads for Playwright: named by `download`, by Content-Disposition (a hostile name and
+    a very long one), twice under one name with different bytes, and one held half-sent until
+    the test lets it finish."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), FileHandler)
+        self.release = threading.Event()
+        self.bodies = {
+            "/one": ("dup.txt", b"first " * 1000),
+            "/two": ("dup.txt", b"second " * 3000),
+            "/evil": ("../../etc/evil\x01.sh", b"#!/bin/sh\n"),
+            "/long": ("L" * 300 + ".txt", b"long"),
+        }
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> FileServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.shutdown()
+        self.server_close()
+        self._thread.join(timeout=10)
+
+
+SLOW = bytes(range(256)) * 1024  # 256 KiB, half of it held back
+
+
+class FileHandler(BaseHTTPRequestHandler):
+    server: FileServer
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self) -> None:
+        if self.path == "/":
+            links = "".join(f"<a id='{p[1:]}' href='{p}'>{p}</a> " for p in self.server.bodies)
+            body = (links + "<a id='slow' href='/slow' download='slow.bin'>slow</a>").encode()
+            self._head("text/html", len(body))
+            self.wfile.write(body)
+            return
+        if self.path == "/slow":
+            self._head("application/octet-stream", len(SLOW))
+            self.wfile.write(SLOW[: len(SLOW) // 2])
+            self.wfile.flush()
+            self.server.release.wait(60)
+            self.wfile.write(SLOW[len(SLOW) // 2 :])
+            return
+        name, body = self.server.bodies[self.path]
+        disposition = "attachment; filename*=UTF-8''" + quote(name, safe="")
+        self._head("application/octet-stream", len(body), disposition)
+        self.wfile.write(body)
+
+    def _head(self, content_type: str, length: int, disposition: str | None = None) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
+        if disposition is not None:
+            self.send_header("Content-Disposition", disposition)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+# Before the viewer tests: their module-wide Playwright must not run next to this one's.
+def test_playwright_downloads_are_listed_by_their_real_names_never_as_guids(
+    server: Server, janitor: Janitor, playwright: Any
+) -> None:
+    view = janitor.create(server, timeout=3)
+    sid = view["id"]
+    browser = playwright.chromium.connect_over_cdp(view["cdpUrl"], timeout=20_000)
+    with FileServer() as files:
+        try:
+            page = browser.contexts[0].pages[0]
+            page.goto(files.url + "/")
+            suggested = []
+            for link in files.bodies:
+                with page.expect_download() as event:
+                    page.click(f"#{link[1:]}")
+                download = event.value
+                assert download.failure() is None  # Playwright saw it complete
+                suggested.append(download.suggested_filename)
+            assert suggested[:2] == ["dup.txt", "dup.txt"]
+
+            with page.expect_download() as event:
+                page.click("#slow")
+            slow = event.value
+            # Half of it is in the browser's directory now; it is not listed, not as a GUID
+            # either, until the rest arrives.
+            wait_for(
+                lambda: any(n.endswith(".crdownload") for n in downloaded_names(server, sid)),
+                what="the slow download in progress",
+            )
+            listed = {f["path"] for f in downloads(server, sid)["files"]}
+            assert "slow.bin" not in listed and not any(len(n) == 36 for n in listed)
+            files.release.set()
+            assert slow.failure() is None
+            # A context of the client's own (its download behavior set by Playwright, with
+            # events on its own connection): the server still hears of it and names it.
+            other = browser.new_context().new_page()
+            other.goto(files.url + "/")
+            with other.expect_download() as event:
+                other.click("#one")
+            assert event.value.failure() is None
+            final = wait_for(
+                lambda: (
+                    (got := downloads(server, sid, includeUrls="true")["files"])
+                    and len(got) == 6
+                    and got
+                ),
+                timeout=30,
+                what="every download listed",
+            )
+        finally:
+            browser.close()
+    by_name = {f["path"]: f for f in final}
+    first, second = files.bodies["/one"][1], files.bodies["/two"][1]
+    expected = {"dup.txt": first, "dup (1).txt": second, "dup (2).txt": first, "slow.bin": SLOW}
+    for name, data in expected.items():
+        assert by_name[name]["size"] == len(data)
+        assert httpx.get(by_name[name]["url"], timeout=30).content == data
+    others = sorted(set(by_name) - set(expected))
+    evil, long = sorted(others, key=len)
+    for name in others:  # hostile names became one plain segment each
+        assert "/" not in name and "\\" not in name and not name.startswith(".")
+        assert all(ord(ch) >= 0x20 for ch in name) and len(name.encode()) <= 255
+    assert evil.endswith(".sh") and "evil" in evil
+    assert long.startswith("LLLL") and long.endswith(".txt")
+    assert httpx.get(by_name[long]["url"], timeout=30).content == b"long"
+    assert not [n for n in downloaded_names(server, sid) if len(n) == 36]
+
+
+def downloaded_names(server: Server, session_id: str) -> list[str]:
+    """What is in the session's downloads directory on the host right now."""
+    directory = server.data_dir / "sessions" / session_id / "downloads"
+    return [p.name for p in directory.iterdir()] if directory.is_dir() else []
 
 
 @pytest.fixture(scope="module")

@@ -284,7 +284,8 @@ async def test_a_download_aimed_outside_the_session_lands_nowhere_outside(
         if await refused_or(cdp.call("Browser.setDownloadBehavior", default)) is not None:
             await cdp.evaluate(page, f"{DOWNLOAD}('fine-{route}.txt')")
             await download_settled(cdp, f"fine-{route}.txt")
-            assert (tenant.workdir / "downloads" / f"fine-{route}.txt").exists()
+            fine = tenant.workdir / "downloads" / f"fine-{route}.txt"
+            wait_for(fine.exists, what="the download named in the session's directory")
     assert not planted.exists()
     for aim in aims:
         found = list(aim.glob("*evil-*")) if aim.exists() else []

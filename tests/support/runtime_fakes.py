@@ -49,6 +49,7 @@ class FakeBrowser:
         self.regions: list[Region | None] = []  # every localize() call, in order
         self.traffic = 0
         self.calls: list[tuple[str, JsonObject]] = []
+        self.download_listener: Callable[[str, JsonObject], None] | None = None
         self.egress_ended = False
         self.quits = 0
         self.seeded = False
@@ -92,6 +93,9 @@ class FakeBrowser:
     async def call(self, method: str, params: JsonObject | None = None) -> JsonObject:
         self.calls.append((method, params or {}))
         return {}
+
+    def watch_downloads(self, listener: Callable[[str, JsonObject], None] | None) -> None:
+        self.download_listener = listener
 
     async def end_egress(self) -> None:
         self.egress_ended = True

@@ -85,6 +85,9 @@ class EgressedBrowser:
     async def call(self, method: str, params: JsonObject | None = None) -> JsonObject:
         return await self._browser.call(method, params)
 
+    def watch_downloads(self, listener: Callable[[str, JsonObject], None] | None) -> None:
+        self._browser.watch_downloads(listener)
+
     async def quit(self, grace_s: float) -> bool:
         return await self._browser.quit(grace_s)
 

@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Protocol
 
@@ -31,7 +31,7 @@ from browserfleet.browsers.stealth import BrowserIdentity, Region, priming
 from browserfleet.browsers.viewport import fit_window, reshape
 from browserfleet.cdp.client import CdpError, JsonObject
 from browserfleet.cdp.dial import DevtoolsDialer
-from browserfleet.cdp.primer import TargetPrimer
+from browserfleet.cdp.primer import DownloadListener, TargetPrimer
 from browserfleet.errors import BrowserLaunchFailed
 from browserfleet.tasks import TaskSet
 
@@ -127,6 +127,10 @@ class ChromiumProcess:
     async def wait_closed(self) -> int:
         # shield: a cancelled waiter must not cancel the others' future.
         return await asyncio.shield(self._exit_code)
+
+    def watch_downloads(self, listener: DownloadListener | None) -> None:
+        """Every download event of the browser goes to `listener` (None: stop)."""
+        self._presentation.primer.watch_downloads(listener)
 
     async def call(self, method: str, params: JsonObject | None = None) -> JsonObject:
         """A browser-level CDP command on the server's own connection (never through the
@@ -250,7 +254,9 @@ class LocalChromiumLauncher:
                     progress.stage = "loading the stored profile"
                     await asyncio.to_thread(enclosure.seed_profile, seed)
                 endpoint = await self._start(spec, enclosure, egress, progress, log_fd)
-                presentation = await self._present(spec, endpoint, progress)
+                presentation = await self._present(
+                    spec, endpoint, progress, enclosure.files.downloads
+                )
         except BaseException as exc:
             if progress.primer is not None:
                 await progress.primer.close()
@@ -307,7 +313,11 @@ class LocalChromiumLauncher:
         return endpoint
 
     async def _present(
-        self, spec: LaunchSpec, endpoint: DevtoolsEndpoint, progress: _Progress
+        self,
+        spec: LaunchSpec,
+        endpoint: DevtoolsEndpoint,
+        progress: _Progress,
+        downloads: PurePosixPath,
     ) -> Presentation:
         """The primer that gives every target the window rule and, with stealth, the
         browser's desktop identity (read from the first browser of each mode: the binary
@@ -321,7 +331,7 @@ class LocalChromiumLauncher:
         geometry = Geometry(spec.screen_width, spec.screen_height)
         first = priming(identity, None, geometry.window_bounds())
         progress.primer = await TargetPrimer.open(
-            endpoint.browser_ws_url, first, dialer=endpoint.dialer
+            endpoint.browser_ws_url, first, dialer=endpoint.dialer, downloads=downloads
         )
         return Presentation(progress.primer, geometry, identity)
 

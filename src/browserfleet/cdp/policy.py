@@ -119,10 +119,16 @@ def _refuse(why: str) -> Handler:
 
 
 def _downloads(command: Command, policy: SessionPolicy) -> Decision:
-    """Downloads always land in the session's downloads directory (where the API lists them)."""
+    """Downloads always land in the session's downloads directory (where the API lists them).
+    Browser.setDownloadBehavior saves them under their GUIDs whatever the client asked
+    ("allow" would let a second file of the same name replace the first, even while both
+    download): the server names each finished file from its suggested name (media/
+    download_ledger.py). Page.setDownloadBehavior knows no allowAndName: it stays "allow"."""
     params = dict(command.params)
     if params.get("behavior") != "deny":
-        if params.get("behavior") not in ("allow", "allowAndName"):
+        if command.method == "Browser.setDownloadBehavior":
+            params["behavior"] = "allowAndName"
+        else:
             params["behavior"] = "allow"  # "default" would use the browser's own directory
         params["downloadPath"] = str(policy.downloads)
     else:
@@ -196,7 +202,10 @@ RULES: dict[str, Rule] = {
     "Emulation.setVisibleSize": Rule(Action.ANSWERED, _RESIZE_WHY, _resize),
     "Page.setDeviceMetricsOverride": Rule(Action.ANSWERED, _RESIZE_WHY, _resize),
     "Browser.setDownloadBehavior": Rule(
-        Action.REWRITTEN, "downloadPath is always the session's downloads directory", _downloads
+        Action.REWRITTEN,
+        "downloadPath is always the session's downloads directory; files are saved under "
+        "their GUIDs (allowAndName) and named by the server when complete",
+        _downloads,
     ),
     "Page.setDownloadBehavior": Rule(
         Action.REWRITTEN, "downloadPath is always the session's downloads directory", _downloads

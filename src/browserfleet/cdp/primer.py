@@ -8,6 +8,12 @@ session (Chrome runs them in order), so the target runs with them in effect and 
 adds no round trip to its start. Clients that also auto-attach and wait (Playwright,
 Puppeteer) keep their own pause: the target runs once every waiting debugger has let it go.
 
+With a downloads directory, the primer also makes it where the default browser context saves
+downloads, under their GUIDs (`allowAndName`), with the browser's download events on: Chrome
+sends those to every browser-level connection that turned them on, whatever context a download
+is in, so the server learns every download's suggested name and progress here (a listener set
+with `watch_downloads`), whichever client started it.
+
 A window rule, when given, is applied to every new top-level page before it runs: a window
 that does not fit it (a new window opened at the launch size after the screen changed) gets
 its bounds. That costs the new page one round trip.
@@ -17,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import PurePosixPath
 from typing import TypeAlias
 
 from browserfleet.cdp.client import CdpError, JsonObject
@@ -32,6 +40,8 @@ Step: TypeAlias = tuple[str, JsonObject]  # method, params
 
 RESUME = "Runtime.runIfWaitingForDebugger"
 AUTO_ATTACH: JsonObject = {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True}
+DOWNLOAD_EVENTS = frozenset({"Browser.downloadWillBegin", "Browser.downloadProgress"})
+DownloadListener: TypeAlias = Callable[[str, JsonObject], None]  # method, params
 
 
 class TargetKind(StrEnum):
@@ -79,18 +89,32 @@ class TargetPrimer:
         self._attached: dict[str, TargetKind] = {}  # session id -> kind
         self._link: CdpLink | None = None
         self._tasks = TaskSet("primer")
+        self._downloads: DownloadListener | None = None
 
     @classmethod
     async def open(
-        cls, browser_ws_url: str, priming: Priming, *, dialer: DevtoolsDialer | None = None
+        cls,
+        browser_ws_url: str,
+        priming: Priming,
+        *,
+        dialer: DevtoolsDialer | None = None,
+        downloads: PurePosixPath | None = None,
     ) -> TargetPrimer:
         """Connect to the browser (through `dialer`, which reaches its DevTools server where
-        it listens) and attach to every target."""
+        it listens) and attach to every target; with `downloads` (the browser's view of the
+        directory), watch every download and save those of the default context there."""
         primer = cls(priming)
         primer._link = await CdpLink.open(browser_ws_url, primer._on_event, dialer=dialer)
         try:
             # Attaches to the targets already there too (they are not waiting).
             await primer._link.call("Target.setAutoAttach", AUTO_ATTACH)
+            if downloads is not None:
+                behavior: JsonObject = {
+                    "behavior": "allowAndName",
+                    "downloadPath": str(downloads),
+                    "eventsEnabled": True,
+                }
+                await primer._link.call("Browser.setDownloadBehavior", behavior)
         except BaseException:
             await primer._link.close()
             raise
@@ -114,6 +138,10 @@ class TargetPrimer:
         for error in await link.settle(answers):
             log.debug("priming an attached target: %s", error)
 
+    def watch_downloads(self, listener: DownloadListener | None) -> None:
+        """Hand every download event to `listener` from now on (None: to nobody)."""
+        self._downloads = listener
+
     async def call_browser(self, method: str, params: JsonObject | None = None) -> JsonObject:
         """One browser-level command on this, the server's own, connection (never a client's):
         e.g. reading or setting every cookie of the browser, or closing it gracefully."""
@@ -131,7 +159,10 @@ class TargetPrimer:
         return self._link
 
     async def _on_event(self, method: str, params: JsonObject, _session: str | None) -> None:
-        if method == "Target.attachedToTarget":
+        if method in DOWNLOAD_EVENTS:
+            if self._downloads is not None:
+                self._downloads(method, params)
+        elif method == "Target.attachedToTarget":
             await self._prime(params)
         elif method == "Target.detachedFromTarget":
             session_id = params.get("sessionId")

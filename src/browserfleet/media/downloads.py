@@ -3,25 +3,26 @@
 The directory belongs to the tenant's browser, so it is read as hostile: only regular files
 directly in it are listed (lstat, never following a link the tenant planted; directories,
 FIFOs and sockets are skipped), and Chrome's unfinished `.crdownload` files are not listed as
-complete. Names a blob key cannot hold (see storage.keys) are not listed either: they could not
-be kept. Order is by name (UTF-8 bytes, as the store lists), and the cursor is the last name of
-a page, base64url-encoded: opaque to clients, and the same on both sides of the stop.
+complete, nor are bare GUIDs (Chrome's names for downloads not named yet: see
+download_ledger). Names a blob key cannot hold (see storage.keys) are not listed either: they
+could not be kept. Order is by name (UTF-8 bytes, as the store lists), and the cursor is the
+last name of a page, base64url-encoded: opaque to clients, and the same on both sides of the stop.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from browserfleet.media.download_ledger import UNFINISHED_SUFFIX, is_guid, unique_name
 from browserfleet.storage.errors import InvalidBlobKey
 from browserfleet.storage.keys import check_segment
-
-UNFINISHED_SUFFIX = ".crdownload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ def decode_cursor(cursor: str) -> str:
 
 
 def listable(name: str) -> bool:
-    if name.endswith(UNFINISHED_SUFFIX):
+    if name.endswith(UNFINISHED_SUFFIX) or is_guid(name):
         return False
     try:
         check_segment(name)
@@ -104,3 +105,32 @@ def within_limit(files: list[DownloadedFile], max_total_bytes: int) -> list[Down
             kept.append(file)
             total += file.size
     return kept
+
+
+def name_download(directory: Path, guid: str, name: str) -> str | None:
+    """Give the complete download <guid> its name (blocking): a hard link under the first
+    free variant of `name`, then the GUID unlinked, so no other file is ever replaced. None if
+    there is no such regular file (the client saved it under its own name: "allow" of
+    Page.setDownloadBehavior, or a context where Chrome's own rules apply)."""
+    source = directory / guid
+    try:
+        if not stat.S_ISREG(os.lstat(source).st_mode):
+            return None
+    except FileNotFoundError:
+        return None
+    for _ in range(1000):
+        chosen = unique_name(name, set(os.listdir(directory)))
+        try:
+            os.link(source, directory / chosen, follow_symlinks=False)
+        except FileExistsError:
+            continue  # taken meanwhile: choose again
+        os.unlink(source)
+        return chosen
+    raise OSError(f"no free name for the download {name!r}")
+
+
+def discard(path: Path) -> None:
+    """Delete the regular file at `path`, if there is one (never what a link points to)."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            path.unlink()

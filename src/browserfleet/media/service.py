@@ -20,9 +20,11 @@ from pathlib import Path
 
 from browserfleet.auth.signing import ServerSecret
 from browserfleet.browsers.files import DOWNLOADS_DIR
+from browserfleet.cdp.client import CdpError, JsonObject
 from browserfleet.clock import Clock
 from browserfleet.ids import SessionId
 from browserfleet.media import downloads as dl
+from browserfleet.media.download_ledger import Action, DownloadLedger, Step
 from browserfleet.media.frames import FrameSlot
 from browserfleet.media.links import Disposition, sign, verify
 from browserfleet.media.recorder import Recorder, RecordingSpec, output_size, run_as
@@ -48,7 +50,7 @@ class MediaConfig:
     recording_max_width: int = 1280
     recording_link_ttl: timedelta = timedelta(hours=1)
     download_link_ttl: timedelta = timedelta(minutes=15)
-    downloads_max_bytes: int = 1024 * 1024 * 1024
+    downloads_max_bytes: int = 512 * 1024 * 1024
     retention: timedelta = timedelta(days=7)
     retention_interval_s: float = 3600.0
     viewer_fps: int = 30
@@ -92,6 +94,9 @@ class _Live:
     recorder: Recorder | None = None
     starting: asyncio.Task[None] | None = None  # the recorder's start, in the background
     viewers: int = 0
+    ledger: DownloadLedger | None = None
+    naming: asyncio.Lock = field(default_factory=asyncio.Lock)  # downloads named in order
+    pending: set[asyncio.Task[None]] = field(default_factory=set)  # naming, cancelling
 
 
 SessionLookup = Callable[[SessionId], Awaitable[Session | None]]
@@ -138,8 +143,9 @@ class MediaService:
         """A session now runs here; with recording on, its recorder starts in the background
         (the create does not wait for it). A recorder that cannot start is logged: the session
         runs, and recordingAvailable turns false once the grace after its stop has passed."""
-        live = _Live(session, handle)
+        live = _Live(session, handle, ledger=DownloadLedger(self._config.downloads_max_bytes))
         self._live[session.id] = live
+        handle.watch_downloads(lambda method, params: self._on_download(live, method, params))
         if session.request.enable_recording:
             live.starting = self._tasks.spawn(
                 self._start_recording(live), name=f"record-{session.id}"
@@ -193,6 +199,69 @@ class MediaService:
 
     def _work_file(self, session_id: SessionId) -> Path:
         return self._config.work_dir / f"{session_id}{layout.RECORDING_SUFFIX}"
+
+    # -- downloads while the session runs --------------------------------------------------
+    def _on_download(self, live: _Live, method: str, params: JsonObject) -> None:
+        """A download event of the session's browser: the ledger says what to do."""
+        if live.ledger is None:
+            return
+        if method == "Browser.downloadWillBegin":
+            actions = live.ledger.begin(params.get("guid"), params.get("suggestedFilename"))
+        else:
+            guid, state = params.get("guid"), params.get("state")
+            actions = live.ledger.progress(guid, params.get("receivedBytes"), state)
+        for action in actions:
+            try:
+                task = self._tasks.spawn(self._apply(live, action), name=f"download-{action.step}")
+            except RuntimeError:  # the server is closing: nothing more is named
+                return
+            live.pending.add(task)
+            task.add_done_callback(live.pending.discard)
+
+    async def _apply(self, live: _Live, action: Action) -> None:
+        session_id = str(live.session.id)
+        directory = live.handle.files.host_downloads
+        try:
+            if action.step is Step.NAME:
+                async with live.naming:
+                    name = await asyncio.to_thread(
+                        dl.name_download, directory, action.guid, action.name
+                    )
+                if name is not None:
+                    log.info("download %r finished", name, extra={"session_id": session_id})
+                return
+            limit_mb = self._config.downloads_max_bytes / (1024 * 1024)
+            log.warning(
+                "download %r refused: the session's downloads passed their limit of %g MB",
+                action.name,
+                limit_mb,
+                extra={"session_id": session_id},
+            )
+            if action.step is Step.CANCEL:
+                await self._cancel_download(live.handle, action.guid)
+            else:
+                await asyncio.to_thread(dl.discard, directory / action.guid)
+        except (CdpError, TimeoutError, OSError) as error:
+            log.warning("download %s: %s failed: %s", action.guid, action.step, error)
+
+    async def _cancel_download(self, handle: BrowserHandle, guid: str) -> None:
+        """Browser.cancelDownload, in the default context or else in whichever holds it."""
+        try:
+            await handle.call("Browser.cancelDownload", {"guid": guid})
+            return
+        except CdpError:
+            pass
+        found = await handle.call("Target.getBrowserContexts")
+        contexts = found.get("browserContextIds")
+        for context in contexts if isinstance(contexts, list) else []:
+            try:
+                await handle.call(
+                    "Browser.cancelDownload", {"guid": guid, "browserContextId": context}
+                )
+                return
+            except CdpError:
+                continue
+        # Not found: it finished first; the ledger discards the file when it says so.
 
     # -- end of session (end steps) ------------------------------------------------------------
     async def finish_recording(self, end: SessionEnd) -> None:
@@ -277,6 +346,9 @@ class MediaService:
         """The session ended: close its screencast and recorder (if still there)."""
         live = self._live.pop(session_id, None)
         if live is not None:
+            live.handle.watch_downloads(None)
+            if live.pending:  # files already complete get their names before they are kept
+                await asyncio.wait(set(live.pending), timeout=10.0)
             await self._drop(live)
 
     # -- live view --------------------------------------------------------------------------

@@ -151,6 +151,10 @@ class BrowserHandle(Protocol):
         """A browser-level CDP command on the server's own connection to the browser (never a
         client's, never through the gateway). CdpError, TimeoutError."""
 
+    def watch_downloads(self, listener: Callable[[str, JsonObject], None] | None) -> None:
+        """Hand every Browser.downloadWillBegin / Browser.downloadProgress event of the browser
+        (any context, any client's download) to `listener` (method, params); None: stop."""
+
     async def end_egress(self) -> None:
         """Close the egress proxy: the browser reaches nothing more, egress_bytes is final."""
 

@@ -147,3 +147,44 @@ def test_recording_available_is_false_only_from_proof(tmp_path: Path) -> None:
 def _file(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+G1 = "7fa59118-aefa-45e6-987f-679dbb576d1f"
+G2 = "c7fe5352-2354-4fb5-b129-6d0b86bb9b84"
+
+
+def test_the_browsers_download_events_name_files_and_cancel_past_the_limit(
+    tmp_path: Path,
+) -> None:
+    """The service's side of the download events: a complete GUID file gets its safe name,
+    a download past the limit is cancelled on the server's own connection, and the session's
+    end stops the watch once the names are given."""
+    from runtime_fakes import FakeBrowser
+
+    from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
+
+    media, blobs = build(tmp_path, Clock(), downloads_max_bytes=100)
+    running = session(status=SessionStatus.ACTIVE)
+
+    async def scenario() -> None:
+        browser = FakeBrowser(LaunchSpec(HeadlessMode.SHELL, 800, 600), tmp_path / "session")
+        downloads = browser.files.host_downloads
+        downloads.mkdir(parents=True)
+        media.session_active(running, browser)
+        listener = browser.download_listener
+        assert listener is not None
+        listener("Browser.downloadWillBegin", {"guid": G1, "suggestedFilename": "../r.csv"})
+        (downloads / G1).write_bytes(b"a,b\n")
+        listener("Browser.downloadProgress", {"guid": G1, "receivedBytes": 4, "state": "completed"})
+        listener("Browser.downloadWillBegin", {"guid": G2, "suggestedFilename": "huge.iso"})
+        listener(
+            "Browser.downloadProgress", {"guid": G2, "receivedBytes": 97, "state": "inProgress"}
+        )
+        await media.release(running.id)  # waits for what the events started
+        assert browser.download_listener is None
+        assert sorted(p.name for p in downloads.iterdir()) == ["r.csv"]
+        assert ("Browser.cancelDownload", {"guid": G2}) in browser.calls
+        await media.aclose()
+        await blobs.aclose()
+
+    asyncio.run(scenario())

@@ -53,26 +53,28 @@ def test_unlisted_methods_are_forwarded_unchanged() -> None:
     assert decide(command, POLICY) == Forward(command)
 
 
-@pytest.mark.parametrize("method", ["Browser.setDownloadBehavior", "Page.setDownloadBehavior"])
 @pytest.mark.parametrize(
-    ("given", "behavior"),
+    ("method", "named"),
+    [("Browser.setDownloadBehavior", "allowAndName"), ("Page.setDownloadBehavior", "allow")],
+)
+@pytest.mark.parametrize(
+    "given",
     [
-        ({"behavior": "allow", "downloadPath": "/etc"}, "allow"),
-        (
-            {"behavior": "allowAndName", "downloadPath": "/srv/s1/downloads/../../s2"},
-            "allowAndName",
-        ),
-        ({"behavior": "default"}, "allow"),
-        ({"behavior": "allow"}, "allow"),
+        {"behavior": "allow", "downloadPath": "/etc"},
+        {"behavior": "allowAndName", "downloadPath": "/srv/s1/downloads/../../s2"},
+        {"behavior": "default"},
+        {"behavior": "allow"},
     ],
 )
 def test_download_paths_are_replaced_by_the_sessions_directory(
-    method: str, given: dict[str, object], behavior: str
+    method: str, named: str, given: dict[str, object]
 ) -> None:
+    """Browser-level downloads are saved under their GUIDs (the server names them when
+    complete); Page.setDownloadBehavior has no such behavior and saves them by name."""
     decision = run_with(method, given)
     assert isinstance(decision, Forward)
     assert decision.command.params["downloadPath"] == "/srv/s1/downloads"
-    assert decision.command.params["behavior"] == behavior
+    assert decision.command.params["behavior"] == named
 
 
 def test_denying_downloads_carries_no_path() -> None:
