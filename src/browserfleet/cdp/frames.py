@@ -87,9 +87,13 @@ def single_text_frame(data: bytes) -> int | None:
     if code < _LENGTH_16:
         start, length = 6, code
     elif code == _LENGTH_16:
-        start, length = 8, ((data[2] << 8) | data[3]) if size >= 8 else -1
+        if size < 8:
+            return None
+        start, length = 8, (data[2] << 8) | data[3]
     else:
-        start, length = 14, struct.unpack_from("!Q", data, 2)[0] if size >= 14 else -1
+        if size < 14:
+            return None
+        start, length = 14, struct.unpack_from("!Q", data, 2)[0]
     return start if start + length == size else None
 
 

@@ -235,3 +235,5 @@ def test_a_whole_client_text_frame_is_recognised_at_every_length_encoding(size: 
     frame = client_frame(OP_TEXT, b"t" * size)
     assert single_text_frame(frame) == (6 if size < 126 else 8 if size < 65536 else 14)
     assert single_text_frame(frame[:-1] if size else frame + b"x") is None
+    for cut in range(len(frame) if size < 126 else 14):  # the header itself cut short
+        assert single_text_frame(frame[:cut]) is None, cut
