@@ -222,6 +222,11 @@ _FRAMES = st.one_of(
     st.builds(
         lambda first, rest: bytes([first]) + rest, st.integers(0, 255), st.binary(max_size=16)
     ),
+    st.builds(  # a final masked text frame's head with any length code, and any bytes after
+        lambda code, rest: bytes([0x80 | OP_TEXT, 0x80 | code]) + rest,
+        st.sampled_from([0, 1, 124, 125, 126, 127]),
+        st.binary(max_size=13),
+    ),
 )
 
 
