@@ -13,6 +13,7 @@ from browserfleet import __version__
 from browserfleet.api.connect import Connector
 from browserfleet.api.deps import ApiServices
 from browserfleet.api.errors import install_error_handlers
+from browserfleet.api.http_protocol import EDGE_REFUSALS
 from browserfleet.api.routes import (
     billing,
     browsers,
@@ -39,19 +40,18 @@ API_PREFIXES = ("/api/v2", "/api/v3", "/api/v4")
 _RETRY_AFTER = {
     "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
 }
-# What any operation may answer, whatever its own outcomes: the edge's limits and the
-# machinery's failures, each with a JSON `detail`.
-COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "The body could not be read as JSON text (e.g. not UTF-8)"},
-    413: {"description": "The request body is too large"},
-    431: {"description": "The request headers are too large"},
+# What the edge answers of its own (api.http_protocol), before routing: any operation.
+EDGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": description} for status, description in EDGE_REFUSALS.items()
+}
+# What any API operation may answer, whatever its own outcomes: the machinery's failures.
+API_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {
         "description": "No room for another browser, a failed launch, a shutdown under way, "
         "or the database unavailable (busy past its timeout, or out of disk space)",
         "headers": _RETRY_AFTER,
     },
 }
-
 DESCRIPTION = (
     "Self-hosted cloud browsers, wire-compatible with the Browser Use Cloud API v3 browser "
     "endpoints. Browser sessions are charged at $0.02/hour, the full timeout upfront; unused "
@@ -108,7 +108,8 @@ def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
         title="browserfleet", version=__version__, description=DESCRIPTION, lifespan=lifespan
     )
     install_error_handlers(app, settings.limits.retry_after_s)
-    common = {status: {**spec, "model": ErrorBody} for status, spec in COMMON_RESPONSES.items()}
+    edge = _error_answers(EDGE_RESPONSES)
+    common = {**edge, **_error_answers(API_RESPONSES)}
     for prefix in API_PREFIXES:
         version = prefix.rsplit("/", 1)[-1]
         for router in (browsers.router, uploads.router, profiles.router, billing.router):
@@ -118,10 +119,15 @@ def create_app(settings: Settings, adapters: Adapters | None = None) -> FastAPI:
                 generate_unique_id_function=_operation_ids(version),
                 responses=common,
             )
-    app.include_router(health.router, responses=common)
+    app.include_router(health.router, responses=edge)
     app.include_router(build_metrics_router())
     app.include_router(live.router)
     app.include_router(files.router)
     app.include_router(build_cdp_router(addressing=addressing))
     app.include_router(connect.router)
     return app
+
+
+def _error_answers(table: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses of `table`, each with the JSON `{"detail": ...}` body of every error."""
+    return {status: {**spec, "model": ErrorBody} for status, spec in table.items()}

@@ -2,7 +2,7 @@
 listening on 127.0.0.1 (a free port) and a socket dir of its own, stopped and removed after.
 
 Runs as the `postgres` user when the tests run as root (PostgreSQL refuses root). The app
-connects as an ordinary role that owns its databases, as in production (README: PostgreSQL).
+connects as an ordinary role that owns its databases, as in production (docs/postgresql.md).
 Each test gets a fresh database cloned from a template that is migrated once (a clone costs
 a few milliseconds; migrating costs far more).
 """

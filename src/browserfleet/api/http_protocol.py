@@ -29,6 +29,18 @@ LINGER_S = 2.0
 _UPLOAD_PATH = re.compile(rb"/api/v[234]/browsers/[^/?]+/uploads/?(?:\?.*)?")
 
 
+# Every answer the edge gives of its own, before any route is chosen: so every operation may
+# get one (the served OpenAPI documents each of them on every operation, from this table).
+REQUEST_TIMEOUT, BODY_TOO_LARGE, HEAD_TOO_LARGE = 408, 413, 431
+EDGE_REFUSALS: dict[int, str] = {
+    REQUEST_TIMEOUT: "The request head or body did not arrive in time; the connection is closed",
+    BODY_TOO_LARGE: "The request body is over the server's cap (uploads have their own, larger "
+    "cap); the connection is closed",
+    HEAD_TOO_LARGE: "The request head is too large or has too many header fields; the "
+    "connection is closed",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class HttpLimits:
     max_body_bytes: int = 1024 * 1024
@@ -85,7 +97,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             end = seen.find(b"\r\n\r\n")
             self._head_bytes += len(data) if end < 0 else end + 4 - len(self._tail)
             if self._head_bytes > self.limits.max_head_bytes:
-                self._refuse(431, "Request header fields too large")
+                self._refuse(HEAD_TOO_LARGE, "Request header fields too large")
                 return  # refused before the parser holds any of it
             self._tail = seen[-3:]
         super().data_received(data)
@@ -100,7 +112,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
         if self._header_count > self.limits.max_header_count:
-            self._refuse(431, "Too many request header fields")
+            self._refuse(HEAD_TOO_LARGE, "Too many request header fields")
             return
         super().on_header(name, value)
 
@@ -116,7 +128,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._body_cap = self.limits.max_upload_bytes if upload else self.limits.max_body_bytes
         length = _content_length(self.headers)
         if length is not None and length > self._body_cap:
-            self._refuse(413, f"The request body is larger than {self._body_cap} bytes")
+            self._refuse(BODY_TOO_LARGE, f"The request body is larger than {self._body_cap} bytes")
             return
         super().on_headers_complete()
         if length != 0 and not self.parser.should_upgrade():
@@ -127,7 +139,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         self._body_bytes += len(body)
         if self._body_bytes > self._body_cap:
-            self._refuse(413, f"The request body is larger than {self._body_cap} bytes")
+            self._refuse(BODY_TOO_LARGE, f"The request body is larger than {self._body_cap} bytes")
             return
         super().on_body(body)
 
@@ -149,7 +161,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _arm(self, seconds: float, detail: str) -> None:
         self._disarm()
-        self._timer = self.loop.call_later(seconds, self._refuse, 408, detail)
+        self._timer = self.loop.call_later(seconds, self._refuse, REQUEST_TIMEOUT, detail)
 
     def _disarm(self) -> None:
         if self._timer is not None:

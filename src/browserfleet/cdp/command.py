@@ -116,8 +116,33 @@ def parse_command(payload: bytes) -> Command:
                     and (session_id is None or type(session_id) is str)
                     and value.keys() <= _KNOWN_KEYS
                 ):
-                    return Command(command_id, method, params, session_id, plain=True)
+                    return _plain_command(command_id, method, params, session_id)
     return _parse_strictly(payload)
+
+
+def _plain_command(
+    command_id: int, method: str, params: JsonObject, session_id: str | None
+) -> Command:
+    """Command(command_id, method, params, session_id, plain=True), built through its slots:
+    this runs for every client message, and a frozen dataclass's __init__ (a checked
+    object.__setattr__ per field) costs several times more. The object is the same."""
+    command = _new_object(Command)
+    _SET_ID(command, command_id)
+    _SET_METHOD(command, method)
+    _SET_PARAMS(command, params)
+    _SET_SESSION_ID(command, session_id)
+    _SET_PLAIN(command, True)
+    _SET_WIRE(command, None)
+    return command
+
+
+_new_object = object.__new__
+_SET_ID, _SET_METHOD, _SET_PARAMS, _SET_SESSION_ID, _SET_PLAIN, _SET_WIRE = (
+    Command.__dict__[name].__set__
+    for name in ("id", "method", "params", "session_id", "plain", "_wire")
+)
+if len(Command.__slots__) != 6:  # a new field must be set above too
+    raise AssertionError("_plain_command sets every field of Command")
 
 
 def _parse_strictly(payload: bytes) -> Command:

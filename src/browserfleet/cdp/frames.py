@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from websockets.speedups import apply_mask
 
@@ -32,9 +33,10 @@ class MessageTooBig(Exception):
     """A client's message (all its fragments together) is over the cap: close with 1009."""
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
-    """One frame's header: where its payload starts and how long it is."""
+class Header(NamedTuple):
+    """One frame's header: where its payload starts and how long it is. A tuple: one is made
+    for every frame that passes, and a tuple is built several times faster than a frozen
+    dataclass."""
 
     fin: bool
     opcode: int
@@ -72,6 +74,27 @@ def parse_header(data: bytes | bytearray | memoryview, start: int = 0) -> Header
     if opcode >= OP_CLOSE and (length > 125 or not fin):
         raise FrameError("control frames are short and never fragmented")
     return Header(fin, opcode, mask, offset, length)
+
+
+def single_text_frame(data: bytes) -> int | None:
+    """Where the payload starts when `data` is exactly one whole client text frame (final,
+    masked, no reserved bit), else None. What parse_header would say of such a frame, read
+    without building a Header: a client's command takes this way."""
+    size = len(data)
+    if size < 6 or data[0] != _FIN | OP_TEXT or not data[1] & _MASKED:
+        return None
+    code = data[1] & 0x7F
+    if code < _LENGTH_16:
+        start, length = 6, code
+    elif code == _LENGTH_16:
+        if size < 8:
+            return None
+        start, length = 8, (data[2] << 8) | data[3]
+    else:
+        if size < 14:
+            return None
+        start, length = 14, struct.unpack_from("!Q", data, 2)[0]
+    return start if start + length == size else None
 
 
 def _payload_length(

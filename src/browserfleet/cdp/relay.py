@@ -33,8 +33,8 @@ from browserfleet.cdp.frames import (
     MessageTooBig,
     client_frame,
     close_frame,
-    parse_header,
     server_frame,
+    single_text_frame,
 )
 from browserfleet.cdp.handshake import HEAD_END, MAX_HEAD, HandshakeError, refusal
 from browserfleet.cdp.policy import Count, Forward, Reply, SessionPolicy, decide
@@ -164,20 +164,10 @@ class Relay:
     def _one_command(self, data: bytes) -> bool:
         """The hot path: `data` is exactly one whole, masked text frame within the cap. Judged
         like any message; a plain command forwarded unchanged goes on as the client's bytes."""
-        try:
-            header = parse_header(data)
-        except FrameError:
-            return False  # the general path ends the relay with the right code
-        if (
-            header is None
-            or not header.fin
-            or header.opcode != OP_TEXT
-            or header.mask is None
-            or header.payload_start + header.length != len(data)
-            or header.length > self._max_message
-        ):
-            return False
-        payload = apply_mask(data[header.payload_start :], header.mask)
+        start = single_text_frame(data)
+        if start is None or len(data) - start > self._max_message:
+            return False  # the general path reads it (and ends the relay with the right code)
+        payload = apply_mask(data[start:], data[start - 4 : start])
         held = self._judge(payload, raw=data)
         if held is not None and self._count is not None:
             self._waiting = []

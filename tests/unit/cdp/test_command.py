@@ -21,6 +21,16 @@ def test_a_plain_command_parses_and_re_serializes_canonically() -> None:
     assert command.encode() == '{"id":7,"method":"X.y","params":{"a":[1,2.5,"é"]}}'.encode()
 
 
+def test_the_fast_way_builds_the_very_command_the_dataclass_would() -> None:
+    command = parse_command(b'{"id": 3, "method": "A.b", "params": {"x": 1}, "sessionId": "S"}')
+    built = Command(3, "A.b", {"x": 1}, "S", plain=True)
+    assert type(command) is Command
+    assert command == built
+    assert (command.plain, command.encode()) == (True, built.encode())
+    with pytest.raises(AttributeError):
+        command.method = "Browser.close"  # type: ignore[misc]  # still frozen
+
+
 def test_a_flattened_session_command_keeps_its_session_id_in_replies() -> None:
     command = parse_command(b'{"id": 1, "method": "Browser.close", "sessionId": "S"}')
     assert json.loads(command.result()) == {"id": 1, "result": {}, "sessionId": "S"}

@@ -6,6 +6,8 @@ import os
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from ws_frames import client_frame, fragment
 
 from browserfleet.cdp.frames import (
@@ -23,6 +25,7 @@ from browserfleet.cdp.frames import (
     close_frame,
     parse_header,
     server_frame,
+    single_text_frame,
 )
 
 
@@ -185,3 +188,57 @@ def test_endless_empty_continuations_hit_the_fragment_cap() -> None:
 def test_broken_client_streams_are_frame_errors(stream: bytes) -> None:
     with pytest.raises(FrameError):
         MessageReader(1000).feed(stream)
+
+
+def _whole_text_frame_start(data: bytes) -> int | None:
+    """What parse_header says of `data`, put as single_text_frame's question."""
+    try:
+        header = parse_header(data)
+    except FrameError:
+        return None
+    if (
+        header is None
+        or not header.fin
+        or header.opcode != OP_TEXT
+        or header.mask is None
+        or header.payload_start + header.length != len(data)
+    ):
+        return None
+    return header.payload_start
+
+
+_FRAMES = st.one_of(
+    st.binary(max_size=20),
+    st.builds(  # real client frames of every length encoding and opcode, cut or padded
+        lambda opcode, fin, size, cut, pad: (
+            client_frame(opcode, b"p" * size, fin=fin)[: cut or None] + b"q" * pad
+        ),
+        st.sampled_from([OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, 0x3]),
+        st.booleans(),
+        st.sampled_from([0, 1, 125, 126, 127, 65535, 65536, 70_000]),
+        st.integers(-3, 20),
+        st.integers(0, 2),
+    ),
+    st.builds(
+        lambda first, rest: bytes([first]) + rest, st.integers(0, 255), st.binary(max_size=16)
+    ),
+    st.builds(  # a final masked text frame's head with any length code, and any bytes after
+        lambda code, rest: bytes([0x80 | OP_TEXT, 0x80 | code]) + rest,
+        st.sampled_from([0, 1, 124, 125, 126, 127]),
+        st.binary(max_size=13),
+    ),
+)
+
+
+@given(_FRAMES)
+def test_the_single_text_frame_shortcut_agrees_with_the_header_decoder(data: bytes) -> None:
+    assert single_text_frame(data) == _whole_text_frame_start(data)
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_a_whole_client_text_frame_is_recognised_at_every_length_encoding(size: int) -> None:
+    frame = client_frame(OP_TEXT, b"t" * size)
+    assert single_text_frame(frame) == (6 if size < 126 else 8 if size < 65536 else 14)
+    assert single_text_frame(frame[:-1] if size else frame + b"x") is None
+    for cut in range(len(frame) if size < 126 else 14):  # the header itself cut short
+        assert single_text_frame(frame[:cut]) is None, cut

@@ -156,6 +156,19 @@ async def test_a_plain_command_goes_on_as_it_came_and_answers_come_back_as_they_
     assert sides.counters.bytes_to_browser == len(sides.browser.written)
 
 
+@pytest.mark.parametrize("size", [100, 300, 70_000])  # each length encoding
+async def test_a_command_cut_anywhere_in_its_header_is_judged_once_it_is_whole(size: int) -> None:
+    text = command("Runtime.evaluate", expression="x" * size)
+    frame = client_frame(OP_TEXT, text)
+    for cut in range(1, 15):
+        sides = Sides()
+        sides.relay.from_client(frame[:cut])
+        assert sides.browser.written == b"", cut  # nothing goes on before the frame is whole
+        sides.relay.from_client(frame[cut:])
+        assert sides.to_chrome() == [json.loads(text)], cut
+        assert state_of(sides.relay) is Closing.OPEN
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -12,6 +12,7 @@ from browserfleet.api.deps import Caller, Services, Urls
 from browserfleet.api.schemas.browsers import (
     MAX_METADATA_TERMS,
     MAX_PAGE_NUMBER,
+    UNREADABLE_BODY,
     BrowserDownloadListResponse,
     BrowserDownloadView,
     BrowserSessionItemView,
@@ -43,6 +44,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     response_model=BrowserSessionItemView,
     responses={
         **_ERRORS,
+        **UNREADABLE_BODY,
         402: {"description": "Insufficient credits", "model": ErrorBody},
         403: {
             "description": "Maximum session timeout is 4 hours (240 minutes).",
@@ -138,7 +140,7 @@ async def get_browser_session(
 @router.patch(
     "/{session_id}",
     response_model=BrowserSessionView,
-    responses=_ERRORS,
+    responses={**_ERRORS, **UNREADABLE_BODY},
     summary="Update Browser Session",
 )
 async def update_browser_session(

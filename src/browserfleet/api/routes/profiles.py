@@ -9,7 +9,12 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Query, Response, status
 
 from browserfleet.api.deps import Caller, Services
-from browserfleet.api.schemas.browsers import MAX_PAGE_NUMBER, ErrorBody, Text
+from browserfleet.api.schemas.browsers import (
+    MAX_PAGE_NUMBER,
+    UNREADABLE_BODY,
+    ErrorBody,
+    Text,
+)
 from browserfleet.api.schemas.profiles import (
     ProfileCreateRequest,
     ProfileListResponse,
@@ -32,6 +37,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     response_model=ProfileView,
     responses={
         401: _ERRORS[401],
+        **UNREADABLE_BODY,
         402: {
             "description": "Insufficient credits: the project has as many profiles as this "
             "server allows",
@@ -81,7 +87,10 @@ async def get_profile(profile_id: UUID, caller: Caller, svc: Services) -> Profil
 
 
 @router.patch(
-    "/{profile_id}", response_model=ProfileView, responses=_ERRORS, summary="Update Profile"
+    "/{profile_id}",
+    response_model=ProfileView,
+    responses={**_ERRORS, **UNREADABLE_BODY},
+    summary="Update Profile",
 )
 async def update_profile(
     profile_id: UUID, body: ProfileUpdateRequest, caller: Caller, svc: Services

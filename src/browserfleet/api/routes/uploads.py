@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect
 
 from browserfleet.api.deps import Caller, Services
 from browserfleet.api.multipart import MAX_FILES, save_files
-from browserfleet.api.schemas.browsers import ResponseModel
+from browserfleet.api.schemas.browsers import ErrorBody, ResponseModel
 from browserfleet.errors import InvalidUpload
 from browserfleet.ids import SessionId
 
@@ -55,11 +55,11 @@ class UploadedFilesView(ResponseModel):
     status_code=status.HTTP_201_CREATED,
     response_model=UploadedFilesView,
     responses={
-        400: {"description": "Not multipart/form-data, or no file part"},
-        401: {"description": "Missing or invalid API key"},
-        404: {"description": "Session not found"},
-        409: {"description": "The session is not active on this server"},
-        413: {"description": "The body is larger than the upload cap"},
+        400: {"description": "Not multipart/form-data, or no file part", "model": ErrorBody},
+        401: {"description": "Missing or invalid API key", "model": ErrorBody},
+        404: {"description": "Session not found", "model": ErrorBody},
+        409: {"description": "The session is not active on this server", "model": ErrorBody},
+        413: {"description": "The body is larger than the upload cap", "model": ErrorBody},
     },
     openapi_extra=_MULTIPART_BODY,
     summary="Upload Files For A Browser Session",

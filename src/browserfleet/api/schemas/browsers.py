@@ -272,6 +272,15 @@ class ErrorBody(BaseModel):
     detail: str | list[dict[str, Any]] | dict[str, Any]
 
 
+# What an operation that reads a JSON body may answer when the body is not JSON text at all.
+UNREADABLE_BODY: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "The body could not be read as JSON text (e.g. not UTF-8)",
+        "model": ErrorBody,
+    }
+}
+
+
 def parse_metadata_terms(terms: list[str]) -> tuple[tuple[str, str | None], ...]:
     """`key` matches any value; `key=value` matches exactly (split at the first `=`)."""
     parsed: list[tuple[str, str | None]] = []
