@@ -42,7 +42,7 @@ def fake_server(suite_resources: Any, database_url: str) -> Iterator[tuple[str, 
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine starts it slowly
         while True:
             assert proc.poll() is None, (data_dir / "server.log").read_text()
             try:
