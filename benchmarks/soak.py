@@ -29,6 +29,7 @@ if __package__ in (None, ""):  # run as a file: python benchmarks/soak.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import harness, probes
+from browserfleet.store.engine import POOL_SIZE as STORE_POOL_SIZE
 
 # What "flat" allows: RSS may grow by this much (allocator arenas, caches warming up), fds by
 # a few, threads by asyncio's default executor (created lazily, up to CPUs + 4, then reused),
@@ -36,7 +37,10 @@ from benchmarks import harness, probes
 # a few helpers a browser starts lazily once used (the long session's utility processes).
 RSS_SLACK_BYTES = 32 * 2**20
 FD_SLACK = 8
-THREAD_SLACK = (os.cpu_count() or 1) + 4
+# Threads: asyncio's default executor (up to CPUs + 4, created lazily, then reused) and, on
+# SQLite, one thread per pooled database connection (aiosqlite), which the pool opens under load
+# and keeps open up to its size. Both are bounded by configuration; a leak grows past them.
+THREAD_SLACK = (os.cpu_count() or 1) + 4 + STORE_POOL_SIZE
 BROWSER_SLACK = 0  # stray browsers (not pooled, not a live session) allowed at the end
 PROCESS_SLACK = 4
 POOL_SIZE = 2
