@@ -5,6 +5,7 @@ second server sharing the database and an S3 bucket."""
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import signal
 import sqlite3
@@ -174,6 +175,32 @@ def test_a_login_survives_a_stop_and_loads_in_the_next_session(
     state = read_state(playwright, other, site)
     assert state == State({}, None, None)
     stop(server, other["id"])
+
+
+def site_engagement(server: Server, session_id: str) -> dict[str, Any]:
+    """The per-site engagement Chromium keeps in the profile's Preferences (a content setting
+    it records for the sites a user visits)."""
+    path = profile_files(server, session_id) / "Preferences"
+    prefs = json.loads(path.read_text()) if path.exists() else {}  # none yet in a fresh one
+    exceptions = prefs.get("profile", {}).get("content_settings", {}).get("exceptions", {})
+    return dict(exceptions.get("site_engagement", {}))
+
+
+def test_a_preference_chromium_wrote_loads_in_the_next_session(
+    server: Server, janitor: Janitor, playwright: Any, site: str
+) -> None:
+    profile = new_profile(server)
+    first = janitor.create(server, profileId=profile)
+    log_in(playwright, first, site, "prefs")
+    stop(server, first["id"])
+    second = janitor.create(server, profileId=profile)  # waits for the save in flight
+    # The next browser starts from a Preferences file holding what Chromium recorded for the
+    # site in the first session; a fresh profile holds nothing for it.
+    assert site in {key.split(",")[0] for key in site_engagement(server, second["id"])}
+    fresh = janitor.create(server, profileId=new_profile(server))
+    assert site not in {key.split(",")[0] for key in site_engagement(server, fresh["id"])}
+    stop(server, second["id"])
+    stop(server, fresh["id"])
 
 
 def test_another_projects_session_cannot_load_the_profile(server: Server, janitor: Janitor) -> None:
