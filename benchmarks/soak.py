@@ -146,8 +146,12 @@ def report(label: str, s: Sample, tally: Tally) -> None:
 
 
 async def soak(args: argparse.Namespace) -> bool:
-    pool = {"BROWSERFLEET_BROWSER__POOL_SIZE": str(POOL_SIZE)}
-    async with harness.running_fleet(pool) as fleet, httpx.AsyncClient(timeout=60) as client:
+    settings = {
+        "BROWSERFLEET_BROWSER__POOL_SIZE": str(POOL_SIZE),
+        # The gateway admits 32 websockets per session by default; the swarm needs its own.
+        "BROWSERFLEET_CDP__MAX_WEBSOCKETS": str(max(32, args.cdp_clients)),
+    }
+    async with harness.running_fleet(settings) as fleet, httpx.AsyncClient(timeout=60) as client:
         started = time.monotonic()
         tally = Tally()
         long_lived = await harness.create_session(client, fleet, {"timeout": 240})
@@ -167,6 +171,8 @@ async def soak(args: argparse.Namespace) -> bool:
                 await asyncio.wait_for(asyncio.shield(work), args.report_every)
             if not work.done():
                 report("     ", await sample(client, fleet, started), tally)
+                if tally.errors:  # show what goes wrong while it runs, not only at the end
+                    harness.log(f"latest error: {tally.errors[-1]}")
         await work
         await settle(client, fleet, args.settle)
         last = await sample(client, fleet, started)

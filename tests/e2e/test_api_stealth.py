@@ -11,17 +11,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fleet_server import Janitor, Server, start_server, wait_for
+from node_clients import needs_node
 from playwright.sync_api import sync_playwright
-from stealth_pages import BOTD, JS_DIR, PROBE_JS, StealthSite
+from stealth_pages import JS_DIR, PROBE_JS, StealthSite
 
 from browserfleet.browsers.geometry import TASKBAR_HEIGHT
 
@@ -135,11 +134,6 @@ def _metric(server: Server, name: str) -> float:
         if line.startswith(name + " ") or (line.startswith(name) and "{" in name):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
-
-
-def needs_node() -> None:
-    if shutil.which("node") is None or not BOTD.exists():
-        pytest.skip(f"Node.js or {JS_DIR}/node_modules is missing: run `make setup` with npm")
 
 
 # ---- the classic headless checks, each in every kind of target -------------------------------
@@ -380,8 +374,3 @@ def test_stealth_off_is_plain_chromium(suite_resources: Any, site: StealthSite) 
     finally:
         janitor.stop_all()
         plain.close()
-
-
-def test_the_test_support_packages_are_where_make_setup_puts_them() -> None:
-    needs_node()
-    assert (Path(JS_DIR) / "node_modules" / "puppeteer-core").is_dir()

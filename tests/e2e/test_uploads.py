@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from fleet_server import Janitor, Server
+from node_clients import needs_node
 from pages import PageServer
 from stealth_pages import JS_DIR
 
@@ -65,8 +65,7 @@ def test_puppeteer_upload_file_takes_uploaded_files_and_nothing_else(
 
 
 def puppeteer_upload(endpoint: str, path: str) -> dict[str, Any]:
-    if shutil.which("node") is None or not (PUPPETEER / "node_modules" / "puppeteer-core").is_dir():
-        pytest.skip(f"Node.js or {PUPPETEER}/node_modules is missing: run `make setup` with npm")
+    needs_node()
     done = subprocess.run(
         ["node", str(PUPPETEER / "upload.mjs"), endpoint, path],
         capture_output=True,

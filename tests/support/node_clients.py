@@ -1,9 +1,11 @@
 """Runs the Node CDP clients of tests/support/js (Puppeteer, chrome-remote-interface).
 
-Tests that need them skip, saying why, only when Node.js or the packages are missing (`make
-setup` installs them with npm). Host names ending in one of `loopback` resolve to 127.0.0.1
-in the client's process (resolve_loopback.cjs), as a wildcard DNS name would point them at
-the server.
+Tests that need them skip, saying why, when Node.js or the packages are missing (`make setup`
+installs them with npm) — except where `BROWSERFLEET_TESTS_REQUIRE_NODE=1` (CI sets it: its
+machine reaches the npm registry), where a missing package fails the test: a skip there would
+pass the Puppeteer, chrome-remote-interface and botd tests off as coverage. Host names ending
+in one of `loopback` resolve to 127.0.0.1 in the client's process (resolve_loopback.cjs), as a
+wildcard DNS name would point them at the server.
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ import pytest
 JS_DIR = Path(__file__).resolve().parent / "js"
 CLIENTS = JS_DIR / "clients.mjs"
 PRELOAD = JS_DIR / "resolve_loopback.cjs"
-PACKAGES = ("puppeteer-core", "chrome-remote-interface")
+PACKAGES = ("puppeteer-core", "chrome-remote-interface", "@fingerprintjs/botd")
 
 
 def needs_node() -> None:
+    """Skip (or, where Node is required, fail) unless node and every package are there."""
     missing = [p for p in PACKAGES if not (JS_DIR / "node_modules" / p).is_dir()]
     if shutil.which("node") is None or missing:
-        pytest.skip(
+        why = (
             f"Node.js or {', '.join(missing) or 'node'} in {JS_DIR}/node_modules is missing: "
             "run `make setup` with npm"
         )
+        if os.environ.get("BROWSERFLEET_TESTS_REQUIRE_NODE") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
 
 
 def loopback_env(*suffixes: str) -> dict[str, str]:

@@ -102,8 +102,8 @@ class SessionStore(Protocol):
     async def instances(self) -> Sequence[InstanceRecord]:
         """Every registered server instance."""
 
-    async def live_pids(self) -> frozenset[int]:
-        """Browser pids of every live session, whatever its owner."""
+    async def live_pids(self, host: str) -> frozenset[int]:
+        """Browser pids of live sessions owned by an instance on `host` (or by none)."""
 
     async def adopt(
         self, session_id: SessionId, new_owner: InstanceId, dead_owner: InstanceId | None = None

@@ -108,7 +108,7 @@ class Reaper:
         """Register this instance, recover what a crashed predecessor left, start the loops."""
         await self.heartbeat()
         await self.recover_orphans()
-        keep = await self._store.live_pids() | self._service.local_pids()
+        keep = await self._store.live_pids(self._host) | self._service.local_pids()
         killed = self._launcher.kill_strays(self._config.sessions_dir, keep)
         if killed:
             log.warning("killed %d leftover browser(s) from an earlier run", killed)

@@ -160,6 +160,9 @@ class SessionService:
         self._launching = 0
         self._teardowns: dict[SessionId, asyncio.Task[Session]] = {}
         self._endings: dict[SessionId, asyncio.Task[None]] = {}
+        # Stopped sessions whose browser still runs (its end steps, its graceful close): it
+        # holds the host's memory until its teardown, so admission counts it.
+        self._ending_browsers: set[SessionId] = set()
         # Ends run after their stop answered; shutdown waits for them (bounded), never drops one.
         self._ending = TaskSet("sessions-ending")
         self._creating: dict[SessionId, Reservation] = {}
@@ -173,7 +176,8 @@ class SessionService:
         return self._config.instance
 
     def local_browser_count(self) -> int:
-        return len(self._running) + self._launching
+        """Browsers of this server on this host: running, launching, or ending."""
+        return len(self._running) + self._launching + len(self._ending_browsers)
 
     def local_pids(self) -> frozenset[int]:
         return frozenset(r.handle.pid for r in self._running.values())
@@ -586,9 +590,16 @@ class SessionService:
     def _end_soon(self, session: Session, handle: BrowserHandle | None) -> None:
         if session.id in self._endings:
             return
+        if handle is not None:
+            self._ending_browsers.add(session.id)
         task = self._ending.spawn(self._end(session, handle), name=f"end-{session.id}")
         self._endings[session.id] = task
-        task.add_done_callback(lambda _t: self._endings.pop(session.id, None))
+
+        def ended(_task: asyncio.Task[None]) -> None:
+            self._endings.pop(session.id, None)
+            self._ending_browsers.discard(session.id)
+
+        task.add_done_callback(ended)
 
     async def _end(self, session: Session, handle: BrowserHandle | None) -> None:
         """The end of a stopped session: LIVE steps while its browser runs, a graceful close
@@ -613,6 +624,7 @@ class SessionService:
         finally:
             if handle is not None:
                 await asyncio.shield(handle.close())
+                self._ending_browsers.discard(session.id)
             elif workdir is not None:
                 await asyncio.to_thread(self._launcher.remove_workdir, workdir)
             with contextlib.suppress(Exception):

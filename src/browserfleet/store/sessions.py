@@ -325,9 +325,20 @@ class SqlSessionStore:
 
         return await self._tx.read(work)
 
-    async def live_pids(self) -> frozenset[int]:
-        stmt = select(sessions.c.browser_pid).where(
-            sessions.c.status.in_(values_of(LIVE)), sessions.c.browser_pid.is_not(None)
+    async def live_pids(self, host: str) -> frozenset[int]:
+        """Browser pids of live sessions owned by an instance on `host`, or by no instance.
+
+        A pid means something only on its own host: another host's browser pid must not save a
+        local stray that happens to carry the same number from the sweep.
+        """
+        stmt = (
+            select(sessions.c.browser_pid)
+            .select_from(sessions.outerjoin(instances, instances.c.id == sessions.c.owner))
+            .where(
+                sessions.c.status.in_(values_of(LIVE)),
+                sessions.c.browser_pid.is_not(None),
+                or_(sessions.c.owner.is_(None), instances.c.host == host),
+            )
         )
 
         async def work(conn: AsyncConnection) -> frozenset[int]:

@@ -706,6 +706,20 @@ async def test_stop_answers_before_the_end_steps_finish(world: World) -> None:
     assert closed.ends[0].browser is None and closed.ends[0].workdir == browser.workdir
 
 
+async def test_a_browser_still_ending_counts_against_the_hosts_capacity(world: World) -> None:
+    hold = asyncio.Event()
+    service = _with_steps(world, RecordingStep(EndPhase.LIVE, hold=hold))
+    await world.projects.update_project("p", concurrent_limit=50)
+    sessions = [await service.create(world.caller, SessionRequest()) for _ in range(5)]
+    await service.stop(world.caller, sessions[0].id)  # answered; its browser runs on, held
+    with pytest.raises(HostAtCapacity):
+        await service.create(world.caller, SessionRequest())
+    hold.set()
+    await service.wait_ended(sessions[0].id)
+    assert service.local_browser_count() == 4
+    await service.create(world.caller, SessionRequest())
+
+
 async def test_a_create_sees_a_profile_session_ending_until_its_end_is_over(world: World) -> None:
     hold = asyncio.Event()
     service = _with_steps(world, RecordingStep(EndPhase.CLOSED, hold=hold))

@@ -219,6 +219,7 @@ async def test_instances_and_live_pids(
     await session_store.heartbeat(OTHER, "host-b", 2, T0)
     await session_store.heartbeat(make.owner, "host-a", 1, T0)
     live = await make.active(project_id, owner=OTHER)
+    mine = await make.active(project_id)
     await make.stopped(project_id)
 
     records = await session_store.instances()
@@ -227,8 +228,11 @@ async def test_instances_and_live_pids(
         (make.owner, "host-a", 1, T0),
         (OTHER, "host-b", 2, T0),
     ]
-    assert live.browser_pid is not None
-    assert await session_store.live_pids() == frozenset({live.browser_pid})
+    assert live.browser_pid is not None and mine.browser_pid is not None
+    # A pid names a process only on its own host.
+    assert await session_store.live_pids("host-b") == frozenset({live.browser_pid})
+    assert await session_store.live_pids("host-a") == frozenset({mine.browser_pid})
+    assert await session_store.live_pids("host-c") == frozenset()
 
 
 async def test_adopt_takes_a_silent_owners_session_once(
