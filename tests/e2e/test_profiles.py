@@ -4,7 +4,11 @@ second server sharing the database and an S3 bucket."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import shutil
 import signal
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -173,6 +177,32 @@ def test_a_login_survives_a_stop_and_loads_in_the_next_session(
     stop(server, other["id"])
 
 
+def site_engagement(server: Server, session_id: str) -> dict[str, Any]:
+    """The per-site engagement Chromium keeps in the profile's Preferences (a content setting
+    it records for the sites a user visits)."""
+    path = profile_files(server, session_id) / "Preferences"
+    prefs = json.loads(path.read_text()) if path.exists() else {}  # none yet in a fresh one
+    exceptions = prefs.get("profile", {}).get("content_settings", {}).get("exceptions", {})
+    return dict(exceptions.get("site_engagement", {}))
+
+
+def test_a_preference_chromium_wrote_loads_in_the_next_session(
+    server: Server, janitor: Janitor, playwright: Any, site: str
+) -> None:
+    profile = new_profile(server)
+    first = janitor.create(server, profileId=profile)
+    log_in(playwright, first, site, "prefs")
+    stop(server, first["id"])
+    second = janitor.create(server, profileId=profile)  # waits for the save in flight
+    # The next browser starts from a Preferences file holding what Chromium recorded for the
+    # site in the first session; a fresh profile holds nothing for it.
+    assert site in {key.split(",")[0] for key in site_engagement(server, second["id"])}
+    fresh = janitor.create(server, profileId=new_profile(server))
+    assert site not in {key.split(",")[0] for key in site_engagement(server, fresh["id"])}
+    stop(server, second["id"])
+    stop(server, fresh["id"])
+
+
 def test_another_projects_session_cannot_load_the_profile(server: Server, janitor: Janitor) -> None:
     profile = new_profile(server)
     _name, key = server.new_project()
@@ -233,6 +263,89 @@ def test_kill_9_during_a_save_leaves_the_previous_version_loadable(
     server.restart()
     third = janitor.create(server, profileId=profile)
     assert_logged_in(read_state(playwright, third, site), "v1")
+    stop(server, third["id"])
+
+
+def profile_files(server: Server, session_id: str) -> Path:
+    return server.data_dir / "sessions" / session_id / "profile" / "Default"
+
+
+def written(server: Server, session_id: str, value: str) -> bool:
+    """Whether Chromium has written the login to the session's profile on disk: the persistent
+    cookie to its Cookies database (committed every 30 s or so), `value` to localStorage
+    (committed a few seconds after the page set it) and to IndexedDB (at once)."""
+    default = profile_files(server, session_id)
+    copy = server.data_dir / f"cookies-{session_id}"
+    try:
+        shutil.copyfile(default / "Cookies", copy)
+        with contextlib.closing(sqlite3.connect(copy)) as db:
+            names = {n for (n,) in db.execute("SELECT name FROM cookies")}
+        stores = [*(default / "Local Storage" / "leveldb").iterdir()]
+        stores += [*(default / "IndexedDB").rglob("*.log")]
+    except (OSError, sqlite3.Error):
+        return False
+    finally:
+        copy.unlink(missing_ok=True)
+    found = [f for f in stores if f.suffix in (".log", ".ldb") and value.encode() in _read(f)]
+    return "keep" in names and {f.parent.parent.name for f in found} >= {
+        "Local Storage",
+        "IndexedDB",
+    }
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def status(server: Server, session_id: str) -> str:
+    with server.http() as client:
+        return str(client.get(f"/browsers/{session_id}").json()["status"])
+
+
+def test_a_crashed_browser_keeps_what_it_had_written_to_disk(
+    server: Server, janitor: Janitor, playwright: Any, site: str
+) -> None:
+    profile = new_profile(server)
+    first = janitor.create(server, profileId=profile)
+    log_in(playwright, first, site, "crashed")
+    wait_for(lambda: written(server, first["id"], "crashed"), 90, what="the login on disk")
+    server.browser_main_process(first["id"]).send_signal(signal.SIGKILL)
+    wait_for(lambda: status(server, first["id"]) == "stopped", 30, what="the crash to end it")
+    wait_for(lambda: saved(server, profile, 1), 60, what="the crashed session's save")
+    second = janitor.create(server, profileId=profile)
+    state = read_state(playwright, second, site)
+    # What was on disk came back. (The session cookie may too: Chromium keeps a crashed
+    # run's session cookies at the next start; nothing here depends on it.)
+    assert (state.cookies.get("keep"), state.local, state.idb) == ("crashed",) * 3, state
+    stop(server, second["id"])
+
+
+def test_a_session_of_a_killed_server_leaves_the_previous_version_loadable(
+    make_server: Callable[..., Server], janitor: Janitor, playwright: Any, site: str
+) -> None:
+    server = make_server()
+    profile = new_profile(server)
+    first = janitor.create(server, profileId=profile)
+    log_in(playwright, first, site, "v1")
+    stop(server, first["id"])
+    wait_for(lambda: saved(server, profile, 1), 60, what="the first save")
+    second = janitor.create(server, profileId=profile)
+    log_in(playwright, second, site, "v2")
+    wait_for(lambda: written(server, second["id"], "v2"), 90, what="the login on disk")
+    server.kill9()  # the sandboxes die with it
+    server.restart()  # adopts the dead server's session: stopped, billed, its end run
+    wait_for(lambda: status(server, second["id"]) == "stopped", 30, what="the adoption")
+    third = janitor.create(server, profileId=profile)  # waits for the adopted session's end
+    state = read_state(playwright, third, site)
+    log = [line for line in server.log_path.read_text().splitlines() if "profile" in line]
+    assert (state.cookies.get("keep"), state.local, state.idb) == ("v1",) * 3, "\n".join(log)
+    # The adopted session's end ran before that create loaded the profile, and saved nothing:
+    # the restart's sandbox cleanup had dropped the dead sandbox's tmpfs (see docs/api.md).
+    assert any("profile not saved" in line for line in log), "\n".join(log)
+    assert not saved(server, profile, 2), "\n".join(log)
     stop(server, third["id"])
 
 

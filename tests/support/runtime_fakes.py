@@ -165,9 +165,14 @@ class FakeGateway:
     def open(self, route: GatewayRoute) -> None:
         self.routes[route.token] = route
 
+    def revoke(self, token: str) -> None:
+        if self.routes.pop(token, None) is not None:
+            self.closed.append(token)
+
     async def close(self, token: str) -> None:
         self.routes.pop(token, None)
-        self.closed.append(token)
+        if token not in self.closed:
+            self.closed.append(token)
 
     async def discover(self, token: str, path: str, prefix: str) -> bytes:
         if token not in self.routes:

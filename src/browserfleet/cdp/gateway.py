@@ -130,6 +130,8 @@ class CdpGatewayServer:
     ) -> None:
         self._limits = limits or GatewayLimits()
         self._routes: dict[str, _Route] = {}
+        # Revoked, their sockets maybe still closing, until `close` has waited for them.
+        self._revoked: dict[str, _Route] = {}
         self._retired = Counters()  # traffic of closed routes, so totals never go backwards
         self._http_timeout_s = http_timeout_s
         self._connect_timeout_s = connect_timeout_s
@@ -149,7 +151,8 @@ class CdpGatewayServer:
 
     async def aclose(self) -> None:
         """Close every token and end every connection's task."""
-        await asyncio.gather(*(self.close(token) for token in list(self._routes)))
+        tokens = {*self._routes, *self._revoked}
+        await asyncio.gather(*(self.close(token) for token in tokens))
         await self._tasks.close(grace_s=self._close_timeout_s)
 
     def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
@@ -163,17 +166,27 @@ class CdpGatewayServer:
         policy = SessionPolicy(route.downloads, route.uploads, route.allow_resizing)
         self._routes[route.token] = _Route(route.devtools, policy)
 
-    async def close(self, token: str) -> None:
-        """Forget the token and close its sockets with 1001; idempotent."""
+    def revoke(self, token: str) -> None:
+        """Forget the token and end its connections now: from here on no message reaches the
+        browser and the token answers 404. The clients' closing handshakes (1001) go on by
+        themselves; `close` waits for them. Idempotent."""
         route = self._routes.pop(token, None)
         if route is None:
             return
+        self._revoked[token] = route
         self._retired.bytes_to_browser += route.counters.bytes_to_browser
         self._retired.bytes_to_client += route.counters.bytes_to_client
         route.closed = True
         route.ended.set()
         for relay in list(route.relays):
             relay.end(SESSION_CLOSED, "session closed")
+
+    async def close(self, token: str) -> None:
+        """Revoke the token and wait (bounded) until its sockets are closed; idempotent."""
+        self.revoke(token)
+        route = self._revoked.pop(token, None)
+        if route is None:
+            return
         try:
             await asyncio.wait_for(route.idle.wait(), self._close_timeout_s)
         except TimeoutError:

@@ -307,5 +307,9 @@ class CdpGateway(Protocol):
     def open(self, route: GatewayRoute) -> None:
         """Start serving /cdp/{token}/... for this browser."""
 
+    def revoke(self, token: str) -> None:
+        """End every connection of that token now (nothing more reaches the browser) and
+        answer 404 for it; the sockets may still be closing: `close` waits for them."""
+
     async def close(self, token: str) -> None:
-        """Close every socket of that token; afterwards the token answers 404."""
+        """Revoke the token and wait (bounded) until every socket of it is closed."""

@@ -516,6 +516,17 @@ class SessionService:
 
     # -- stop -----------------------------------------------------------------------------
     async def stop(self, principal: Principal, session_id: SessionId) -> Session:
+        running = self._running.get(session_id)
+        if (
+            running is not None
+            and running.session.project_id == principal.project_id
+            and session_id not in self._creating
+        ):
+            # Ours, running, the caller's: no read first; the stop's own conditional update
+            # decides (and returns the session as it is if someone else stopped it already).
+            return self.with_token(
+                await self.stop_local(session_id, StopReason.USER, self._clock())
+            )
         session = await self._store.get(principal.project_id, session_id)
         if session.status is SessionStatus.STOPPED:
             return self.with_token(session)
@@ -546,7 +557,8 @@ class SessionService:
         running = self._running.pop(session_id, None)
         handle = running.handle if running is not None else None
         try:
-            await self._gateway.close(self._secret.cdp_token(str(session_id)))
+            # Nothing more reaches the browser; the clients' sockets finish closing in _end.
+            self._gateway.revoke(self._secret.cdp_token(str(session_id)))
             proxy_bytes = session.proxy_bytes
             if handle is not None:
                 await handle.end_egress()
@@ -596,6 +608,7 @@ class SessionService:
         it is killed first, and its files are removed after the CLOSED steps."""
         workdir = handle.workdir if handle is not None else _local_dir(session)
         try:
+            await self._gateway.close(self._secret.cdp_token(str(session.id)))
             if handle is None and workdir is not None:
                 await asyncio.to_thread(self._launcher.kill_strays, workdir, frozenset())
             if handle is not None:

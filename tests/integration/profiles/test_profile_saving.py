@@ -4,6 +4,7 @@ the size limit keeps the previous version, and a load always finds the current o
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from s3_server import S3TestServer
 
 from browserfleet.auth.model import Principal
 from browserfleet.errors import ProfileNotFound
@@ -22,6 +24,8 @@ from browserfleet.sessions.ending import EndPhase, SessionEnd
 from browserfleet.sessions.model import Session, SessionRequest, SessionStatus
 from browserfleet.storage.archive import ArchiveLimits
 from browserfleet.storage.local import LocalBlobStore
+from browserfleet.storage.port import BlobStore
+from browserfleet.storage.s3 import S3BlobStore
 from browserfleet.store.engine import create_engine
 from browserfleet.store.migrate import upgrade
 from browserfleet.store.profiles import SqlProfileStore
@@ -37,18 +41,28 @@ class World:
     profiles: ProfileService
     saving: ProfileSaving
     loads: ProfileLoads
-    blobs: LocalBlobStore
+    blobs: BlobStore
     caller: Principal
     root: Path
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
+    """Profiles on a local blob store, or on the S3 one (`indirect` param "s3")."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
     await upgrade(url)
     engine = create_engine(url)
     project = await SqlProjectStore(engine).create_project("p")
-    store, blobs = SqlProfileStore(engine), LocalBlobStore(tmp_path / "blobs")
+    blobs: BlobStore
+    if getattr(request, "param", "local") == "s3":
+        s3_server: S3TestServer = request.getfixturevalue("s3_server")
+        bucket: str = request.getfixturevalue("bucket")
+        blobs = S3BlobStore(
+            s3_server.store_config(bucket), session=request.getfixturevalue("boto_session")
+        )
+    else:
+        blobs = LocalBlobStore(tmp_path / "blobs")
+    store = SqlProfileStore(engine)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     limits = ArchiveLimits(max_bytes=LIMIT)
@@ -136,15 +150,27 @@ async def test_the_last_session_to_stop_wins_whichever_save_ends_first(world: Wo
     assert await _versions(world, profile) == 1  # the replaced version is removed
 
 
+@pytest.mark.parametrize("world", ["local", "s3"], indirect=True)
 async def test_a_save_over_the_limit_keeps_the_previous_version(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     profile = (await world.profiles.create(world.caller)).id
     await world.saving.save.run(_ended(world, profile, "small", T0))
+    before = await world.blobs.list_page(f"profiles/{world.caller.project_id}/{profile}/")
     huge = _ended(world, profile, "huge", T0 + timedelta(minutes=1), size=LIMIT + 1)
-    await world.saving.save.run(huge)
-    assert "profile not saved, the previous version stays" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="browserfleet.profiles.saving"):
+        await world.saving.save.run(huge)
+    refusals = [
+        r
+        for r in caplog.records
+        if r.message.startswith("profile not saved, the previous version stays")
+    ]
+    assert len(refusals) == 1, caplog.text
+    assert f"limit {LIMIT} bytes" in refusals[0].message
     assert await _loaded(world, profile) == "small"
+    # Nothing of the refused save reached the store: the same single object as before.
+    after = await world.blobs.list_page(f"profiles/{world.caller.project_id}/{profile}/")
+    assert [i.key for i in after.items] == [i.key for i in before.items] and len(after.items) == 1
 
 
 async def test_a_deleted_profile_is_not_brought_back_by_a_save(world: World) -> None:
