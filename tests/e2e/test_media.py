@@ -360,6 +360,32 @@ def test_playwright_downloads_are_listed_by_their_real_names_never_as_guids(
     assert not [n for n in downloaded_names(server, sid) if len(n) == 36]
 
 
+def test_downloads_after_a_client_that_set_a_behavior_left_still_land_and_are_listed(
+    server: Server, janitor: Janitor, pages: PageServer, playwright: Any
+) -> None:
+    """A client that set the download behavior and disconnected makes Chrome reset it to its
+    default: the sandbox's managed policy points that default at the session's downloads."""
+    view = janitor.create(server, timeout=3)
+    sid = view["id"]
+    browser = playwright.chromium.connect_over_cdp(view["cdpUrl"], timeout=20_000)
+    browser.contexts[0].pages[0].goto(pages.url("/"))
+    browser.close()  # Playwright had set allowAndName on its own connection; Chrome resets it
+    # Raw CDP, no download behavior of its own (a thread: Playwright's loop runs in this one).
+    clicker = threading.Thread(target=asyncio.run, args=(click_downloads(view["cdpUrl"], pages),))
+    clicker.start()
+    clicker.join(60)
+    assert not clicker.is_alive()
+    wait_for(
+        lambda: {f["path"] for f in downloads(server, sid)["files"]} == {"data.bin", "report.csv"},
+        timeout=30,
+        what="both downloads listed",
+    )
+    listing = downloads(server, sid, includeUrls="true")["files"]
+    by_name = {f["path"]: f for f in listing}
+    assert httpx.get(by_name["data.bin"]["url"], timeout=30).content == DATA_BIN
+    assert httpx.get(by_name["report.csv"]["url"], timeout=30).content == REPORT.encode()
+
+
 def downloaded_names(server: Server, session_id: str) -> list[str]:
     """What is in the session's downloads directory on the host right now."""
     directory = server.data_dir / "sessions" / session_id / "downloads"
