@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -22,7 +22,8 @@ import pytest
 from api_checks import parse_time
 from direct_cdp import DirectCdp
 from fleet_server import Janitor, Server, wait_for
-from pages import DATA_BIN, REPORT, PageServer
+from loopback import RESOLVER_RULES
+from pages import DATA_BIN, REPORT, HeldServer, PageServer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -33,7 +34,6 @@ pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/lib/chromium/chromium"
 RECORD_S = 10.0
-RESOLVER_RULES = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 
 
 def get(server: Server, session_id: str) -> dict[str, Any]:
@@ -221,37 +221,19 @@ def test_downloads_are_listed_paged_and_served_while_running_and_after_stop(
         assert client.get(f"/browsers/{other}/downloads").status_code == 404
 
 
-class FileServer(ThreadingHTTPServer):
+class FileServer(HeldServer):
     """Downloads for Playwright: named by `download`, by Content-Disposition (a hostile name and
     a very long one), twice under one name with different bytes, and one held half-sent until
     the test lets it finish."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), FileHandler)
-        self.release = threading.Event()
+        super().__init__(FileHandler)
         self.bodies = {
             "/one": ("dup.txt", b"first " * 1000),
             "/two": ("dup.txt", b"second " * 3000),
             "/evil": ("../../etc/evil\x01.sh", b"#!/bin/sh\n"),
             "/long": ("L" * 300 + ".txt", b"long"),
         }
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def __enter__(self) -> FileServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.shutdown()
-        self.server_close()
-        self._thread.join(timeout=10)
 
 
 SLOW = bytes(range(256)) * 1024  # 256 KiB, half of it held back

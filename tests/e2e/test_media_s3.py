@@ -7,17 +7,17 @@ tampered one is refused by S3 itself, and retention empties the bucket.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from fleet_server import Janitor, Server, start_server, wait_for
+from pages import HeldServer
 from s3_server import S3TestServer
 
 pytestmark = pytest.mark.e2e
@@ -29,27 +29,9 @@ SECOND = b"second" * 50_000  # ~293 KiB: still fits once the big one is cancelle
 THIRD = b"third!" * 50_000  # past the limit: refused
 
 
-class Files(ThreadingHTTPServer):
-    daemon_threads = True
-
+class Files(HeldServer):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), FilesHandler)
-        self.release = threading.Event()
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def __enter__(self) -> Files:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.shutdown()
-        self.server_close()
-        self._thread.join(timeout=10)
+        super().__init__(FilesHandler)
 
 
 class FilesHandler(BaseHTTPRequestHandler):

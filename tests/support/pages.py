@@ -186,3 +186,29 @@ class PageServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self._thread.join(timeout=5)
+
+
+class HeldServer(ThreadingHTTPServer):
+    """A loopback server of a test's own handler, run from a thread while entered, with a
+    `release` event its handler may wait on to hold a response half-sent; leaving sets it."""
+
+    daemon_threads = True
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.release = threading.Event()
+        self._thread = threading.Thread(target=self.serve_forever, name="held", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.shutdown()
+        self.server_close()
+        self._thread.join(timeout=10)
