@@ -118,6 +118,9 @@ class MediaService:
         self._clock = clock
         self._lookup = lookup
         self._ending = ending  # whether this server is still ending that session
+        # Ending sessions whose downloads are in the store now: their directory is on its way
+        # out (the browser's teardown removes it), so the store is what lists them.
+        self._kept: set[SessionId] = set()
         self._live: dict[SessionId, _Live] = {}
         self._tasks = TaskSet("media")
 
@@ -309,7 +312,16 @@ class MediaService:
             return False
 
     async def keep_downloads(self, end: SessionEnd) -> None:
-        """Copy the session's finished downloads into the store, within its size limit."""
+        """Copy the session's finished downloads into the store, within its size limit; from
+        then on the store lists them, whatever happens to the directory."""
+        session = end.session
+        try:
+            await self._keep_downloads(end)
+        finally:
+            self._kept = {s for s in self._kept if self._ending(s)}
+            self._kept.add(session.id)
+
+    async def _keep_downloads(self, end: SessionEnd) -> None:
         session = end.session
         directory = _downloads_dir(end)
         if directory is None:
@@ -416,6 +428,10 @@ class MediaService:
         directory = self._downloads_here(session)
         if directory is not None:
             files = await asyncio.to_thread(dl.scan, directory)
+            if self._downloads_here(session) is None:
+                # Kept while it was read: the teardown may have been emptying the directory.
+                directory = None
+        if directory is not None:
             page = dl.page_of(files, after=after, limit=limit)
         else:
             page = await self._stored_downloads(session, after, limit)
@@ -433,7 +449,7 @@ class MediaService:
         live = self._live.get(session.id)
         if live is not None and session.status is not SessionStatus.STOPPED:
             return live.handle.files.host_downloads
-        if self._ending(session.id) and session.session_dir:
+        if self._ending(session.id) and session.id not in self._kept and session.session_dir:
             directory = Path(session.session_dir) / DOWNLOADS_DIR
             return directory if directory.is_dir() else None
         return None

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -57,7 +60,12 @@ def hostile_downloads(workdir: Path, outside: Path) -> None:
     (downloads / "folder").mkdir()
 
 
-def build(tmp_path: Path, clock: Clock, **config: object) -> tuple[MediaService, LocalBlobStore]:
+def build(
+    tmp_path: Path,
+    clock: Clock,
+    ending: Callable[[SessionId], bool] = lambda _session_id: False,
+    **config: object,
+) -> tuple[MediaService, LocalBlobStore]:
     blobs = LocalBlobStore(tmp_path / "blobs")
 
     async def lookup(_session_id: SessionId) -> Session | None:
@@ -69,6 +77,7 @@ def build(tmp_path: Path, clock: Clock, **config: object) -> tuple[MediaService,
         ServerSecret(b"s" * 32),
         clock,
         lookup,
+        ending,
     )
     return media, blobs
 
@@ -112,6 +121,38 @@ def test_downloads_are_kept_without_following_links_listed_paged_and_swept(
                 os.utime(path, (old, old))
         assert await media.sweep() == 3  # two downloads and the recording, past 7 days
         assert (await blobs.list_page("")).items == ()
+        await blobs.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_an_ending_session_lists_its_directory_until_its_downloads_are_kept_then_the_store(
+    tmp_path: Path,
+) -> None:
+    """Between the stop and the end of the teardown, the files are in the session's directory
+    first, then in the store; the teardown then removes the directory. A listing at any moment
+    shows them all: once kept, an emptied directory is never what is listed."""
+    workdir = tmp_path / "session"
+    (workdir / "downloads").mkdir(parents=True)
+    (workdir / "downloads" / "report.pdf").write_bytes(b"%PDF-1.7")
+    (workdir / "downloads" / "data.csv").write_bytes(b"a,b\n")
+    stopped = replace(session(), session_dir=str(workdir))
+    media, blobs = build(tmp_path, Clock(), ending=lambda session_id: session_id == stopped.id)
+
+    async def names() -> list[str]:
+        listing = await media.downloads(
+            stopped, cursor=None, limit=10, include_urls=False, base_url="http://api"
+        )
+        return [f.name for f in listing.files]
+
+    async def scenario() -> None:
+        prefix = layout.downloads_prefix(stopped.project_id, stopped.id)
+        assert await names() == ["data.csv", "report.pdf"]  # from the directory: nothing stored
+        assert (await blobs.list_page(prefix)).items == ()
+        await media.keep_downloads(SessionEnd(stopped, None, workdir))
+        shutil.rmtree(workdir / "downloads")  # the teardown, under way
+        (workdir / "downloads").mkdir()
+        assert await names() == ["data.csv", "report.pdf"]  # from the store
         await blobs.aclose()
 
     asyncio.run(scenario())
