@@ -342,6 +342,7 @@ def sandbox_config(settings: Settings) -> SandboxConfig:
         run_dir=sandbox.run_dir,
         executables=(settings.browser.chromium_path, settings.browser.headless_shell_path),
         cgroup_parent=sandbox.cgroup_parent,
+        nice=sandbox.nice,
     )
 
 

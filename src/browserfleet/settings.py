@@ -265,6 +265,10 @@ class SandboxSettings(BaseModel):
     # A cgroup path (the same in each hierarchy) for sandboxes' cgroups, instead of
     # "<the server's own cgroup>/browserfleet".
     cgroup_parent: str | None = None
+    # CPU niceness of everything in a sandbox, above the server's own: when browsers use every
+    # core, the API and the CDP gateway (which carries all their clients' traffic) still answer
+    # at once. 0: the same priority as the server.
+    nice: int = Field(5, ge=0, le=19)
 
 
 class Settings(BaseSettings):

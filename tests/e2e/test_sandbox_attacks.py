@@ -32,7 +32,7 @@ from loopback import RESOLVER_RULES
 
 from browserfleet.sandbox.cgroups import parse_flat_keyed
 from browserfleet.sandbox.reach import browser_pid
-from browserfleet.sandbox.residue import find_residue, uid_cgroups
+from browserfleet.sandbox.residue import find_residue, uid_cgroups, uid_processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -484,6 +484,33 @@ async def test_a_worker_bomb_hits_the_process_cap(
         await cdp.launch(await cdp.page(), bomb)
         await poll(lambda: victim.cgroup_file("pids.events").get("max", 0) > 0, 60)
     assert victim.pids_current() <= 256
+    await still_serving(tenants)
+
+
+def niceness(pid: int) -> int | None:
+    """Field 19 of /proc/PID/stat; None once the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+async def test_a_cpu_burner_runs_below_the_servers_priority(
+    victim: Tenant, tenants: dict[str, Tenant]
+) -> None:
+    """Every process of a tenant's sandbox yields the CPU to the server (by the default
+    niceness of 5), so a page that spins keeps neither the API nor the gateway waiting."""
+    burn = "(() => { const end = Date.now() + 3000; while (Date.now() < end) {} })()"
+    assert victim.server.proc is not None
+    server = niceness(victim.server.proc.pid)
+    assert server is not None
+    async with victim.cdp("direct") as cdp:
+        await cdp.launch(await cdp.page(), burn)
+        found = {pid: niceness(pid) for pid in uid_processes({victim.uid})}
+    alive = {pid: nice for pid, nice in found.items() if nice is not None}
+    assert len(alive) >= 3, "bubblewrap, chromium and its helpers"
+    assert alive == dict.fromkeys(alive, server + 5)
     await still_serving(tenants)
 
 

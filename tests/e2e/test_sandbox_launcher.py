@@ -17,7 +17,15 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from loopback import RESOLVER_RULES
-from sandboxes import CHROMIUM, HEADLESS_SHELL, LIMITS, TEST_UIDS, UID_FIRST_ENV, make_runner
+from sandboxes import (
+    CHROMIUM,
+    HEADLESS_SHELL,
+    LIMITS,
+    SANDBOX_NICE,
+    TEST_UIDS,
+    UID_FIRST_ENV,
+    make_runner,
+)
 
 from browserfleet.browsers.geometry import TASKBAR_HEIGHT
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
@@ -156,6 +164,19 @@ async def test_every_process_runs_as_one_sandbox_uid_never_root_nor_ours(
     async with asyncio.timeout(10):
         while set(uid_processes({sandbox.uid})) != sandbox.cgroup.pids():
             await asyncio.sleep(0.05)
+
+
+def niceness(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[16])  # field 19 of proc(5); the list starts at field 3
+
+
+async def test_every_process_yields_the_cpu_to_the_server(running: ChromiumProcess) -> None:
+    """The server (API and CDP gateway) keeps its priority over every browser it runs."""
+    pids = sandbox_of(running).cgroup.pids()
+    assert len(pids) >= 5
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert {pid: niceness(pid) for pid in pids} == dict.fromkeys(pids, ours + SANDBOX_NICE)
 
 
 async def test_renderers_keep_chromiums_own_sandbox(running: ChromiumProcess) -> None:

@@ -34,6 +34,9 @@ LIMITS = SandboxLimits(
 )
 
 
+SANDBOX_NICE = 7  # not the default (5), so a test sees the setting applied
+
+
 def uid_env() -> dict[str, str]:
     """Settings that give a test server this run's uids."""
     return {
@@ -51,6 +54,7 @@ def make_runner(limits: SandboxLimits = LIMITS) -> SandboxRunner:
             limits=limits,
             run_dir=Path("/run/browserfleet"),
             executables=(CHROMIUM, HEADLESS_SHELL),
+            nice=SANDBOX_NICE,
         )
     )
     runner.prepare()

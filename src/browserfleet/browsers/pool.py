@@ -7,6 +7,7 @@ the last one took, so launching never takes more than about half a core from liv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -24,9 +25,12 @@ log = logging.getLogger(__name__)
 # Re-check for room at least this often while the pool is short (capacity frees up silently).
 ROOM_POLL_S = 0.5
 FAILURE_BACKOFF_S = 2.0
-# A launch right after a take would compete for the CPU with the session being handed out
-# (its reshape, the client's first commands): refill waits this long after the last take.
-AFTER_TAKE_S = 0.3
+# A launch right after a take would compete for the CPU with the session being handed out: its
+# reshape, the client's connect and first commands, often its whole first page. So refill waits
+# this long after the last take while a ready browser is left for the next create, and only
+# EMPTY_AFTER_TAKE_S once none is.
+AFTER_TAKE_S = 1.0
+EMPTY_AFTER_TAKE_S = 0.3
 
 
 class PooledBrowser(Protocol):
@@ -147,10 +151,14 @@ class WarmPool(Generic[B]):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
+            wait = AFTER_TAKE_S if self._ready else EMPTY_AFTER_TAKE_S
             quiet_for = time.monotonic() - self._last_take
-            if quiet_for >= AFTER_TAKE_S:
+            if quiet_for >= wait:
                 return
-            await asyncio.sleep(AFTER_TAKE_S - quiet_for)
+            self._wake.clear()  # a take or a give-back meanwhile decides again
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait - quiet_for):
+                    await self._wake.wait()
 
     async def _launch_one(self) -> float:
         self._launching += 1

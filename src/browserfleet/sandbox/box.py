@@ -138,7 +138,7 @@ class Sandbox:
                 cwd="/",
                 pass_fds=[fd for fd in passed if fd not in procs and fd != gate_r],
                 start_new_session=True,  # its own process group
-                preexec_fn=_become(procs, self.uid),
+                preexec_fn=_become(procs, self.uid, self._runner.config.nice),
             )
         finally:
             for fd in passed:
@@ -247,16 +247,20 @@ def memfd(name: str, content: bytes) -> int:
     return fd
 
 
-def _become(procs: list[int], uid: int) -> Callable[[], None]:
-    """preexec_fn of bubblewrap: join the sandbox's cgroup (while still root), become the
-    sandbox's uid, and die with the server. PR_SET_PDEATHSIG is cleared by a change of
-    credentials, so it comes after setuid; the getppid check covers a server that died before."""
+def _become(procs: list[int], uid: int, nice: int) -> Callable[[], None]:
+    """preexec_fn of bubblewrap: join the sandbox's cgroup (while still root), yield the CPU to
+    the server by `nice` (every process of the sandbox inherits it, and an unprivileged uid
+    cannot take it back), become the sandbox's uid, and die with the server. PR_SET_PDEATHSIG
+    is cleared by a change of credentials, so it comes after setuid; the getppid check covers a
+    server that died before."""
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     parent = os.getpid()
 
     def preexec() -> None:
         for fd in procs:
             os.write(fd, b"0")  # "0": the writing process itself
+        if nice:
+            os.nice(nice)
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)

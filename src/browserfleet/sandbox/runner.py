@@ -61,6 +61,7 @@ class SandboxConfig:
     run_dir: Path  # host-wide: uid lock files and the staging mount points
     executables: tuple[Path, ...]  # browser binaries the sandbox must see
     cgroup_parent: str | None = None
+    nice: int = 0  # added to the server's niceness for everything in a sandbox
 
 
 class SandboxRunner:
