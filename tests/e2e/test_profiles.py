@@ -10,6 +10,7 @@ import shutil
 import signal
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -270,16 +271,23 @@ def profile_files(server: Server, session_id: str) -> Path:
     return server.data_dir / "sessions" / session_id / "profile" / "Default"
 
 
-def written(server: Server, session_id: str, value: str) -> bool:
+# Chromium's cookie times: microseconds since 1601-01-01 UTC.
+CHROME_EPOCH_OFFSET_S = 11_644_473_600
+
+
+def written(server: Server, session_id: str, value: str, since: float = 0.0) -> bool:
     """Whether Chromium has written the login to the session's profile on disk: the persistent
-    cookie to its Cookies database (committed every 30 s or so), `value` to localStorage
-    (committed a few seconds after the page set it) and to IndexedDB (at once)."""
+    cookie (set at or after the Unix time `since`) to its Cookies database (committed every
+    30 s or so), `value` to localStorage (committed a few seconds after the page set it) and to
+    IndexedDB (at once)."""
     default = profile_files(server, session_id)
     copy = server.data_dir / f"cookies-{session_id}"
     try:
         shutil.copyfile(default / "Cookies", copy)
         with contextlib.closing(sqlite3.connect(copy)) as db:
-            names = {n for (n,) in db.execute("SELECT name FROM cookies")}
+            after = int((since + CHROME_EPOCH_OFFSET_S) * 1_000_000)
+            query = "SELECT name FROM cookies WHERE creation_utc >= ?"
+            names = {n for (n,) in db.execute(query, (after,))}
         stores = [*(default / "Local Storage" / "leveldb").iterdir()]
         stores += [*(default / "IndexedDB").rglob("*.log")]
     except (OSError, sqlite3.Error):
@@ -323,9 +331,11 @@ def test_a_crashed_browser_keeps_what_it_had_written_to_disk(
     stop(server, second["id"])
 
 
-def test_a_session_of_a_killed_server_leaves_the_previous_version_loadable(
+def test_a_session_of_a_killed_server_is_saved_with_what_it_had_on_disk(
     make_server: Callable[..., Server], janitor: Janitor, playwright: Any, site: str
 ) -> None:
+    """The restart adopts the dead server's session and ends it like a crashed browser's: its
+    sandbox's processes are killed, but its files stay until the save has read them."""
     server = make_server()
     profile = new_profile(server)
     first = janitor.create(server, profileId=profile)
@@ -333,19 +343,21 @@ def test_a_session_of_a_killed_server_leaves_the_previous_version_loadable(
     stop(server, first["id"])
     wait_for(lambda: saved(server, profile, 1), 60, what="the first save")
     second = janitor.create(server, profileId=profile)
+    since = time.time()  # the v1 cookie loaded with the profile is older
     log_in(playwright, second, site, "v2")
-    wait_for(lambda: written(server, second["id"], "v2"), 90, what="the login on disk")
+    wait_for(lambda: written(server, second["id"], "v2", since), 90, what="the login on disk")
     server.kill9()  # the sandboxes die with it
     server.restart()  # adopts the dead server's session: stopped, billed, its end run
     wait_for(lambda: status(server, second["id"]) == "stopped", 30, what="the adoption")
     third = janitor.create(server, profileId=profile)  # waits for the adopted session's end
     state = read_state(playwright, third, site)
     log = [line for line in server.log_path.read_text().splitlines() if "profile" in line]
-    assert (state.cookies.get("keep"), state.local, state.idb) == ("v1",) * 3, "\n".join(log)
-    # The adopted session's end ran before that create loaded the profile, and saved nothing:
-    # the restart's sandbox cleanup had dropped the dead sandbox's tmpfs (see docs/api.md).
-    assert any("profile not saved" in line for line in log), "\n".join(log)
-    assert not saved(server, profile, 2), "\n".join(log)
+    assert saved(server, profile, 2), "\n".join(log)
+    assert (state.cookies.get("keep"), state.local, state.idb) == ("v2",) * 3, "\n".join(log)
+    # Then its files went: no mount, no directory left of it.
+    workdir = server.data_dir / "sessions" / second["id"]
+    wait_for(lambda: not workdir.exists(), 30, what="the adopted session's files to go")
+    assert str(workdir) not in Path("/proc/self/mountinfo").read_text()
     stop(server, third["id"])
 
 

@@ -462,6 +462,41 @@ async def test_a_server_killed_by_sigkill_leaves_no_process_and_its_heir_cleans_
             await server.wait()
 
 
+async def test_the_heir_keeps_a_dead_sessions_files_until_its_end_removes_them(
+    runner: SandboxRunner, root: Path
+) -> None:
+    """A sweep told to keep a workdir's files (a dead server's session whose end, which saves
+    its profile and downloads, still has to run) kills and removes everything else of it."""
+    workdir = root / "orphan-kept"
+    other = root / "orphan-swept"
+    server, uid = await start_server(workdir, "running")
+    second, other_uid = await start_server(other, "running")
+    try:
+        for dead in (server, second):
+            dead.kill()
+            await dead.wait()
+        await wait_until(lambda: not uid_processes({uid, other_uid}), 10)
+        profile = workdir / "profile"
+        written = {p.relative_to(profile) for p in profile.rglob("*") if p.is_file()}
+        assert written, "the browser wrote to its profile"
+        runner.sweep(root, frozenset(), frozenset({workdir}))
+        left = find_residue({uid, other_uid})
+        assert not left.processes and not left.cgroups
+        assert set(left.mounts) == {workdir}, "only the kept workdir stays mounted"
+        assert {p.relative_to(profile) for p in profile.rglob("*") if p.is_file()} == written
+        runner.sweep(root, frozenset(), frozenset({workdir}))  # a second sweep changes nothing
+        assert set(find_residue({uid, other_uid}).mounts) == {workdir}
+        runner.remove(workdir)
+        runner.remove(other)
+        nothing_left_of(uid, workdir, runner)
+        nothing_left_of(other_uid, other, runner)
+    finally:
+        for process in (server, second):
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
 async def test_the_sweep_spares_a_live_servers_sandbox(runner: SandboxRunner, root: Path) -> None:
     workdir = root / "alive-elsewhere"
     server, uid = await start_server(workdir, "running")

@@ -135,7 +135,9 @@ class FakeLauncher:
     def remove_workdir(self, workdir: Path) -> None:
         self.removed.append(workdir)
 
-    def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
+    def kill_strays(
+        self, root: Path, keep: frozenset[int], keep_files: frozenset[Path] = frozenset()
+    ) -> int:
         self.stray_calls.append(keep)
         return 0
 

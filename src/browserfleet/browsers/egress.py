@@ -152,8 +152,10 @@ class EgressedLauncher:
             raise
         return EgressedBrowser(browser, proxy, self._retire)
 
-    def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
-        return self._launcher.kill_strays(root, keep)
+    def kill_strays(
+        self, root: Path, keep: frozenset[int], keep_files: frozenset[Path] = frozenset()
+    ) -> int:
+        return self._launcher.kill_strays(root, keep, keep_files)
 
     def remove_workdir(self, workdir: Path) -> None:
         self._launcher.remove_workdir(workdir)

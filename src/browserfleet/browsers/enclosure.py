@@ -75,9 +75,13 @@ class Enclosures(Protocol):
     async def open(self, workdir: Path) -> Enclosure:
         """A new enclosure for a fresh workdir; raises BrowserLaunchFailed, leaving nothing."""
 
-    def sweep(self, root: Path, keep: frozenset[int]) -> int:
+    def sweep(
+        self, root: Path, keep: frozenset[int], keep_files: frozenset[Path] = frozenset()
+    ) -> int:
         """Kill what an earlier run left of browsers under root (not those whose pid is in keep,
-        when the enclosure can tell them apart); returns how many browsers were killed."""
+        when the enclosure can tell them apart); returns how many browsers were killed. The
+        files of the workdirs in keep_files stay readable (a dead session's end still reads
+        them, then removes them)."""
 
     def remove(self, workdir: Path) -> None:
         """Delete a dead browser's workdir and anything of it kept elsewhere (blocking)."""

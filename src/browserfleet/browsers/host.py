@@ -52,8 +52,10 @@ class HostEnclosures:
             raise BrowserLaunchFailed(f"cannot prepare {workdir}: {error}") from error
         return HostEnclosure(workdir, chromium_sandbox=not self._no_sandbox, die=self._die_with_us)
 
-    def sweep(self, root: Path, keep: frozenset[int]) -> int:
-        return kill_strays(root, keep)
+    def sweep(
+        self, root: Path, keep: frozenset[int], keep_files: frozenset[Path] = frozenset()
+    ) -> int:
+        return kill_strays(root, keep)  # files are never touched here
 
     def remove(self, workdir: Path) -> None:
         remove_workdir(workdir)

@@ -278,8 +278,10 @@ class LocalChromiumLauncher:
         )
         return ChromiumProcess(progress.proc, endpoint, enclosure, presentation)
 
-    def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
-        return self._enclosures.sweep(root, keep)
+    def kill_strays(
+        self, root: Path, keep: frozenset[int], keep_files: frozenset[Path] = frozenset()
+    ) -> int:
+        return self._enclosures.sweep(root, keep, keep_files)
 
     def remove_workdir(self, workdir: Path) -> None:
         self._enclosures.remove(workdir)

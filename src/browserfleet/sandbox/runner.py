@@ -100,10 +100,15 @@ class SandboxRunner:
             lease.release()
             raise
 
-    def sweep(self, root: Path, keep: frozenset[int]) -> int:
+    def sweep(
+        self, root: Path, keep: frozenset[int], keep_files: frozenset[Path] = frozenset()
+    ) -> int:
         """Remove what dead runs left: every uid of the range that nobody holds is cleaned (its
         processes, cgroups and mounts), then sandbox mounts under root that no live holder
-        recorded. `keep` is not needed: a live browser's uid is locked by its server."""
+        recorded. `keep` is not needed: a live browser's uid is locked by its server. The
+        workdirs in keep_files stay mounted: a dead session's end reads them, then removes
+        them."""
+        keep_files = frozenset(keep_files) | {path.resolve() for path in keep_files}
         dirty = set(self.locks.recorded()) | set(uid_processes(self.config.uids).values())
         # Leaves of other uid ranges (another server's configuration) are not ours to clean.
         dirty |= {int(p.name[4:]) for p in self.tree.leaves() if p.name[4:].isdigit()}
@@ -116,11 +121,11 @@ class SandboxRunner:
                 held |= _recorded_paths(self.config.run_dir / LOCKS_DIR / f"{uid}.lock")
                 continue
             try:
-                killed += 1 if self._clean(lease) else 0
+                killed += 1 if self._clean(lease, keep_files) else 0
             finally:
                 lease.release()
         for path in sandbox_mounts(current_mounts(), root):
-            if path not in held:
+            if path not in held and path not in keep_files:
                 log.warning("unmounting a leftover sandbox workdir at %s", path)
                 unmount_all(path)
         return killed
@@ -162,8 +167,9 @@ class SandboxRunner:
             raise
         return Sandbox(self, lease, workdir, cgroup)
 
-    def _clean(self, lease: UidLease) -> bool:
-        """Remove whatever an earlier holder of this uid left; True if processes were killed."""
+    def _clean(self, lease: UidLease, keep_files: frozenset[Path] = frozenset()) -> bool:
+        """Remove whatever an earlier holder of this uid left (but the mounts of keep_files);
+        True if processes were killed."""
         uid = lease.uid
         record = lease.previous
         killed = kill_uid(uid, KILL_TIMEOUT_S) > 0
@@ -177,7 +183,7 @@ class SandboxRunner:
             [Path(record.staging), Path(record.workdir)] if record else []
         )
         for path in dict.fromkeys(paths):
-            if path in ours:
+            if path in ours and path not in keep_files:
                 log.warning("unmounting leftover sandbox mount %s", path)
                 unmount_all(path)
         with contextlib.suppress(OSError):

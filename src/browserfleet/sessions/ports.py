@@ -212,11 +212,14 @@ class BrowserLauncher(Protocol):
     def remove_workdir(self, workdir: Path) -> None:
         """Delete a dead browser's workdir and anything of it kept elsewhere (blocking)."""
 
-    def kill_strays(self, root: Path, keep: frozenset[int]) -> int:
+    def kill_strays(
+        self, root: Path, keep: frozenset[int], keep_files: frozenset[Path] = frozenset()
+    ) -> int:
         """Kill what an earlier run left of browsers under root (a sandboxed launcher: every
         process, mount and cgroup of its uid range that no live server holds; otherwise
         Chromium processes whose user-data-dir lies under root and whose pid is not in keep);
-        returns how many browsers were killed."""
+        returns how many browsers were killed. The workdirs in keep_files keep their files
+        (a dead session's end reads them before it removes them)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,7 +109,9 @@ class Reaper:
         await self.heartbeat()
         await self.recover_orphans()
         keep = await self._store.live_pids(self._host) | self._service.local_pids()
-        killed = self._launcher.kill_strays(self._config.sessions_dir, keep)
+        killed = self._launcher.kill_strays(
+            self._config.sessions_dir, keep, self._service.orphan_workdirs()
+        )
         if killed:
             log.warning("killed %d leftover browser(s) from an earlier run", killed)
         await self._remove_leftover_dirs()
@@ -238,7 +240,7 @@ class Reaper:
 
     def _clear_workdir(self, workdir: Path) -> None:
         if workdir.exists():
-            self._launcher.kill_strays(workdir, frozenset())
+            self._launcher.kill_strays(workdir, frozenset(), self._service.orphan_workdirs())
             self._launcher.remove_workdir(workdir)
 
 

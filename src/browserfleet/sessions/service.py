@@ -163,6 +163,9 @@ class SessionService:
         # Stopped sessions whose browser still runs (its end steps, its graceful close): it
         # holds the host's memory until its teardown, so admission counts it.
         self._ending_browsers: set[SessionId] = set()
+        # Workdirs of sessions ended here without a browser of ours (orphans of a dead server
+        # on this host): sandbox sweeps keep their files until their end steps have read them.
+        self._orphan_workdirs: dict[SessionId, Path] = {}
         # Ends run after their stop answered; shutdown waits for them (bounded), never drops one.
         self._ending = TaskSet("sessions-ending")
         self._creating: dict[SessionId, Reservation] = {}
@@ -592,12 +595,15 @@ class SessionService:
             return
         if handle is not None:
             self._ending_browsers.add(session.id)
+        elif (workdir := _local_dir(session)) is not None:
+            self._orphan_workdirs[session.id] = workdir
         task = self._ending.spawn(self._end(session, handle), name=f"end-{session.id}")
         self._endings[session.id] = task
 
         def ended(_task: asyncio.Task[None]) -> None:
             self._endings.pop(session.id, None)
             self._ending_browsers.discard(session.id)
+            self._orphan_workdirs.pop(session.id, None)
 
         task.add_done_callback(ended)
 
@@ -610,7 +616,11 @@ class SessionService:
         try:
             await self._gateway.close(self._secret.cdp_token(str(session.id)))
             if handle is None and workdir is not None:
-                await asyncio.to_thread(self._launcher.kill_strays, workdir, frozenset())
+                # Its processes go; its files (and those of other orphans being ended) stay
+                # for the CLOSED steps, which run on what the browser had written to disk.
+                await asyncio.to_thread(
+                    self._launcher.kill_strays, workdir, frozenset(), self.orphan_workdirs()
+                )
             if handle is not None:
                 await run_steps(
                     self._end_steps, EndPhase.LIVE, SessionEnd(session, handle, workdir)
@@ -664,6 +674,11 @@ class SessionService:
             return await self._store.fail_if_starting(adopted.id)
         end = max(adopted.started_at, min(last_seen, adopted.timeout_at))
         return await self.stop_local(adopted.id, StopReason.ORPHANED, end)
+
+    def orphan_workdirs(self) -> frozenset[Path]:
+        """Workdirs on this host of dead servers' sessions this server is ending: their files
+        must outlive any sweep until the end steps have read them."""
+        return frozenset(self._orphan_workdirs.values())
 
     def is_tearing_down(self, session_id: SessionId) -> bool:
         return session_id in self._teardowns or session_id in self._endings
