@@ -24,7 +24,7 @@ from browserfleet.browsers.geometry import TASKBAR_HEIGHT
 pytestmark = pytest.mark.e2e
 
 MEASURE = "[screen.width, screen.height, outerWidth, outerHeight, innerWidth, innerHeight]"
-SIZES = [(1280, 720), (1024, 768)]
+SIZES = [(1280, 720), (1024, 768), (2560, 1440)]  # smaller and larger than the pool's
 
 
 @pytest.fixture(scope="module")

@@ -52,10 +52,13 @@ class Presentation:
     geometry: Geometry
     identity: BrowserIdentity | None  # None: stealth off
     region: Region | None = None
+    # The window size it was launched with: what Chromium gives its own new windows.
+    launch_size: tuple[int, int] | None = None
 
     async def apply(self) -> None:
         window = self.geometry.window_bounds()
-        await self.primer.reprime(priming(self.identity, self.region, window))
+        rule = priming(self.identity, self.region, window)
+        await self.primer.reprime(replace(rule, launch_size=self.launch_size))
 
 
 class ProxyStarter(Protocol):
@@ -335,7 +338,8 @@ class LocalChromiumLauncher:
         progress.primer = await TargetPrimer.open(
             endpoint.browser_ws_url, first, dialer=endpoint.dialer, downloads=downloads
         )
-        return Presentation(progress.primer, geometry, identity)
+        launch_size = (geometry.window_width, geometry.window_height)
+        return Presentation(progress.primer, geometry, identity, launch_size=launch_size)
 
     def _failure_reason(self, exc: Exception, progress: _Progress) -> str:
         if isinstance(exc, TimeoutError):

@@ -71,6 +71,9 @@ class Priming:
     worker: tuple[Step, ...] = ()
     # Browser.setWindowBounds's bounds for new windows that do not fit them (None: leave them).
     window: JsonObject | None = None
+    # The size the browser was launched with, which it gives every new window of its own (a
+    # new tab, a new context): such a window gets the rule's bounds even when smaller.
+    launch_size: tuple[int, int] | None = None
 
     def steps(self, kind: TargetKind) -> tuple[Step, ...]:
         if kind is TargetKind.FRAME:
@@ -197,7 +200,7 @@ class TargetPrimer:
         link = self._require_link()
         try:
             found = await link.call("Browser.getWindowForTarget", {"targetId": target_id})
-            if not fits(found.get("bounds"), bounds):
+            if not fits(found.get("bounds"), bounds, self._priming.launch_size):
                 params: JsonObject = {"windowId": found.get("windowId"), "bounds": bounds}
                 await link.call("Browser.setWindowBounds", params)
         except (CdpError, TimeoutError) as error:
@@ -207,10 +210,14 @@ class TargetPrimer:
                 (await link.post(RESUME, session_id=session_id)).add_done_callback(_log_failure)
 
 
-def fits(window: object, bounds: JsonObject) -> bool:
-    """A window no larger than the rule's bounds (a popup's own smaller size is kept)."""
+def fits(window: object, bounds: JsonObject, launch_size: tuple[int, int] | None = None) -> bool:
+    """A window no larger than the rule's bounds (a popup's own smaller size is kept), unless
+    it has the browser's launch size: a default window of a browser since reshaped."""
     if not isinstance(window, dict):
         return False
+    size = (window.get("width"), window.get("height"))
+    if launch_size is not None and size == launch_size:
+        return size == (bounds.get("width"), bounds.get("height"))
     return all(
         isinstance(window.get(side), int) and window[side] <= limit
         for side, limit in (("width", bounds.get("width")), ("height", bounds.get("height")))

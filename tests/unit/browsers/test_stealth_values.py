@@ -176,6 +176,23 @@ def test_a_new_window_fits_the_rule_when_no_larger(window: object, fits_it: bool
     assert fits(window, {"left": 0, "top": 0, "width": 1280, "height": 672}) is fits_it
 
 
+@pytest.mark.parametrize(
+    ("window", "fits_it"),
+    [
+        ({"width": 1920, "height": 1032}, False),  # the launch size: a default window
+        ({"width": 1920, "height": 1031}, True),  # a popup's own size
+        ({"width": 2560, "height": 1392}, True),
+        ({"width": 2561, "height": 1392}, False),
+    ],
+)
+def test_a_window_of_the_launch_size_gets_a_bigger_rule(window: object, fits_it: bool) -> None:
+    """A pooled browser launched at 1920x1032 and reshaped to a bigger screen: its own new
+    windows (new tabs, new contexts) come at the launch size and must grow to the rule."""
+    rule: dict[str, object] = {"left": 0, "top": 0, "width": 2560, "height": 1392}
+    assert fits(window, rule, (1920, 1032)) is fits_it
+    assert fits({"width": 2560, "height": 1392}, rule, (2560, 1392))  # never reshaped
+
+
 def test_the_window_rule_rides_along_with_or_without_stealth() -> None:
     window: dict[str, object] = {"width": 1280, "height": 672}
     assert priming(None, None, window) == Priming(window=window)  # stealth off: no steps
