@@ -219,6 +219,26 @@ def test_http_first_connect_answers_the_sessions_own_url_without_the_key(
     assert "pw-never-logged" not in log and hosted.key not in log
 
 
+def test_an_http_first_client_can_reconnect_within_the_grace_period(
+    server: Server, playwright: Any, pages: PageServer, tag: str
+) -> None:
+    """Playwright given the connect URL over http asks /connect/json/version/ (query kept)
+    first. Its session outlives the client by the grace period (10 s by default), so the
+    client can come back to its page; once no client has been back for that long, it stops."""
+    url = connect_url(server, scheme="http", apiKey=server.key, **{"metadata.tag": tag})
+    first = playwright.chromium.connect_over_cdp(url)
+    first.contexts[0].pages[0].goto(pages.url("/second"))
+    [session] = sessions_tagged(server, tag)
+    first.close()  # the last client is gone: the grace period starts
+    again = playwright.chromium.connect_over_cdp(session["cdpUrl"])
+    assert again.contexts[0].pages[0].title() == "second page", "the same browser, as left"
+    assert sessions_tagged(server, tag)[0]["status"] == "active"
+    again.close()
+    done = stopped(server, session["id"])
+    assert money(done["browserCost"]) > 0
+    assert server.key not in server.log_tail(2000)
+
+
 def test_puppeteers_one_line_connect(hosted: Server, pages: PageServer, tag: str) -> None:
     url = connect_url(hosted, apiKey=hosted.key, **{"metadata.tag": tag})
     seen = run_client("puppeteer-ws", url, pages.url("/second"))
