@@ -3,7 +3,8 @@ in every kind of target (first tab, new tab, new browser context, cross-site ifr
 the real API with Playwright and Puppeteer as clients.
 
 One cold session (the shared server, no warm pool) and one pooled session routed through a
-`de` country pool are probed once each in every context; each check is then its own test.
+`de` country pool are probed once each in every context; each check is then its own test, on
+both sessions where it does not depend on the session's size or region.
 """
 
 from __future__ import annotations
@@ -139,18 +140,29 @@ def _metric(server: Server, name: str) -> float:
 # ---- the classic headless checks, each in every kind of target -------------------------------
 
 
+@pytest.fixture(scope="module", params=["cold", "pooled"])
+def probes(request: pytest.FixtureRequest) -> Probes:
+    """The classic checks run on both sessions: the cold one, and the pooled one (launched
+    for the pool, then reshaped and routed through the `de` pool at hand-over)."""
+    if request.param == "cold":
+        found: Probes = request.getfixturevalue("cold")[1]
+        return found
+    pooled: Probes = request.getfixturevalue("de_probes")
+    return pooled
+
+
 @pytest.mark.parametrize("where", WHERE)
-def test_navigator_webdriver_is_false(cold: Any, where: str) -> None:
-    probe = cold[1][where]
+def test_navigator_webdriver_is_false(probes: Probes, where: str) -> None:
+    probe = probes[where]
     assert probe["webdriver"] is False
     assert probe["iframe"]["webdriver"] is False
 
 
 @pytest.mark.parametrize("where", WHERE)
 def test_user_agent_and_app_version_name_chrome_with_the_real_version(
-    cold: Any, where: str
+    probes: Probes, where: str
 ) -> None:
-    probe = cold[1][where]
+    probe = probes[where]
     major = chromium_version().split(".")[0]
     for value in (probe["userAgent"], probe["appVersion"], probe["iframe"]["userAgent"]):
         assert "Headless" not in value
@@ -159,9 +171,9 @@ def test_user_agent_and_app_version_name_chrome_with_the_real_version(
 
 @pytest.mark.parametrize("where", WHERE)
 def test_client_hints_name_no_headless_brand_and_keep_the_full_versions(
-    cold: Any, where: str
+    probes: Probes, where: str
 ) -> None:
-    probe = cold[1][where]
+    probe = probes[where]
     assert "Chromium" in probe["brands"] and probe["mobile"] is False
     assert not [b for b in probe["brands"] if "Headless" in b]
     # An overridden user agent without metadata would leave these empty: a tell.
@@ -169,8 +181,8 @@ def test_client_hints_name_no_headless_brand_and_keep_the_full_versions(
 
 
 @pytest.mark.parametrize("where", WHERE)
-def test_chrome_app_csi_and_load_times_are_there(cold: Any, where: str) -> None:
-    chrome = cold[1][where]["chrome"]
+def test_chrome_app_csi_and_load_times_are_there(probes: Probes, where: str) -> None:
+    chrome = probes[where]["chrome"]
     assert (chrome["type"], chrome["app"], chrome["csi"], chrome["loadTimes"]) == (
         "object",
         "object",
@@ -181,29 +193,29 @@ def test_chrome_app_csi_and_load_times_are_there(cold: Any, where: str) -> None:
 
 @pytest.mark.parametrize("where", WHERE)
 def test_chrome_runtime_is_absent_as_in_a_desktop_chrome_without_extensions(
-    cold: Any, where: str
+    probes: Probes, where: str
 ) -> None:
     # Chrome defines chrome.runtime on a page only for an installed extension that lets the
     # page talk to it (externally_connectable); a made-up one would be the tell.
-    assert cold[1][where]["chrome"]["runtime"] == "undefined"
+    assert probes[where]["chrome"]["runtime"] == "undefined"
 
 
 @pytest.mark.parametrize("where", WHERE)
-def test_an_iframes_content_window_is_a_real_window(cold: Any, where: str) -> None:
-    frame = cold[1][where]["iframe"]
+def test_an_iframes_content_window_is_a_real_window(probes: Probes, where: str) -> None:
+    frame = probes[where]["iframe"]
     assert frame["isWindow"] is True
     assert frame["chrome"] == "object"
 
 
 @pytest.mark.parametrize("where", WHERE)
-def test_media_codecs_are_a_desktop_chromes(cold: Any, where: str) -> None:
-    codecs = cold[1][where]["codecs"]
+def test_media_codecs_are_a_desktop_chromes(probes: Probes, where: str) -> None:
+    codecs = probes[where]["codecs"]
     assert codecs == {"h264": "probably", "vp9": "probably", "aac": "probably", "opus": "probably"}
 
 
 @pytest.mark.parametrize("where", WHERE)
-def test_hardware_concurrency_and_device_memory_are_the_hosts(cold: Any, where: str) -> None:
-    probe = cold[1][where]
+def test_hardware_concurrency_and_device_memory_are_the_hosts(probes: Probes, where: str) -> None:
+    probe = probes[where]
     assert probe["hardwareConcurrency"] == os.cpu_count()
     assert probe["deviceMemory"] in (0.25, 0.5, 1, 2, 4, 8, 16, 32)
 
@@ -219,8 +231,10 @@ def test_languages_are_set_and_match_the_accept_language_header(
 
 
 @pytest.mark.parametrize("where", WHERE)
-def test_notification_permission_agrees_with_the_permissions_api(cold: Any, where: str) -> None:
-    probe = cold[1][where]
+def test_notification_permission_agrees_with_the_permissions_api(
+    probes: Probes, where: str
+) -> None:
+    probe = probes[where]
     # Headless Chrome used to say "denied" here while the query said "prompt". A cross-origin
     # iframe may not ask at all, in any Chrome: "denied" both ways.
     expected = ("denied", "denied") if where == "iframe" else ("default", "prompt")
@@ -228,16 +242,16 @@ def test_notification_permission_agrees_with_the_permissions_api(cold: Any, wher
 
 
 @pytest.mark.parametrize("where", WHERE)
-def test_plugins_and_mime_types_are_the_pdf_viewers(cold: Any, where: str) -> None:
-    probe = cold[1][where]
+def test_plugins_and_mime_types_are_the_pdf_viewers(probes: Probes, where: str) -> None:
+    probe = probes[where]
     assert probe["pluginArray"] is True
     assert "Chrome PDF Viewer" in probe["plugins"] and len(probe["plugins"]) == 5
     assert probe["mimeTypes"] == ["application/pdf", "text/pdf"]
 
 
 @pytest.mark.parametrize("where", WHERE)
-def test_webgl_vendor_and_renderer_are_the_truth_and_agree(cold: Any, where: str) -> None:
-    webgl = cold[1][where]["webgl"]
+def test_webgl_vendor_and_renderer_are_the_truth_and_agree(probes: Probes, where: str) -> None:
+    webgl = probes[where]["webgl"]
     assert (webgl["vendor"], webgl["renderer"]) == ("WebKit", "WebKit WebGL")
     # No GPU: SwiftShader, reported as such by Google's ANGLE (README: honest limits).
     assert webgl["unmaskedVendor"] == "Google Inc. (Google)"
@@ -333,11 +347,19 @@ def test_botd_says_not_a_bot_in_a_pooled_session(
     assert verdict["bot"] is False, verdict
 
 
-def test_puppeteer_sees_no_tell_and_the_sessions_region(
-    pooled_de: tuple[Server, dict[str, Any]], site: StealthSite
+@pytest.mark.parametrize("which", ["cold", "pooled"])
+def test_puppeteer_sees_no_tell_in_a_new_page_or_context(
+    request: pytest.FixtureRequest, site: StealthSite, which: str
 ) -> None:
+    """Puppeteer in a new tab and in a new browser context of the cold session (1920x1080) and
+    of the pooled one (1280x720, routed through the `de` pool)."""
     needs_node()
-    version = httpx.get(pooled_de[1]["cdpUrl"] + "/json/version", timeout=10).json()
+    if which == "cold":
+        view, screen, region = request.getfixturevalue("cold")[0], (1920, 1080), None
+    else:
+        view = request.getfixturevalue("pooled_de")[1]
+        screen, region = (1280, 720), ("Europe/Berlin", "de-DE")
+    version = httpx.get(view["cdpUrl"] + "/json/version", timeout=10).json()
     script = JS_DIR / "puppeteer_probe.mjs"
     done = subprocess.run(
         ["node", str(script), version["webSocketDebuggerUrl"], site.url("/probe")],
@@ -348,12 +370,19 @@ def test_puppeteer_sees_no_tell_and_the_sessions_region(
         cwd=JS_DIR,
     )
     assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["webdriver"] is False and "Headless" not in seen["userAgent"]
-    assert not [b for b in seen["brands"] if "Headless" in b]
-    assert seen["timeZone"] == "Europe/Berlin" and seen["languages"][0] == "de-DE"
-    assert seen["outer"] == seen["avail"] == [1280, 720 - TASKBAR_HEIGHT]
-    assert seen["focus"] is True  # Puppeteer does not emulate focus; the session does
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    major = chromium_version().split(".")[0]
+    assert set(found) == {"new page", "new context"}
+    for seen in found.values():
+        assert seen["webdriver"] is False
+        for value in (seen["userAgent"], seen["appVersion"]):
+            assert "Headless" not in value and f"Chrome/{major}.0.0.0" in value
+        assert not [b for b in seen["brands"] if "Headless" in b]
+        assert seen["chrome"] == "object" and seen["plugins"] == 5
+        assert seen["outer"] == seen["avail"] == [screen[0], screen[1] - TASKBAR_HEIGHT]
+        assert seen["focus"] is True  # Puppeteer does not emulate focus; the session does
+        if region is not None:
+            assert (seen["timeZone"], seen["languages"][0]) == region
 
 
 # ---- stealth off -----------------------------------------------------------------------------
