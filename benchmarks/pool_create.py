@@ -112,7 +112,8 @@ async def measured_create(
 def first_page(
     bench: Bench, body: dict[str, object]
 ) -> Callable[[dict[str, object]], Awaitable[None]]:
-    """connect_over_cdp(cdpUrl) and load the loopback page; check the screen size asked for."""
+    """connect_over_cdp(cdpUrl) and load the loopback page; check the screen size asked for
+    (the window is the screen less its taskbar, the viewport the window less its toolbar)."""
 
     async def connect_and_navigate(view: dict[str, object]) -> None:
         browser: Browser = await bench.pw.chromium.connect_over_cdp(str(view["cdpUrl"]))
@@ -120,9 +121,9 @@ def first_page(
             await navigate(browser, bench.url)
             want = [body.get("browserScreenWidth", 1920), body.get("browserScreenHeight", 1080)]
             page = browser.contexts[0].pages[0]
-            got = await page.evaluate("[innerWidth, innerHeight]")
+            got = await page.evaluate("[screen.width, screen.height]")
             if got != want:
-                raise RuntimeError(f"viewport {got}, asked for {want}")
+                raise RuntimeError(f"screen {got}, asked for {want}")
         finally:
             with contextlib.suppress(Exception):
                 await browser.close()
