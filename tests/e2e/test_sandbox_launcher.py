@@ -6,6 +6,7 @@ at any moment. Checked from the host through /proc, as the kernel sees the sandb
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from browserfleet.proxy import DirectRoute, EgressGuard, EgressProxy
 from browserfleet.sandbox.box import Sandbox
 from browserfleet.sandbox.residue import find_residue, uid_processes
 from browserfleet.sandbox.runner import SandboxRunner
+from browserfleet.settings import MIB
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -227,6 +229,49 @@ async def test_only_its_session_tmp_and_shm_are_writable(running: ChromiumProces
             writable.add(fields[4])
     assert writable - DEVICES == WRITABLE
     assert "noexec" in flags["/session"], "nothing the tenant writes there can be run"
+
+
+def tmpfs_size(path: Path) -> int:
+    found = os.statvfs(path)
+    return found.f_blocks * found.f_frsize
+
+
+async def test_its_tmp_shm_and_session_are_capped_at_their_settings(
+    running: ChromiumProcess,
+) -> None:
+    """The caps are the kernel's (tmpfs sizes), seen through the browser's own mount namespace;
+    filling /tmp past its cap, as the sandbox's uid, fails there (the host's root cannot even
+    create a file there: it has no uid in the sandbox's user namespace)."""
+    sandbox = sandbox_of(running)
+    root = Path(f"/proc/{main_pid(sandbox)}/root")
+    sizes = {name: tmpfs_size(root / name) for name in ("tmp", "dev/shm", "session")}
+    assert sizes == {
+        "tmp": LIMITS.tmp_bytes,
+        "dev/shm": LIMITS.shm_bytes,
+        "session": LIMITS.disk_bytes,
+    }
+    filler = root / "tmp" / "filler"
+    with pytest.raises(OSError) as refused:
+        filler.open("wb")
+    assert refused.value.errno == errno.EOVERFLOW
+    count = f"count={LIMITS.tmp_bytes // MIB + 1}"
+    dd = ["dd", "if=/dev/zero", f"of={filler}", "bs=1M", count]
+    fill = await asyncio.to_thread(as_uid, sandbox.uid, dd)
+    try:
+        assert fill.returncode != 0 and "No space left on device" in fill.stderr, fill.stderr
+        assert 0 < filler.stat().st_size <= LIMITS.tmp_bytes
+    finally:
+        removed = await asyncio.to_thread(as_uid, sandbox.uid, ["rm", "-f", str(filler)])
+        assert removed.returncode == 0, removed.stderr
+
+
+def as_uid(uid: int, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """argv run as that uid (and its group), nothing else of ours."""
+    ids = [f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}  # English errors
+    return subprocess.run(
+        ["setpriv", *ids, *argv], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
 
 
 def alive(proc_dir: Path) -> bool:
