@@ -2,6 +2,10 @@
 
 Run: python -m benchmarks.session_lifecycle [-n 20]. Fleet and bare runs alternate (A B A B ...)
 so machine drift weighs on both alike; the table shows p50/p95/p99 per step and fleet/bare ratios.
+With a warm pool, each run (fleet and bare alike) starts once the pool is full again and has
+settled (`--settle`), as in pool_create and stealth: a refill's Chromium launch, which the pool
+makes after a hand-out, never overlaps a measurement, neither the fleet's nor the baseline's.
+`--no-wait` measures back to back instead (refills then overlap the next runs).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from playwright.async_api import Browser, Playwright, async_playwright
 if __package__ in (None, ""):  # run as a file: python benchmarks/session_lifecycle.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import harness
+from benchmarks import harness, probes
 
 STEPS = ("create", "connect", "navigate", "stop", "total")
 NAVIGATE_TIMEOUT_MS = 30_000
@@ -112,7 +116,7 @@ def report(fleet: Timings, bare: Timings, args: argparse.Namespace) -> None:
                 f"{harness.ratio(fp[1], bp[1]):.2f}x",
             ]
         )
-    pool = "server default" if args.pool_size is None else str(args.pool_size)
+    pool = str(args.pool_size) + (", back to back" if args.no_wait else ", settled before each run")
     print()
     print(f"session lifecycle: {args.runs} runs of each, fleet and bare interleaved, times in ms")
     print(
@@ -143,7 +147,7 @@ def report(fleet: Timings, bare: Timings, args: argparse.Namespace) -> None:
 
 
 def server_env(args: argparse.Namespace) -> dict[str, str]:
-    if args.pool_size is None:
+    if args.pool_size is None:  # not reached: main() sets it
         return {}
     return {"BROWSERFLEET_BROWSER__POOL_SIZE": str(args.pool_size)}
 
@@ -159,8 +163,13 @@ async def interleave(
         async_playwright() as pw,
         httpx.AsyncClient(timeout=60.0) as client,
     ):
+        settled = args.pool_size > 0 and not args.no_wait
         for i in range(total):
+            if settled:
+                await probes.wait_pool_ready(client, fleet, args.pool_size, args.settle)
             fleet_marks = await fleet_run(pw, client, fleet, body, url)
+            if settled:
+                await probes.wait_pool_ready(client, fleet, args.pool_size, args.settle)
             bare_marks = await bare_run(pw, args.chromium, url)
             measured = i >= args.warmup
             if measured:
@@ -190,8 +199,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--pool-size",
         type=int,
-        default=None,
-        help="the server's warm pool size (default: the server's own; 0 = launch on create)",
+        default=2,
+        help="the server's warm pool size (2; 0 = launch on create)",
+    )
+    parser.add_argument(
+        "--settle", type=float, default=1.0, help="rest once the pool is full, s (1.0)"
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="do not wait for a full pool between runs"
     )
     parser.add_argument(
         "--no-proxy",
