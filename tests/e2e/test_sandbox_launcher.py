@@ -531,6 +531,17 @@ async def test_the_heir_keeps_a_dead_sessions_files_until_its_end_removes_them(
         assert {p.relative_to(profile) for p in profile.rglob("*") if p.is_file()} == written
         runner.sweep(root, frozenset(), frozenset({workdir}))  # a second sweep changes nothing
         assert set(find_residue({uid, other_uid}).mounts) == {workdir}
+        # A new sandbox that takes the dead one's uid cleans what that uid left, but this.
+        opened: list[Sandbox] = []
+        try:
+            while not opened or opened[-1].uid != uid:
+                assert len(opened) < TEST_UIDS.count, f"no new sandbox got uid {uid}"
+                opened.append(await runner.open(root / f"new-{len(opened)}"))
+            assert workdir in find_residue({uid}).mounts
+            assert {p.relative_to(profile) for p in profile.rglob("*") if p.is_file()} == written
+        finally:
+            for sandbox in opened:
+                await asyncio.to_thread(sandbox.teardown)
         runner.remove(workdir)
         runner.remove(other)
         nothing_left_of(uid, workdir, runner)
