@@ -1,10 +1,12 @@
 """Build the async engine: SQLite (aiosqlite) or PostgreSQL (asyncpg), with the same meaning of
 "busy": how long a statement may wait for another process's lock before it fails.
 
-SQLite: WAL, and every write transaction opens with BEGIN IMMEDIATE (SQLAlchemy's documented
-recipe for the sqlite3/aiosqlite drivers) so concurrent writers queue on busy_timeout instead of
-failing with "database is locked" when a reader tries to upgrade. `reader(engine)` transactions
-open with a plain (deferred) BEGIN and run beside a writer under WAL.
+SQLite: statements run on the event loop's thread (store/sqlite_driver.py), WAL, and every
+write transaction opens with BEGIN IMMEDIATE (SQLAlchemy's documented recipe for the sqlite3
+drivers) so concurrent writers queue for the lock (for up to the busy timeout, without blocking
+the loop) instead of failing with "database is locked" when a reader tries to upgrade.
+`reader(engine)` transactions open with a plain (deferred) BEGIN and run beside a writer under
+WAL.
 
 PostgreSQL: READ COMMITTED writes (every decision is one conditional UPDATE, see
 store/sessions.py), `lock_timeout` = the busy timeout, a server-side end to transactions left
@@ -21,6 +23,8 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from browserfleet.store import sqlite_driver
 
 BUSY_TIMEOUT_SECONDS = 30
 POOL_SIZE = 10
@@ -50,12 +54,11 @@ def create_engine(
     pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": busy_timeout_s}
     if make_url(url).get_backend_name() == "postgresql":
         return _postgresql_engine(url, busy_timeout_s, pool)
-    engine = create_async_engine(url, connect_args={"timeout": busy_timeout_s}, **pool)
-    event.listen(
-        engine.sync_engine,
-        "connect",
-        lambda conn, record: _on_sqlite_connect(conn, record, busy_timeout_s),
+    database = make_url(url).database or ":memory:"
+    engine = create_async_engine(
+        url, async_creator=sqlite_driver.connector(database, busy_timeout_s), **pool
     )
+    event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
     event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
     return engine
 
@@ -89,15 +92,15 @@ async def dispose(engine: AsyncEngine) -> None:
     await engine.dispose()
 
 
-def _on_sqlite_connect(
-    dbapi_connection: Any, _record: ConnectionPoolEntry, busy_timeout_s: float
-) -> None:
+def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     # The driver must not issue BEGIN itself: _on_sqlite_begin does, with the mode we want.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         # busy_timeout first: switching to WAL needs a lock another process may hold.
-        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        # Never wait on a lock here: the busy timeout is waited out by retrying, yielding the
+        # loop meanwhile (sqlite_driver).
+        cursor.execute("PRAGMA busy_timeout = 0")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, much faster
