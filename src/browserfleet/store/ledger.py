@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import RowMapping, case, insert, select, update
+from sqlalchemy import RowMapping, bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from browserfleet.ids import ProjectId, SessionId
@@ -63,28 +63,38 @@ async def append(
     """Append one entry (stamped `at`, else now); a repeated idempotency key violates the
     unique constraint."""
     await conn.execute(
-        insert(ledger_entries).values(
-            project_id=project_id,
-            session_id=session_id,
-            kind=kind.value,
-            amount_micros=amount_micros,
-            idempotency_key=idempotency_key,
-            created_at=at or datetime.now(UTC),
-        )
+        _APPEND,
+        {
+            "project_id": project_id,
+            "session_id": session_id,
+            "kind": kind.value,
+            "amount_micros": amount_micros,
+            "idempotency_key": idempotency_key,
+            "created_at": at or datetime.now(UTC),
+        },
     )
 
 
 async def release_slot(conn: AsyncConnection, project_id: ProjectId, refund_micros: int) -> None:
     """Give a session's slot back and credit a refund to a limited (non-NULL) balance."""
-    balance = projects.c.credit_balance_micros
-    await conn.execute(
-        update(projects)
-        .where(projects.c.id == project_id)
-        .values(
-            active_count=projects.c.active_count - 1,
-            credit_balance_micros=case((balance.is_(None), None), else_=balance + refund_micros),
-        )
+    await conn.execute(_RELEASE_SLOT, {"slot_project": project_id, "refund": refund_micros})
+
+
+# Built once (statements are immutable, so SQLAlchemy keys and compiles each once), executed
+# with parameters: these run in every stop.
+_APPEND = insert(ledger_entries)
+_BALANCE = projects.c.credit_balance_micros
+_RELEASE_SLOT = (
+    update(projects)
+    .where(projects.c.id == bindparam("slot_project"))
+    .values(
+        active_count=projects.c.active_count - 1,
+        credit_balance_micros=case(
+            (_BALANCE.is_(None), None),
+            else_=_BALANCE + bindparam("refund", type_=_BALANCE.type),
+        ),
     )
+)
 
 
 async def entries_for_session(conn: AsyncConnection, session_id: SessionId) -> list[LedgerEntry]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import ColumnElement, Insert, RowMapping, func, insert, select, update
+from sqlalchemy import ColumnElement, Insert, RowMapping, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -24,6 +24,11 @@ from browserfleet.store.ledger import LedgerEntry, LedgerKind
 from browserfleet.store.session_queries import LIVE, values_of
 from browserfleet.store.tables import api_keys, projects, sessions, shared_settings
 from browserfleet.store.transactions import Transactions
+
+# Every request looks its key up: built once, so SQLAlchemy keys and compiles it once.
+_KEY_BY_DIGEST = select(api_keys).where(
+    api_keys.c.digest == bindparam("presented"), api_keys.c.revoked_at.is_(None)
+)
 
 
 class SqlProjectStore:
@@ -118,10 +123,8 @@ class SqlProjectStore:
         return record
 
     async def key_by_digest(self, digest: str) -> ApiKeyRecord | None:
-        stmt = select(api_keys).where(api_keys.c.digest == digest, api_keys.c.revoked_at.is_(None))
-
         async def work(conn: AsyncConnection) -> ApiKeyRecord | None:
-            row = (await conn.execute(stmt)).mappings().first()
+            row = (await conn.execute(_KEY_BY_DIGEST, {"presented": digest})).mappings().first()
             return None if row is None else _key(row)
 
         return await self._tx.read(work)

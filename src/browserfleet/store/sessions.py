@@ -14,10 +14,23 @@ when servers on several hosts book at once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Insert, Select, case, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    Update,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -454,18 +467,31 @@ async def _move(
     conn: AsyncConnection, session_id: SessionId, event: SessionEvent, **values: object
 ) -> Session | None:
     """Apply `event` if the row is in a status it changes; the moved session, else None."""
+    params = {f"new_{name}": value for name, value in values.items()}
+    params["moved_id"] = session_id
+    stmt = _move_statement(event, tuple(sorted(values)))
+    row = (await conn.execute(stmt, params)).mappings().first()
+    return None if row is None else session_from_row(row)
+
+
+@functools.cache
+def _move_statement(event: SessionEvent, names: tuple[str, ...]) -> Update:
+    """The conditional UPDATE of `event` setting these columns, built once: a statement object
+    is immutable, so SQLAlchemy's cache key for it is computed once too (building and keying
+    it anew was most of a stop's database time). Parameters: moved_id, new_<column>."""
     changing = _changing_statuses(event)
     new_status = case(
         {s.value: next_status(s, event).value for s in changing}, value=sessions.c.status
     )
-    stmt = (
+    return (
         update(sessions)
-        .where(sessions.c.id == session_id, sessions.c.status.in_(values_of(changing)))
-        .values(status=new_status, **values)
+        .where(
+            sessions.c.id == bindparam("moved_id"),
+            sessions.c.status.in_(values_of(changing)),
+        )
+        .values(status=new_status, **{name: bindparam(f"new_{name}") for name in names})
         .returning(*sessions.c)
     )
-    row = (await conn.execute(stmt)).mappings().first()
-    return None if row is None else session_from_row(row)
 
 
 def _unchanged(current: Session | None, event: SessionEvent) -> Session:
