@@ -70,6 +70,13 @@ log = logging.getLogger(__name__)
 
 # How long a stop waits for another instance to tear down a browser it owns.
 _REMOTE_STOP_WAIT_S = 30.0
+# A stop asked through the API starts the session's end ANSWER_SETTLE_S after its answer is
+# sent, or ANSWER_WAIT_S after the stop at most (the answer could not be sent): the browser's
+# teardown (a process tree killed, its memory and tmpfs freed) would otherwise compete for the
+# CPU with the answer and with the client reading it. Nothing reaches the browser meanwhile:
+# its CDP token is revoked and its egress closed before the answer.
+ANSWER_WAIT_S = 1.0
+ANSWER_SETTLE_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,7 +525,15 @@ class SessionService:
         return running.handle.files
 
     # -- stop -----------------------------------------------------------------------------
-    async def stop(self, principal: Principal, session_id: SessionId) -> Session:
+    async def stop(
+        self,
+        principal: Principal,
+        session_id: SessionId,
+        *,
+        answered: asyncio.Event | None = None,
+    ) -> Session:
+        """Stop a session of the caller's project. `answered`: set once the caller has its
+        answer; the end this stop starts waits for it (at most ANSWER_WAIT_S)."""
         running = self._running.get(session_id)
         if (
             running is not None
@@ -528,32 +543,49 @@ class SessionService:
             # Ours, running, the caller's: no read first; the stop's own conditional update
             # decides (and returns the session as it is if someone else stopped it already).
             return self.with_token(
-                await self.stop_local(session_id, StopReason.USER, self._clock())
+                await self.stop_local(session_id, StopReason.USER, self._clock(), answered=answered)
             )
         session = await self._store.get(principal.project_id, session_id)
         if session.status is SessionStatus.STOPPED:
             return self.with_token(session)
         if session.owner == self._config.instance:
-            stopped = await self.stop_local(session_id, StopReason.USER, self._clock())
+            stopped = await self.stop_local(
+                session_id, StopReason.USER, self._clock(), answered=answered
+            )
         else:
             stopped = await self._stop_remote(session)
         return self.with_token(stopped)
 
-    async def stop_local(self, session_id: SessionId, reason: StopReason, at: datetime) -> Session:
-        """Stop a session whose browser this instance owns; concurrent calls share one teardown."""
+    async def stop_local(
+        self,
+        session_id: SessionId,
+        reason: StopReason,
+        at: datetime,
+        *,
+        answered: asyncio.Event | None = None,
+    ) -> Session:
+        """Stop a session whose browser this instance owns; concurrent calls share one teardown
+        (the first one's `answered`, if any, is what its end waits for)."""
         existing = self._teardowns.get(session_id)
         if existing is None:
             existing = self._tasks.spawn(
-                self._teardown(session_id, reason, at), name=f"stop-{session_id}"
+                self._teardown(session_id, reason, at, answered), name=f"stop-{session_id}"
             )
             self._teardowns[session_id] = existing
             existing.add_done_callback(lambda _t: self._teardowns.pop(session_id, None))
         return await asyncio.shield(existing)
 
-    async def _teardown(self, session_id: SessionId, reason: StopReason, at: datetime) -> Session:
+    async def _teardown(
+        self,
+        session_id: SessionId,
+        reason: StopReason,
+        at: datetime,
+        answered: asyncio.Event | None = None,
+    ) -> Session:
         """Mark the session stopped and bill it; its end (steps, then the browser's teardown)
         is handed to a task of its own, started whatever happens here, so the stop answers
-        without waiting for the browser to go."""
+        without waiting for the browser to go (and, given `answered`, the end waits for the
+        answer to be sent)."""
         session = await self._store.request_stop(session_id, reason, at)
         if session.status is SessionStatus.STOPPED:
             return session
@@ -580,7 +612,7 @@ class SessionService:
             # The row stays STOPPING (the reaper finalizes it later); the browser goes now.
             self._end_soon(session, handle)
             raise
-        self._end_soon(stopped, handle)
+        self._end_soon(stopped, handle, answered)
         self._metrics.session_stopped(session.project_id, session.stop_reason or reason)
         log.info(
             "session stopped (%s), billed %s min",
@@ -590,14 +622,19 @@ class SessionService:
         )
         return stopped
 
-    def _end_soon(self, session: Session, handle: BrowserHandle | None) -> None:
+    def _end_soon(
+        self,
+        session: Session,
+        handle: BrowserHandle | None,
+        answered: asyncio.Event | None = None,
+    ) -> None:
         if session.id in self._endings:
             return
         if handle is not None:
             self._ending_browsers.add(session.id)
         elif (workdir := _local_dir(session)) is not None:
             self._orphan_workdirs[session.id] = workdir
-        task = self._ending.spawn(self._end(session, handle), name=f"end-{session.id}")
+        task = self._ending.spawn(self._end(session, handle, answered), name=f"end-{session.id}")
         self._endings[session.id] = task
 
         def ended(_task: asyncio.Task[None]) -> None:
@@ -607,13 +644,21 @@ class SessionService:
 
         task.add_done_callback(ended)
 
-    async def _end(self, session: Session, handle: BrowserHandle | None) -> None:
+    async def _end(
+        self,
+        session: Session,
+        handle: BrowserHandle | None,
+        answered: asyncio.Event | None = None,
+    ) -> None:
         """The end of a stopped session: LIVE steps while its browser runs, a graceful close
         when a later step reads its files, the CLOSED steps, then the browser's teardown.
         Without a browser of ours (an orphan of a dead server on this host), what is left of
-        it is killed first, and its files are removed after the CLOSED steps."""
+        it is killed first, and its files are removed after the CLOSED steps. Given
+        `answered`, all of it starts a moment after that is set (see ANSWER_SETTLE_S)."""
         workdir = handle.workdir if handle is not None else _local_dir(session)
         try:
+            if answered is not None:
+                await _after_answer(answered)
             await self._gateway.close(self._secret.cdp_token(str(session.id)))
             if handle is None and workdir is not None:
                 # Its processes go; its files (and those of other orphans being ended) stay
@@ -808,3 +853,11 @@ def with_running_cost(session: Session, now: datetime) -> Session:
     bill = pricing.bill(session.started_at, now, session.request.timeout_minutes)
     egress = pricing.egress_cost_micros(session.proxy_bytes, session.proxy_rate_micros_per_gb)
     return replace(session, cost_micros=bill.cost_micros, proxy_cost_micros=egress)
+
+
+async def _after_answer(answered: asyncio.Event) -> None:
+    """Until ANSWER_SETTLE_S after `answered` is set, or ANSWER_WAIT_S in all at most."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(ANSWER_WAIT_S):
+            await answered.wait()
+            await asyncio.sleep(ANSWER_SETTLE_S)

@@ -32,6 +32,7 @@ from browserfleet.errors import (
 from browserfleet.ids import ApiKeyId, InstanceId, SessionId
 from browserfleet.proxy import EgressGuard, parse_pool_config
 from browserfleet.regions import COUNTRY_REGIONS
+from browserfleet.sessions import service as service_module
 from browserfleet.sessions.ending import EndPhase, SessionEnd
 from browserfleet.sessions.lifecycle import InvalidTransition
 from browserfleet.sessions.model import (
@@ -704,6 +705,44 @@ async def test_stop_answers_before_the_end_steps_finish(world: World) -> None:
     await service.wait_ended(session.id)
     assert browser.quits == 1 and browser.closed == 1  # graceful close, then the teardown
     assert closed.ends[0].browser is None and closed.ends[0].workdir == browser.workdir
+
+
+async def test_a_stop_answered_through_the_api_ends_the_browser_only_after_its_answer(
+    world: World,
+) -> None:
+    live = RecordingStep(EndPhase.LIVE)
+    service = _with_steps(world, live)
+    session = await service.create(world.caller, SessionRequest())
+    answered = asyncio.Event()
+    stopped = await service.stop(world.caller, session.id, answered=answered)
+    assert stopped.status is SessionStatus.STOPPED
+    browser = world.launcher.browsers[0]
+    # Unreachable already (the egress is closed, the gateway's token revoked) but not torn
+    # down: the answer has not gone out yet.
+    assert browser.egress_ended and world.gateway.closed and not world.gateway.routes
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    assert not live.ends and browser.closed == 0
+    loop = asyncio.get_running_loop()
+    answered.set()
+    sent_at = loop.time()
+    await service.wait_ended(session.id)
+    assert browser.closed == 1 and len(live.ends) == 1
+    assert loop.time() - sent_at >= service_module.ANSWER_SETTLE_S * 0.9
+
+
+async def test_an_answer_that_never_goes_out_delays_the_end_by_a_bounded_time(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service_module, "ANSWER_WAIT_S", 0.3)
+    service = world.service
+    session = await service.create(world.caller, SessionRequest())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await service.stop(world.caller, session.id, answered=asyncio.Event())
+    await service.wait_ended(session.id)
+    assert world.launcher.browsers[0].closed == 1
+    assert 0.25 <= loop.time() - started < 5
 
 
 async def test_a_browser_still_ending_counts_against_the_hosts_capacity(world: World) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, BackgroundTasks, Query, status
 from fastapi.exceptions import RequestValidationError
 
 from browserfleet.api.deps import Caller, Services, Urls
@@ -149,8 +150,12 @@ async def update_browser_session(
     caller: Caller,
     svc: Services,
     base: Urls,
+    after_answer: BackgroundTasks,
 ) -> BrowserSessionView:
-    session = await svc.sessions.stop(caller, SessionId(session_id))
+    # The browser's teardown starts once this answer is sent (background tasks run then).
+    answered = asyncio.Event()
+    after_answer.add_task(answered.set)
+    session = await svc.sessions.stop(caller, SessionId(session_id), answered=answered)
     # Never a recordingUrl here: the recording is finished after the stop (GET one shows it).
     return BrowserSessionView.from_session(session, base, _view(svc, session.id))
 
