@@ -7,6 +7,7 @@ fake clock: costs and ordering are exact, with no sleeping.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -155,7 +156,12 @@ async def test_stop_is_idempotent_and_refunds_once(api: Api) -> None:
     assert cost6(first.json()["browserCost"]) == ONE_MINUTE
     assert (before - after_first).quantize(Decimal("0.000001")) == ONE_MINUTE
     assert await balance() == after_first
-    assert api.launcher.browsers[0].closed == 1
+    # The browser's teardown follows the first answer (a moment after it is sent), once.
+    browser = api.launcher.browsers[0]
+    async with asyncio.timeout(10):
+        while browser.closed == 0:
+            await asyncio.sleep(0.01)
+    assert browser.closed == 1
 
 
 async def test_billing_account_has_every_key_and_counts_active_sessions(api: Api) -> None:
