@@ -1,9 +1,10 @@
 """CDP gateway overhead: the same browser reached through browserfleet's gateway and directly.
 
-Run: python -m benchmarks.cdp_gateway [-n 2000] [--shots 30]. One session; two raw websockets
+Run: python -m benchmarks.cdp_gateway [-n 2000] [--shots 30]. One session; three raw websockets
 (gateway: webSocketDebuggerUrl of {cdpUrl}/json/version; direct: the browser's own DevTools port
-from its DevToolsActivePort file, dialed inside its sandbox's network namespace); calls
-alternate between the two so drift weighs on both alike.
+from its DevToolsActivePort file, dialed inside its sandbox's network namespace; byte relay: a
+process that only copies bytes between the client and that same port, benchmarks/byte_relay.py,
+the floor of any relay in between); calls alternate between them so drift weighs on all alike.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import struct
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,18 +155,24 @@ async def load_busy_page(cdp: RawCdp, url: str) -> None:
 
 def latency_report(lat: dict[str, Samples], runs: int) -> None:
     rows = []
-    for name in ("direct", "gateway"):
-        s = lat[name].seconds
+    for name, samples in lat.items():
+        s = samples.seconds
         rows.append([name, *(f"{harness.percentile(s, p) * 1e6:.0f}" for p in (50, 90, 99))])
-    p50 = harness.ratio(
-        harness.percentile(lat["gateway"].seconds, 50),
-        harness.percentile(lat["direct"].seconds, 50),
-    )
-    p99 = harness.ratio(
-        harness.percentile(lat["gateway"].seconds, 99),
-        harness.percentile(lat["direct"].seconds, 99),
-    )
+
+    def ratios(a: str, b: str) -> tuple[float, float]:
+        return tuple(  # type: ignore[return-value]  # two percentiles, two ratios
+            harness.ratio(
+                harness.percentile(lat[a].seconds, p), harness.percentile(lat[b].seconds, p)
+            )
+            for p in (50, 99)
+        )
+
+    p50, p99 = ratios("gateway", "direct")
     rows.append(["ratio gateway/direct", f"{p50:.2f}x", "", f"{p99:.2f}x"])
+    if "byte relay" in lat:
+        for a, b in (("byte relay", "direct"), ("gateway", "byte relay")):
+            r50, r99 = ratios(a, b)
+            rows.append([f"ratio {a}/{b}", f"{r50:.2f}x", "", f"{r99:.2f}x"])
     harness.print_table(
         f'CDP round trip, Runtime.evaluate "1+1", microseconds, {runs} alternating calls per path',
         ["path", "p50", "p90", "p99"],
@@ -176,8 +186,7 @@ def latency_report(lat: dict[str, Samples], runs: int) -> None:
 
 def throughput_report(title: str, samples: dict[str, Samples], target: bool) -> None:
     rows = []
-    for name in ("direct", "gateway"):
-        s = samples[name]
+    for name, s in samples.items():
         rows.append(
             [
                 name,
@@ -209,14 +218,44 @@ async def measure(fleet: harness.Fleet, args: argparse.Namespace, busy_url: str)
             direct_url, dialer = direct_endpoint(fleet.data_dir, str(view["id"]), gateway_url)
             harness.log(f"gateway {gateway_url}\n           direct  {direct_url} ({dialer})")
             options: dict[str, Any] = {"max_size": None, "compression": None, "ping_interval": None}
-            async with (
-                connect(gateway_url, **options) as gw,
-                connect(direct_url, sock=await dialer.connect(), proxy=None, **options) as dr,
-            ):
-                paths = {"direct": await RawCdp.attach(dr), "gateway": await RawCdp.attach(gw)}
-                await run_measurements(paths, args, busy_url)
+            workdir = fleet.data_dir / "sessions" / str(view["id"])
+            with byte_relay(workdir) as relay_port:
+                relay_url = gateway_url.replace(
+                    gateway_url.split("/devtools/", 1)[0], f"ws://127.0.0.1:{relay_port}", 1
+                )
+                async with (
+                    connect(gateway_url, **options) as gw,
+                    connect(direct_url, sock=await dialer.connect(), proxy=None, **options) as dr,
+                    connect(relay_url, proxy=None, **options) as relay,
+                ):
+                    paths = {
+                        "direct": await RawCdp.attach(dr),
+                        "gateway": await RawCdp.attach(gw),
+                        "byte relay": await RawCdp.attach(relay),
+                    }
+                    await run_measurements(paths, args, busy_url)
         finally:
             await harness.stop_session(client, fleet, view["id"])
+
+
+@contextlib.contextmanager
+def byte_relay(workdir: Path) -> Iterator[int]:
+    """benchmarks/byte_relay.py serving this browser: its port, while the block runs."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.byte_relay", str(workdir)],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line.isdigit():
+            raise RuntimeError(f"byte relay did not start: {line!r}")
+        yield int(line)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 async def run_measurements(
