@@ -5,6 +5,7 @@ is locked" once the busy timeout has passed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -33,17 +34,30 @@ async def table(db_url: str) -> AsyncIterator[AsyncEngine]:
     await dispose(engine)
 
 
-def _hold_write_lock(path: str, seconds: float, taken: threading.Event) -> None:
-    """Another connection (as another process would) holds SQLite's write lock a while."""
-    db = sqlite3.connect(path, isolation_level=None)
+@contextlib.asynccontextmanager
+async def _write_lock_held(db_url: str) -> AsyncIterator[threading.Thread]:
+    """Another connection (as another process would) takes SQLite's write lock, writes, and
+    commits HELD_S later; the block runs once the lock is taken. Yields the holder's thread."""
+    taken = threading.Event()
+
+    def hold() -> None:
+        db = sqlite3.connect(make_url(db_url).database or "", isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("UPDATE counter SET n = n + 100 WHERE id = 1")
+            taken.set()
+            threading.Event().wait(HELD_S)
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
     try:
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("UPDATE counter SET n = n + 100 WHERE id = 1")
-        taken.set()
-        threading.Event().wait(seconds)
-        db.execute("COMMIT")
+        await asyncio.to_thread(taken.wait)
+        yield holder
     finally:
-        db.close()
+        await asyncio.to_thread(holder.join)
 
 
 async def _loop_gaps(stop: asyncio.Event) -> list[float]:
@@ -63,14 +77,9 @@ async def _loop_gaps(stop: asyncio.Event) -> list[float]:
 async def test_a_write_waits_for_another_writer_without_stalling_the_loop(
     db_url: str, table: AsyncEngine
 ) -> None:
-    path = make_url(db_url).database or ""
-    taken = threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(path, HELD_S, taken))
-    holder.start()
-    await asyncio.to_thread(taken.wait)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    async with asyncio.TaskGroup() as group:
+    async with _write_lock_held(db_url), asyncio.TaskGroup() as group:
         ticker = group.create_task(_loop_gaps(stop))
         started = loop.time()
         async with table.begin() as conn:
@@ -78,7 +87,6 @@ async def test_a_write_waits_for_another_writer_without_stalling_the_loop(
         waited = loop.time() - started
         stop.set()
     gaps = ticker.result()
-    await asyncio.to_thread(holder.join)
     async with table.connect() as conn:
         assert await conn.scalar(text("SELECT n FROM counter")) == 101  # both writes landed
     assert waited >= HELD_S * 0.8  # it did wait for the lock ...
@@ -93,17 +101,12 @@ async def test_a_lock_held_past_the_busy_timeout_fails_as_locked_and_changes_not
     db_url: str, table: AsyncEngine
 ) -> None:
     impatient = create_engine(db_url, busy_timeout_s=0.2)
-    path = make_url(db_url).database or ""
-    taken = threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(path, HELD_S, taken))
-    holder.start()
     try:
-        await asyncio.to_thread(taken.wait)
-        with pytest.raises(OperationalError, match="database is locked"):
-            async with impatient.begin() as conn:
-                await conn.execute(text("UPDATE counter SET n = n + 1 WHERE id = 1"))
+        async with _write_lock_held(db_url):
+            with pytest.raises(OperationalError, match="database is locked"):
+                async with impatient.begin() as conn:
+                    await conn.execute(text("UPDATE counter SET n = n + 1 WHERE id = 1"))
     finally:
-        await asyncio.to_thread(holder.join)
         await dispose(impatient)
     async with table.connect() as conn:
         assert await conn.scalar(text("SELECT n FROM counter")) == 100  # only the holder's
@@ -113,12 +116,7 @@ async def test_a_lock_held_past_the_busy_timeout_fails_as_locked_and_changes_not
 async def test_reads_go_on_beside_a_writer_holding_the_lock(
     db_url: str, table: AsyncEngine
 ) -> None:
-    path = make_url(db_url).database or ""
-    taken = threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(path, HELD_S, taken))
-    holder.start()
-    try:
-        await asyncio.to_thread(taken.wait)
+    async with _write_lock_held(db_url) as holder:
         loop = asyncio.get_running_loop()
         started = loop.time()
         async with reader(table).connect() as conn:
@@ -126,8 +124,6 @@ async def test_reads_go_on_beside_a_writer_holding_the_lock(
             assert await conn.scalar(text("SELECT n FROM counter")) == 0
         assert loop.time() - started < HELD_S / 2
         assert holder.is_alive()
-    finally:
-        await asyncio.to_thread(holder.join)
 
 
 def test_only_a_busy_error_counts_as_locked() -> None:
