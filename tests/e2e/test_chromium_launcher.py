@@ -196,6 +196,30 @@ async def test_pages_opened_later_have_the_same_geometry(
             await cdp.call("Target.closeTarget", {"targetId": target_id})
 
 
+@pytest.mark.parametrize(("width", "height"), [(1024, 768), (1920, 1080)])
+async def test_a_reshaped_browser_opens_new_windows_at_its_new_size_without_resizing_them(
+    launcher: LocalChromiumLauncher, root: Path, width: int, height: int
+) -> None:
+    """A pooled browser reshaped for a session: its later windows (a new context's, a new
+    window's) are born at the session's size, so the server never resizes one while a client
+    may already be setting its own viewport on the page (a resize that lands after the
+    client's emulation undoes its screen)."""
+    browser = await launcher.launch(spec_for(HeadlessMode.NEW), root / f"reshaped-{width}")
+    async with browser, browser_cdp(browser.devtools) as cdp:
+        await browser.reshape(width, height)
+        context = await cdp.call("Target.createBrowserContext")
+        for params in (
+            {"url": "about:blank", "browserContextId": context["browserContextId"]},
+            {"url": "about:blank", "newWindow": True},
+        ):
+            created = await cdp.call("Target.createTarget", params)
+            assert_desktop_geometry(
+                await measure(cdp, str(created["targetId"])),
+                spec_for(HeadlessMode.NEW, width, height),
+            )
+        assert browser.windows_resized == 0
+
+
 # ---- closing ---------------------------------------------------------------------------------
 
 

@@ -107,13 +107,20 @@ def initial_preferences(spec: LaunchSpec) -> dict[str, object]:
 
 
 def _screen_args(spec: LaunchSpec) -> list[str]:
-    """A screen of the spec's size with a taskbar, and a window that fills its work area."""
+    """A screen of the spec's size with a taskbar, and windows at its top left corner.
+
+    Full Chromium gets no --window-size: that switch would give every window it ever opens
+    the launch size, so a pooled browser reshaped for a session would open each new window
+    (a new context's) at the pool's size and the server would have to resize it while a
+    client may already be emulating its own viewport on it. Without the switch a new window
+    takes the size of the last active one, the session's; the first window is given it
+    right after launch (viewport.fit_window). The headless shell is never reshaped: its
+    windows keep the switch's size."""
     geometry = Geometry(spec.screen_width, spec.screen_height)
-    return [
-        f"--screen-info={geometry.screen_info_switch()}",
-        "--window-position=0,0",
-        f"--window-size={geometry.window_width},{geometry.window_height}",
-    ]
+    args = [f"--screen-info={geometry.screen_info_switch()}", "--window-position=0,0"]
+    if spec.mode is HeadlessMode.SHELL:
+        args.append(f"--window-size={geometry.window_width},{geometry.window_height}")
+    return args
 
 
 def _network_args(spec: LaunchSpec) -> list[str]:

@@ -109,9 +109,16 @@ class ChromiumProcess:
     def files(self) -> BrowserFiles:
         return self._enclosure.files
 
+    @property
+    def windows_resized(self) -> int:
+        """How many new windows the primer had to give the session's size before they ran
+        (each time racing a client that may already set its own viewport on the page)."""
+        return self._presentation.primer.windows_resized
+
     async def reshape(self, width: int, height: int) -> None:
         """Change the screen and the first window of this running browser; later windows
-        get the same geometry from the primer."""
+        take that size from it (chromium_args: no --window-size), and the primer resizes
+        any that does not fit."""
         await reshape(self._endpoint, width, height)
         self._presentation.geometry = Geometry(width, height)
         await self._present("reshape")

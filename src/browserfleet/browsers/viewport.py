@@ -1,7 +1,7 @@
 """Gives a browser's first window the session's geometry (browsers/geometry.py) and checks it.
 
-At launch the switches already ask for it; fit_window checks the first page and corrects the
-window if Chromium placed it otherwise. reshape gives a running (pooled) browser another screen.
+At launch the switches give the screen; fit_window gives the first window its bounds and checks
+what its page measures. reshape gives a running (pooled) browser another screen.
 """
 
 from __future__ import annotations
@@ -22,12 +22,10 @@ MEASURE = (
     "[innerWidth, innerHeight, outerWidth, outerHeight, screen.width, screen.height,"
     " screen.availWidth, screen.availHeight]"
 )
-# A page may report its size before its first layout settles: look again before resizing.
-SETTLE_TRIES = 3
-SETTLE_INTERVAL_S = 0.03
-# After Browser.setWindowBounds the page needs a frame or two to see its new size.
-RESIZE_TRIES = 50
-RESHAPE_INTERVAL_S = 0.005
+# After Browser.setWindowBounds the page needs a frame or two to see its new size: it is
+# measured every few milliseconds until it does, for at most this long.
+SETTLE_TIMEOUT_S = 2.0
+SETTLE_INTERVAL_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,19 +59,28 @@ class PageSize:
 
 
 async def fit_window(endpoint: DevtoolsEndpoint, spec: LaunchSpec) -> PageSize:
-    """Ensure the first window has the spec's geometry; return what its page measures."""
+    """Ensure the first window has the spec's geometry; return what its page measures.
+
+    The window itself is looked at first: full Chromium opens it at a size of its own choosing
+    (chromium_args: no --window-size), which is then set. The page is measured until it sees
+    the window's size."""
     geometry = Geometry(spec.screen_width, spec.screen_height)
     target_id = endpoint.first_page_id
     async with CdpConnection.connect(endpoint.browser_ws_url, dialer=endpoint.dialer) as cdp:
-        attached = await cdp.call("Target.attachToTarget", {"targetId": target_id, "flatten": True})
+        window, attached = await cdp.call_many(
+            [
+                ("Browser.getWindowForTarget", {"targetId": target_id}, None),
+                ("Target.attachToTarget", {"targetId": target_id, "flatten": True}, None),
+            ]
+        )
         session_id = str(attached["sessionId"])
-        size = await _settled_size(cdp, session_id, geometry, SETTLE_TRIES)
-        if not size.fits(geometry):
-            log.info("window is %s, want %s: moving it", size, geometry)
-            window = await cdp.call("Browser.getWindowForTarget", {"targetId": target_id})
-            bounds = {"windowId": window["windowId"], "bounds": geometry.window_bounds()}
-            await cdp.call("Browser.setWindowBounds", bounds)
-            size = await _settled_size(cdp, session_id, geometry, RESIZE_TRIES)
+        bounds = geometry.window_bounds()
+        if window.get("bounds") != bounds:
+            log.debug("window is %s, want %s: moving it", window.get("bounds"), bounds)
+            await cdp.call(
+                "Browser.setWindowBounds", {"windowId": window["windowId"], "bounds": bounds}
+            )
+        size = await _settled_size(cdp, session_id, geometry)
         if not size.fits(geometry):
             raise BrowserLaunchFailed(f"the window stayed {size}, wanted {geometry}")
         return size
@@ -112,25 +119,17 @@ async def reshape(endpoint: DevtoolsEndpoint, width: int, height: int) -> None:
         )
         size = _page_size(answers[-1])
         if not size.fits(geometry):
-            size = await _settled_size(
-                cdp, session_id, geometry, RESIZE_TRIES, interval_s=RESHAPE_INTERVAL_S
-            )
+            size = await _settled_size(cdp, session_id, geometry)
         if not size.fits(geometry):
             raise BrowserLaunchFailed(f"could not reshape the browser to {width}x{height}: {size}")
 
 
-async def _settled_size(
-    cdp: CdpConnection,
-    session_id: str,
-    geometry: Geometry,
-    tries: int,
-    interval_s: float = SETTLE_INTERVAL_S,
-) -> PageSize:
+async def _settled_size(cdp: CdpConnection, session_id: str, geometry: Geometry) -> PageSize:
+    """What the page measures once it fits the geometry, or after SETTLE_TIMEOUT_S."""
     size = await _measure(cdp, session_id)
-    for _ in range(tries - 1):
-        if size.fits(geometry):
-            break
-        await asyncio.sleep(interval_s)
+    deadline = asyncio.get_running_loop().time() + SETTLE_TIMEOUT_S
+    while not size.fits(geometry) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(SETTLE_INTERVAL_S)
         size = await _measure(cdp, session_id)
     return size
 

@@ -15,8 +15,11 @@ is in, so the server learns every download's suggested name and progress here (a
 with `watch_downloads`), whichever client started it.
 
 A window rule, when given, is applied to every new top-level page before it runs: a window
-that does not fit it (a new window opened at the launch size after the screen changed) gets
-its bounds. That costs the new page one round trip.
+that does not fit it gets its bounds. That costs the new page a round trip, and races the
+commands a client may already send to the page (its own emulated viewport and screen, which a
+later window resize undoes): it is the exception. Full Chromium opens a new window at the size
+of the last active one, already the session's (chromium_args); the rule catches the rest (a
+window a client made larger, a browser launched with a fixed --window-size).
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ class TargetPrimer:
         self._link: CdpLink | None = None
         self._tasks = TaskSet("primer")
         self._downloads: DownloadListener | None = None
+        self._resized = 0
 
     @classmethod
     async def open(
@@ -122,6 +126,11 @@ class TargetPrimer:
             await primer._link.close()
             raise
         return primer
+
+    @property
+    def windows_resized(self) -> int:
+        """How many new windows were given the rule's bounds before they ran."""
+        return self._resized
 
     @property
     def attached(self) -> int:
@@ -202,6 +211,7 @@ class TargetPrimer:
             found = await link.call("Browser.getWindowForTarget", {"targetId": target_id})
             if not fits(found.get("bounds"), bounds, self._priming.launch_size):
                 params: JsonObject = {"windowId": found.get("windowId"), "bounds": bounds}
+                self._resized += 1
                 await link.call("Browser.setWindowBounds", params)
         except (CdpError, TimeoutError) as error:
             log.debug("fitting a new window: %s", error)
