@@ -124,13 +124,22 @@ def test_the_cloud_platform_endpoint_and_this_hosts_addresses_are_blocked() -> N
 
 async def test_the_egress_proxy_caps_connections_and_slow_heads() -> None:
     route = HttpUpstream("127.0.0.1", 9)
+    writers: list[asyncio.StreamWriter] = []
     async with EgressProxy(route, max_connections=3, head_timeout_s=0.5) as proxy:
-        held = [await asyncio.open_connection("127.0.0.1", proxy.port) for _ in range(3)]
-        await asyncio.sleep(0)  # let the proxy accept them
-        extra_reader, extra_writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-        assert await asyncio.wait_for(extra_reader.read(), 5) == b""  # refused at once
-        for reader, writer in held:
-            writer.write(b"CONNECT exam")  # a head that never ends
-            assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the head timeout
-            writer.close()
-        extra_writer.close()
+        try:
+            held = []
+            for _ in range(3):
+                reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+                writers.append(writer)
+                # A head that never ends, sent at once: written after the proxy had closed
+                # the connection it would be answered with a reset instead.
+                writer.write(b"CONNECT exam")
+                held.append(reader)
+            extra_reader, extra_writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writers.append(extra_writer)
+            assert await asyncio.wait_for(extra_reader.read(), 5) == b""  # refused at once
+            for reader in held:
+                assert await asyncio.wait_for(reader.read(), 10) == b""  # the head timeout
+        finally:
+            for writer in writers:
+                writer.close()
