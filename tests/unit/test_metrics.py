@@ -115,6 +115,7 @@ def test_stops_are_counted_by_reason_and_every_reason_starts_at_zero() -> None:
         StopReason.CRASH: 1,
         StopReason.SHUTDOWN: 0,
         StopReason.ORPHANED: 0,
+        StopReason.FENCED: 0,
     }
 
 

@@ -29,6 +29,7 @@ class StopReason(StrEnum):
     CRASH = "crash"
     SHUTDOWN = "shutdown"
     ORPHANED = "orphaned"
+    FENCED = "fenced"  # its server lost its lease (cut off from the database) and ended it
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,11 @@ class Session:
     @property
     def is_live(self) -> bool:
         return self.status in (SessionStatus.STARTING, SessionStatus.ACTIVE, SessionStatus.STOPPING)
+
+    def ended_by(self, last_seen: datetime) -> datetime:
+        """When a session whose browser was last known running at `last_seen` ended, for
+        billing: never before its start nor past its timeout."""
+        return max(self.started_at, min(last_seen, self.timeout_at))
 
 
 @dataclass(frozen=True, slots=True)

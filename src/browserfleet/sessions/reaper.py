@@ -10,9 +10,14 @@ something to skip: STARTING ends when its create is gone (a crash) or past START
 (the create is cancelled); STOPPING is retried every sweep until it is STOPPED; the live
 sessions of a dead instance are settled as of its last heartbeat.
 
-Fencing: an instance that was only presumed dead (frozen, or cut off from the database past
-the orphan timeout) finds at its next sweep that its sessions belong to another instance
-now, stopped and billed; it closes their browsers without touching their rows.
+Fencing, two ways. An instance's heartbeat is its lease on its sessions. One that cannot renew
+it (cut off from the database) for FENCE_HEARTBEATS intervals ends its browsers itself, a full
+interval before any other instance may judge it dead (STALE_HEARTBEATS): a tenant never keeps
+a browser whose session another instance has stopped and billed. When the database answers
+again, it settles those sessions as of its last heartbeat, unless another instance already
+has. An instance that could not fence itself (frozen) finds at its next sweep that its
+sessions belong to another instance now, stopped and billed; it closes their browsers without
+touching their rows. Both assume the instances' clocks agree to well within an interval.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,6 +43,9 @@ log = logging.getLogger(__name__)
 
 # An instance whose heartbeat is older than this many intervals is presumed dead.
 STALE_HEARTBEATS = 3
+# An instance none of whose heartbeats has reached the database for this many intervals ends
+# its browsers (it has lost its lease): one interval before others may presume it dead.
+FENCE_HEARTBEATS = STALE_HEARTBEATS - 1
 # A create still starting after this long is stuck, whatever it waits for (launches queue for
 # a slot, then have their own timeout; clients gave up long before).
 STARTING_DEADLINE = timedelta(minutes=5)
@@ -56,19 +64,26 @@ class SweepPlan:
 
 
 def plan_sweep(
-    live: Sequence[Session], now: datetime, creating: frozenset[SessionId] = frozenset()
+    live: Sequence[Session],
+    now: datetime,
+    creating: frozenset[SessionId] = frozenset(),
+    fenced: Mapping[SessionId, datetime] | None = None,
 ) -> SweepPlan:
-    """Pure: from this instance's live sessions and the creates it has in flight, the stops
-    and repairs due at `now` and the next deadline."""
+    """Pure: from this instance's live sessions, the creates it has in flight and the
+    sessions it fenced (each with the time it is billed up to), the stops and repairs due at
+    `now` and the next deadline."""
     stops: list[tuple[Session, StopReason, datetime]] = []
     upcoming: list[datetime] = []
     stuck: list[Session] = []
     overdue: list[Session] = []
+    fenced = fenced or {}
     for session in live:
         if session.status is SessionStatus.STOPPING:
             stops.append((session, session.stop_reason or StopReason.USER, now))
         elif session.status is SessionStatus.ACTIVE:
-            if session.timeout_at <= now:
+            if (lease_end := fenced.get(session.id)) is not None:
+                stops.append((session, StopReason.FENCED, session.ended_by(lease_end)))
+            elif session.timeout_at <= now:
                 stops.append((session, StopReason.TIMEOUT, session.timeout_at))
             else:
                 upcoming.append(session.timeout_at)
@@ -103,6 +118,11 @@ class Reaper:
         self._clock = clock
         self._tasks = TaskSet("reaper")
         self._host = socket.gethostname()
+        # The lease: when (loop time) the last heartbeat that reached the database began, and
+        # the time it wrote; when this instance last fenced itself (None: it holds its lease).
+        self._lease_from = 0.0
+        self._lease_at: datetime | None = None
+        self._fenced_at: float | None = None
 
     async def start(self) -> None:
         """Register this instance, recover what a crashed predecessor left, start the loops."""
@@ -117,6 +137,7 @@ class Reaper:
         await self._remove_leftover_dirs()
         self._tasks.spawn(self._sweep_loop(), name="sweep")
         self._tasks.spawn(self._heartbeat_loop(), name="heartbeat")
+        self._tasks.spawn(self._lease_loop(), name="lease")
 
     async def _remove_leftover_dirs(self) -> None:
         """Session dirs of sessions that are no longer live (a crash left them) are deleted."""
@@ -144,8 +165,37 @@ class Reaper:
         await self._store.forget_instance(self._service.instance)
 
     async def heartbeat(self) -> None:
-        """Tell other instances this one is alive (a database write: readiness uses it too)."""
-        await self._store.heartbeat(self._service.instance, self._host, os.getpid(), self._clock())
+        """Tell other instances this one is alive (a database write: readiness uses it too),
+        which renews its lease, unless it began before this instance last fenced itself."""
+        began, at = asyncio.get_running_loop().time(), self._clock()
+        await self._store.heartbeat(self._service.instance, self._host, os.getpid(), at)
+        if self._fenced_at is None or began > self._fenced_at:
+            self._lease_from, self._lease_at, self._fenced_at = began, at, None
+
+    async def check_lease(self) -> int:
+        """Fence this instance if its lease has run out (see the module's doc): returns how
+        many browsers that ended."""
+        now = asyncio.get_running_loop().time()
+        expired = now - self._lease_from > self._config.heartbeat_interval_s * FENCE_HEARTBEATS
+        if self._fenced_at is not None or self._lease_at is None or not expired:
+            return 0
+        self._fenced_at = now
+        ended = await self._service.fence(self._lease_at)
+        log.error(
+            "no heartbeat reached the database for %.1fs: ended this server's %d browser(s); "
+            "their sessions are settled when it answers again",
+            now - self._lease_from,
+            ended,
+        )
+        return ended
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.heartbeat_interval_s / 4)
+            try:
+                await self.check_lease()
+            except Exception:
+                log.exception("fencing failed")
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -178,11 +228,15 @@ class Reaper:
         # are noted before the query, so a session created meanwhile is never "taken".
         creating = self._service.creating()
         running = self._service.running_settled()
+        fenced = self._service.fenced()
         live = await self._store.live_owned_by(self._service.instance)
-        taken = running - {session.id for session in live}
+        live_ids = {session.id for session in live}
+        taken = running - live_ids
         if taken:
             await self._service.release_taken_over(taken)
-        plan = plan_sweep(live, now, creating)
+        if settled_elsewhere := fenced.keys() - live_ids:
+            self._service.forget_fenced(frozenset(settled_elsewhere))
+        plan = plan_sweep(live, now, creating, fenced)
         for session, reason, at in plan.stops:
             self._stop_soon(session.id, reason, at)
         for session in plan.overdue:

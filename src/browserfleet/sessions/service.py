@@ -104,6 +104,15 @@ class _Running:
     session: Session
 
 
+@dataclass(frozen=True, slots=True)
+class Fenced:
+    """A session whose browser this server ended without the database (SessionService.fence):
+    what its settlement, once the database answers again, bills."""
+
+    at: datetime  # billed up to here: the last heartbeat of this server the database took
+    proxy_bytes: int  # its egress, metered to the end
+
+
 @dataclass(slots=True)
 class Reservation:
     """One create in flight, from before its STARTING row is written until the row is ACTIVE
@@ -176,6 +185,8 @@ class SessionService:
         # Ends run after their stop answered; shutdown waits for them (bounded), never drops one.
         self._ending = TaskSet("sessions-ending")
         self._creating: dict[SessionId, Reservation] = {}
+        # Sessions fenced while the database was out of reach: settled by the next sweep.
+        self._fenced: dict[SessionId, Fenced] = {}
         self._closing = False
         self._tasks = TaskSet("sessions")
         # Settling a failed create is never cancelled: shutdown drains it.
@@ -498,7 +509,18 @@ class SessionService:
 
     # -- read -----------------------------------------------------------------------------
     async def get(self, principal: Principal, session_id: SessionId) -> Session:
-        return self._live(await self._store.get(principal.project_id, session_id))
+        session = await self._store.get(principal.project_id, session_id)
+        fenced = self._fenced.get(session_id)
+        if (
+            fenced is not None
+            and session.status is SessionStatus.ACTIVE
+            and session.owner == self.instance
+        ):
+            # Its browser is gone: never shown active, it is settled now, not at the sweep.
+            session = await self.stop_local(
+                session_id, StopReason.FENCED, session.ended_by(fenced.at)
+            )
+        return self._live(session)
 
     async def list(self, principal: Principal, query: SessionQuery) -> SessionPage:
         page = await self._store.list(principal.project_id, query)
@@ -598,6 +620,8 @@ class SessionService:
             if handle is not None:
                 await handle.end_egress()
                 proxy_bytes = handle.egress_bytes  # final: the proxy is closed
+            elif (fenced := self._fenced.get(session_id)) is not None:
+                proxy_bytes = max(proxy_bytes, fenced.proxy_bytes)
             finished = session.finished_at or at
             bill = pricing.bill(session.started_at, finished, session.request.timeout_minutes)
             stopped = await self._store.finalize(
@@ -612,6 +636,7 @@ class SessionService:
             # The row stays STOPPING (the reaper finalizes it later); the browser goes now.
             self._end_soon(session, handle)
             raise
+        self._fenced.pop(session_id, None)
         self._end_soon(stopped, handle, answered)
         self._metrics.session_stopped(session.project_id, session.stop_reason or reason)
         log.info(
@@ -717,8 +742,7 @@ class SessionService:
             return None
         if adopted.status is SessionStatus.STARTING:
             return await self._store.fail_if_starting(adopted.id)
-        end = max(adopted.started_at, min(last_seen, adopted.timeout_at))
-        return await self.stop_local(adopted.id, StopReason.ORPHANED, end)
+        return await self.stop_local(adopted.id, StopReason.ORPHANED, adopted.ended_by(last_seen))
 
     def orphan_workdirs(self) -> frozenset[Path]:
         """Workdirs on this host of dead servers' sessions this server is ending: their files
@@ -754,6 +778,41 @@ class SessionService:
             await running.handle.close()
             closed += 1
         return closed
+
+    async def fence(self, at: datetime) -> int:
+        """This server has lost its lease: no heartbeat of it has reached the database for so
+        long that another server may soon judge it dead and settle its sessions. End every
+        browser of its sessions now, without the database: the tokens are revoked, the egress
+        metered and closed, the sandboxes torn down, creates in flight cancelled. Once the
+        database answers again each fenced session still ours is stopped and billed up to
+        `at` (the sweep, with StopReason.FENCED); one another server settled meanwhile is left
+        as that server settled it. Their profiles keep the version they started from: a fenced
+        browser's state is not saved. Returns how many browsers were ended."""
+        for session_id in list(self._creating):
+            self.cancel_create(session_id)
+        ended = 0
+        for session_id in self.running_settled():
+            if session_id in self._teardowns:
+                continue  # being stopped already: its own teardown ends the browser
+            running = self._running.pop(session_id)
+            self._gateway.revoke(self._secret.cdp_token(str(session_id)))
+            handle = running.handle
+            try:
+                await handle.end_egress()
+                self._fenced[session_id] = Fenced(at, handle.egress_bytes)
+            finally:
+                await asyncio.shield(handle.close())
+            ended += 1
+        return ended
+
+    def fenced(self) -> dict[SessionId, datetime]:
+        """Fenced sessions still to settle, and the time each is billed up to."""
+        return {session_id: fenced.at for session_id, fenced in self._fenced.items()}
+
+    def forget_fenced(self, session_ids: frozenset[SessionId]) -> None:
+        """Another server has settled these fenced sessions: nothing is left to do here."""
+        for session_id in session_ids:
+            self._fenced.pop(session_id, None)
 
     # -- shutdown -------------------------------------------------------------------------
     async def shutdown(self) -> None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runtime_fakes import FakeBrowser, FakeGateway, FakeLauncher
@@ -828,3 +829,109 @@ async def test_shutdown_waits_for_every_end(world: World) -> None:
         current = await world.store.get(world.caller.project_id, session.id)
         assert current.stop_reason is StopReason.SHUTDOWN
     await tasks.close()
+
+
+# ---- the lease: a server cut off from the database ends its own browsers -----------------
+
+
+class CutOffStore:
+    """The real store, except that heartbeats fail while `cut` (the database is out of reach
+    for this server's lease; everything else of the test still reads the database)."""
+
+    def __init__(self, store: SqlSessionStore) -> None:
+        self._store = store
+        self.cut = False
+
+    async def heartbeat(self, *args: Any) -> None:
+        if self.cut:
+            raise OSError("connection refused")
+        await self._store.heartbeat(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+LEASE_INTERVAL_S = 0.05
+
+
+async def _fenced_world(world: World) -> tuple[Reaper, CutOffStore, Session]:
+    """A session running, its server's lease taken at T0, then the database cut off and the
+    lease run out: returns once the server has fenced itself."""
+    session = await world.service.create(world.caller, SessionRequest())
+    store = CutOffStore(world.store)
+    reaper = Reaper(
+        world.service,
+        store,
+        world.launcher,
+        ReaperConfig(3600, LEASE_INTERVAL_S, world.config.sessions_dir),
+        world.clock,
+    )
+    await reaper.heartbeat()
+    assert await reaper.check_lease() == 0  # the lease is fresh
+    world.clock.advance(minutes=3)
+    store.cut = True
+    with pytest.raises(OSError):
+        await reaper.heartbeat()  # a failed heartbeat renews nothing
+    async with asyncio.timeout(5):
+        while (ended := await reaper.check_lease()) == 0:
+            await asyncio.sleep(LEASE_INTERVAL_S / 4)
+    assert ended == 1
+    return reaper, store, session
+
+
+async def test_a_server_whose_lease_runs_out_ends_its_browsers_and_settles_them_later(
+    world: World,
+) -> None:
+    reaper, store, session = await _fenced_world(world)
+    assert world.launcher.browsers[0].closed == 1
+    assert SECRET.cdp_token(str(session.id)) in world.gateway.closed
+    assert world.service.local_browser_count() == 0
+    # The database was not touched: it is out of reach.
+    assert (await world.store.get_any(session.id)).status is SessionStatus.ACTIVE  # type: ignore[union-attr]
+    assert await reaper.check_lease() == 0  # fenced once
+
+    store.cut = False
+    await reaper.heartbeat()
+    await reaper.sweep()
+    stopped = await _wait_for_status(world, session.id, SessionStatus.STOPPED)
+    assert stopped.stop_reason is StopReason.FENCED
+    assert stopped.finished_at == T0  # its last heartbeat, not the moment it was settled
+    assert stopped.cost_micros == 333  # the minimum minute
+    assert len(await world.projects.ledger_for_session(session.id)) == 2  # charge, refund
+    assert await _slots_in_use(world) == 0
+    assert world.service.fenced() == {}
+    # The lease holds again: nothing more is fenced, and new sessions run.
+    assert await reaper.check_lease() == 0
+    again = await world.service.create(world.caller, SessionRequest())
+    assert again.status is SessionStatus.ACTIVE
+
+
+async def test_a_fenced_session_is_never_shown_active_once_the_database_answers(
+    world: World,
+) -> None:
+    _, store, session = await _fenced_world(world)
+    store.cut = False
+    seen = await world.service.get(world.caller, session.id)  # before any sweep
+    assert (seen.status, seen.stop_reason, seen.finished_at) == (
+        SessionStatus.STOPPED,
+        StopReason.FENCED,
+        T0,
+    )
+
+
+async def test_a_fenced_session_another_server_settled_is_left_as_it_settled_it(
+    world: World,
+) -> None:
+    reaper, store, session = await _fenced_world(world)
+    world.clock.advance(minutes=5)
+    successor = world.another_service()
+    await world.reaper(successor).recover_orphans()  # judged dead: settled as of T0
+    settled = await world.store.get(world.caller.project_id, session.id)
+    assert (settled.status, settled.owner) == (SessionStatus.STOPPED, InstanceId("second"))
+    store.cut = False
+    await reaper.heartbeat()
+    await reaper.sweep()
+    assert world.service.fenced() == {}
+    assert await world.store.get(world.caller.project_id, session.id) == settled
+    assert len(await world.projects.ledger_for_session(session.id)) == 2
+    await successor.shutdown()

@@ -94,3 +94,28 @@ def test_a_starting_row_in_flight_is_left_alone_until_its_deadline() -> None:
     plan = plan_sweep([young, old], NOW, creating=frozenset({young.id, old.id}))
     assert (plan.stuck, plan.overdue) == ((), (old,))
     assert plan.next_timeout is None  # starting rows have no timeout to wake for
+
+
+def test_fenced_sessions_stop_as_of_the_lease_end_within_start_and_timeout() -> None:
+    lease_end = NOW - timedelta(seconds=20)
+    fenced = session("fenced", SessionStatus.ACTIVE, timedelta(minutes=5))
+    expired = session("expired", SessionStatus.ACTIVE, -timedelta(seconds=30))  # timed out first
+    young = replace(session("young", SessionStatus.ACTIVE, timedelta(minutes=5)), started_at=NOW)
+    other = session("other", SessionStatus.ACTIVE, timedelta(minutes=5))
+    plan = plan_sweep(
+        [fenced, expired, young, other],
+        NOW,
+        fenced={fenced.id: lease_end, expired.id: lease_end, young.id: lease_end},
+    )
+    assert plan.stops == (
+        (fenced, StopReason.FENCED, lease_end),
+        (expired, StopReason.FENCED, expired.timeout_at),
+        (young, StopReason.FENCED, young.started_at),
+    )
+    assert plan.next_timeout == other.timeout_at
+
+
+def test_a_fenced_session_already_stopping_keeps_its_own_reason() -> None:
+    asked = session("asked", SessionStatus.STOPPING, timedelta(minutes=5), StopReason.USER)
+    plan = plan_sweep([asked], NOW, fenced={asked.id: NOW - timedelta(seconds=5)})
+    assert plan.stops == ((asked, StopReason.USER, NOW),)
