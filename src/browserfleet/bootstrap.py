@@ -576,7 +576,10 @@ async def _serving(
         store,
         launcher,
         ReaperConfig(
-            settings.reaper_interval_s, settings.heartbeat_interval_s, settings.sessions_dir
+            settings.reaper_interval_s,
+            settings.heartbeat_interval_s,
+            settings.sessions_dir,
+            settings.public_url,
         ),
         clock,
     )

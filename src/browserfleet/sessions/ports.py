@@ -33,6 +33,7 @@ class InstanceRecord:
     host: str
     pid: int
     heartbeat_at: datetime
+    public_url: str | None = None  # the base of the URLs it hands out, if configured
 
 
 class SessionStore(Protocol):
@@ -87,7 +88,9 @@ class SessionStore(Protocol):
     async def live_owned_by(self, owner: InstanceId) -> Sequence[Session]:
         """STARTING, ACTIVE and STOPPING sessions whose browser runs in that instance."""
 
-    async def heartbeat(self, owner: InstanceId, host: str, pid: int, at: datetime) -> None: ...
+    async def heartbeat(
+        self, owner: InstanceId, host: str, pid: int, at: datetime, public_url: str | None = None
+    ) -> None: ...
 
     async def forget_instance(self, owner: InstanceId) -> None: ...
 

@@ -100,6 +100,7 @@ class ReaperConfig:
     sweep_interval_s: float
     heartbeat_interval_s: float
     sessions_dir: Path
+    public_url: str | None = None  # written with each heartbeat, for the other servers
 
 
 class Reaper:
@@ -168,7 +169,9 @@ class Reaper:
         """Tell other instances this one is alive (a database write: readiness uses it too),
         which renews its lease, unless it began before this instance last fenced itself."""
         began, at = asyncio.get_running_loop().time(), self._clock()
-        await self._store.heartbeat(self._service.instance, self._host, os.getpid(), at)
+        await self._store.heartbeat(
+            self._service.instance, self._host, os.getpid(), at, self._config.public_url
+        )
         if self._fenced_at is None or began > self._fenced_at:
             self._lease_from, self._lease_at, self._fenced_at = began, at, None
 
@@ -263,6 +266,7 @@ class Reaper:
         now = self._clock()
         stale_before = now - timedelta(seconds=self._config.heartbeat_interval_s * STALE_HEARTBEATS)
         others = {i.id: i for i in await self._store.instances() if i.id != self._service.instance}
+        self._service.note_instances(others.values())
         dead = frozenset(
             i.id for i in others.values() if i.host == self._host and not _is_server_process(i.pid)
         )

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -57,6 +57,7 @@ from browserfleet.sessions.ports import (
     EgressPlanner,
     GatewayRoute,
     HostCapacity,
+    InstanceRecord,
     NoMetrics,
     ProfileLoad,
     ProfileLoader,
@@ -185,6 +186,8 @@ class SessionService:
         # Ends run after their stop answered; shutdown waits for them (bounded), never drops one.
         self._ending = TaskSet("sessions-ending")
         self._creating: dict[SessionId, Reservation] = {}
+        # The other servers' public URLs (from their heartbeats): the URLs of their sessions.
+        self._owner_urls: dict[InstanceId, str] = {}
         # Sessions fenced while the database was out of reach: settled by the next sweep.
         self._fenced: dict[SessionId, Fenced] = {}
         self._closing = False
@@ -525,6 +528,17 @@ class SessionService:
     async def list(self, principal: Principal, query: SessionQuery) -> SessionPage:
         page = await self._store.list(principal.project_id, query)
         return replace(page, items=tuple(self._live(s) for s in page.items))
+
+    def note_instances(self, others: Iterable[InstanceRecord]) -> None:
+        """The other servers on this database, as their heartbeats last described them."""
+        self._owner_urls = {i.id: i.public_url for i in others if i.public_url}
+
+    def owner_url(self, session: Session) -> str | None:
+        """The public URL of the server that runs this session, when that is another server
+        with one configured: only the owner serves its CDP and live URLs."""
+        if session.owner is None or session.owner == self.instance:
+            return None
+        return self._owner_urls.get(session.owner)
 
     def with_token(self, session: Session) -> Session:
         """The session with its CDP token, derived again from its id (it is never stored)."""

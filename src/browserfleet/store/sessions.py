@@ -293,10 +293,17 @@ class SqlSessionStore:
     async def live_owned_by(self, owner: InstanceId) -> Sequence[Session]:
         return await self._select(sessions.c.owner == owner, sessions.c.status.in_(values_of(LIVE)))
 
-    async def heartbeat(self, owner: InstanceId, host: str, pid: int, at: datetime) -> None:
+    async def heartbeat(
+        self,
+        owner: InstanceId,
+        host: str,
+        pid: int,
+        at: datetime,
+        public_url: str | None = None,
+    ) -> None:
         """Upsert this instance's row, in one statement (INSERT ... ON CONFLICT DO UPDATE):
         two heartbeats at once (the loop and a readiness probe) cannot both insert it."""
-        values = {"host": host, "pid": pid, "heartbeat_at": at}
+        values = {"host": host, "pid": pid, "heartbeat_at": at, "public_url": public_url}
 
         async def work(conn: AsyncConnection) -> None:
             await conn.execute(_upsert_instance(conn.dialect.name, owner, values))
@@ -332,6 +339,7 @@ class SqlSessionStore:
                     host=m["host"],
                     pid=m["pid"],
                     heartbeat_at=m["heartbeat_at"],
+                    public_url=m["public_url"],
                 )
                 for m in rows.mappings()
             ]

@@ -182,6 +182,8 @@ instances = Table(
     Column("host", String(255), nullable=False),
     Column("pid", Integer(), nullable=False),
     Column("heartbeat_at", UtcDateTime(), nullable=False),
+    # The base of the URLs this server hands out (its public URL); None: not configured.
+    Column("public_url", String(2048), nullable=True),
 )
 
 # Values every server on one database must agree on, named; the first server to start writes

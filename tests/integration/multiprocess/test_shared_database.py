@@ -41,7 +41,9 @@ def start_servers(
     started: list[FakeServer] = []
     secret = secrets.token_hex(32)
 
-    def start(n: int, heartbeat_s: float = CALM_HEARTBEAT_S) -> list[FakeServer]:
+    def start(
+        n: int, heartbeat_s: float = CALM_HEARTBEAT_S, public_urls: bool = False
+    ) -> list[FakeServer]:
         shared = {
             "BROWSERFLEET_DATABASE_URL": database_url,
             "BROWSERFLEET_SERVER_SECRET": secret,
@@ -52,7 +54,10 @@ def start_servers(
         for _ in range(n):
             port = free_port()
             suite_resources.ports.add(port)
-            server = FakeServer(suite_resources.new_data_dir(), port, shared)
+            env = dict(shared)
+            if public_urls:  # each names itself, as behind a load balancer each must
+                env["BROWSERFLEET_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+            server = FakeServer(suite_resources.new_data_dir(), port, env)
             started.append(server)
             fresh.append(server)
             server.spawn()  # all at once: they also race to migrate and to create the key
@@ -171,6 +176,40 @@ async def test_a_stop_asked_on_the_other_server_is_carried_out_by_the_owner(
         assert again.status_code == 200
         assert _without_urls(again.json()) == _without_urls(stopped)  # stopped once, not twice
     await _assert_settled_once(books, "default")
+
+
+@only_postgresql
+async def test_a_session_read_on_another_server_names_its_owner_in_its_urls(
+    start_servers: Callable[..., list[FakeServer]],
+) -> None:
+    """Only the server running a session serves its CDP and live URLs: another server that
+    answers for it hands out the owner's (its public URL, from its heartbeats)."""
+    a, b = start_servers(2, heartbeat_s=1.0, public_urls=True)
+    key = _initial_key(a, b)
+    async with _client(a, key) as on_a, _client(b, key) as on_b:
+        created = (await on_a.post("/browsers", json={"timeout": 5})).json()
+        assert created["cdpUrl"].startswith(f"{a.url}/cdp/")
+        token = created["cdpUrl"].split("/cdp/")[1]
+        # B is not the owner: its own address has no route to the browser.
+        async with httpx.AsyncClient(timeout=10) as anyone:
+            assert (await anyone.get(f"{b.url}/cdp/{token}/json/version")).status_code == 404
+
+        async def seen_on_b() -> dict[str, Any]:
+            view: dict[str, Any] = (await on_b.get(f"/browsers/{created['id']}")).json()
+            return view
+
+        deadline = time.monotonic() + 20  # B learns A's URL from A's next heartbeat
+        while not (view := await seen_on_b())["cdpUrl"].startswith(a.url):
+            assert time.monotonic() < deadline, view
+            await asyncio.sleep(0.1)
+        assert view["cdpUrl"] == created["cdpUrl"]
+        assert view["liveUrl"] == created["liveUrl"]
+        async with httpx.AsyncClient(timeout=10) as anyone:
+            assert (await anyone.get(f"{view['cdpUrl']}/json/version")).status_code == 200
+        listed = (await on_b.get("/browsers")).json()["items"]
+        assert [item["cdpUrl"] for item in listed] == [created["cdpUrl"]]
+        stopped = (await on_b.patch(f"/browsers/{created['id']}", json={"action": "stop"})).json()
+        assert stopped["cdpUrl"] == created["cdpUrl"]
 
 
 @only_postgresql

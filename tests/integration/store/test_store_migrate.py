@@ -24,7 +24,7 @@ from browserfleet.store.engine import create_engine, dispose
 from browserfleet.store.migrate import _PG_MIGRATION_LOCK, _config, is_current, upgrade
 from browserfleet.store.tables import metadata
 
-HEAD = "0004"
+HEAD = "0005"
 TABLES = {
     "projects",
     "api_keys",

@@ -216,7 +216,7 @@ async def test_orphaned_lists_live_sessions_of_silent_or_unknown_instances(
 async def test_instances_and_live_pids(
     session_store: SqlSessionStore, make: Maker, project_id: ProjectId
 ) -> None:
-    await session_store.heartbeat(OTHER, "host-b", 2, T0)
+    await session_store.heartbeat(OTHER, "host-b", 2, T0, "https://b.example.com")
     await session_store.heartbeat(make.owner, "host-a", 1, T0)
     live = await make.active(project_id, owner=OTHER)
     mine = await make.active(project_id)
@@ -224,9 +224,9 @@ async def test_instances_and_live_pids(
 
     records = await session_store.instances()
 
-    assert [(r.id, r.host, r.pid, r.heartbeat_at) for r in records] == [
-        (make.owner, "host-a", 1, T0),
-        (OTHER, "host-b", 2, T0),
+    assert [(r.id, r.host, r.pid, r.heartbeat_at, r.public_url) for r in records] == [
+        (make.owner, "host-a", 1, T0, None),
+        (OTHER, "host-b", 2, T0, "https://b.example.com"),
     ]
     assert live.browser_pid is not None and mine.browser_pid is not None
     # A pid names a process only on its own host.

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, BackgroundTasks, Query, status
 from fastapi.exceptions import RequestValidationError
 
-from browserfleet.api.deps import Caller, Services, Urls
+from browserfleet.api.deps import Caller, PublicUrls, Services, Urls
 from browserfleet.api.schemas.browsers import (
     MAX_METADATA_TERMS,
     MAX_PAGE_NUMBER,
@@ -27,7 +28,7 @@ from browserfleet.api.schemas.browsers import (
 )
 from browserfleet.ids import SessionId
 from browserfleet.media.downloads import InvalidCursor
-from browserfleet.sessions.model import SessionQuery, SessionStatus
+from browserfleet.sessions.model import Session, SessionQuery, SessionStatus
 from browserfleet.sessions.service import with_running_cost
 
 router = APIRouter(prefix="/browsers", tags=["Browsers"])
@@ -106,7 +107,9 @@ async def list_browser_sessions(
     now = svc.clock()
     return BrowserSessionListResponse(
         items=[
-            BrowserSessionItemView.from_session(with_running_cost(s, now), base, _view(svc, s.id))
+            BrowserSessionItemView.from_session(
+                with_running_cost(s, now), _urls(svc, s, base), _view(svc, s.id)
+            )
             for s in page.items
         ],
         total_items=page.total,
@@ -131,7 +134,7 @@ async def get_browser_session(
         url, available = recording.url, recording.available
     return BrowserSessionView.from_session(
         with_running_cost(session, svc.clock()),
-        base,
+        _urls(svc, session, base),
         _view(svc, session.id),
         recording_url=url,
         recording_available=available,
@@ -157,7 +160,9 @@ async def update_browser_session(
     after_answer.add_task(answered.set)
     session = await svc.sessions.stop(caller, SessionId(session_id), answered=answered)
     # Never a recordingUrl here: the recording is finished after the stop (GET one shows it).
-    return BrowserSessionView.from_session(session, base, _view(svc, session.id))
+    return BrowserSessionView.from_session(
+        session, _urls(svc, session, base), _view(svc, session.id)
+    )
 
 
 @router.get(
@@ -205,6 +210,13 @@ async def list_browser_session_downloads(
         next_cursor=listing.next_cursor,
         has_more=listing.next_cursor is not None,
     )
+
+
+def _urls(svc: Services, session: Session, base: PublicUrls) -> PublicUrls:
+    """A session another server runs is reached through that server: its URLs name it (when
+    it has a public URL; else this server's base is the best there is)."""
+    owner = svc.sessions.owner_url(session)
+    return base if owner is None else replace(base, base=owner.rstrip("/"))
 
 
 def _view(svc: Services, session_id: SessionId) -> str | None:
