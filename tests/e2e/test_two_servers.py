@@ -64,7 +64,7 @@ def _frozen_server_is_fenced(a: Server, b: Server) -> None:
     a.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
     try:
         settled = wait_for(lambda: _stopped(b, view["id"]), 20, what="B to take the session")
-        # Billed up to A's last heartbeat (half a second apart), not up to the takeover.
+        # Billed up to A's last heartbeat (a second apart), not up to the takeover.
         finished = parse_time(settled["finishedAt"])
         assert frozen_at - timedelta(seconds=2) <= finished <= frozen_at
         assert browser.is_running(), "a frozen server's browser runs on: only A can fence it"

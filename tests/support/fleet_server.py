@@ -69,7 +69,9 @@ def base_env(**overrides: str) -> dict[str, str]:
             "BROWSERFLEET_LIMITS__DEFAULT_CONCURRENT_SESSIONS": "6",
             "BROWSERFLEET_LIMITS__HOST_MAX_BROWSERS": "12",
             "BROWSERFLEET_REAPER_INTERVAL_S": "0.25",
-            "BROWSERFLEET_HEARTBEAT_INTERVAL_S": "0.5",
+            # Short, for takeovers within seconds; not shorter: a server whose event loop
+            # stalls for two intervals on a loaded machine fences its own browsers.
+            "BROWSERFLEET_HEARTBEAT_INTERVAL_S": "1.0",
             # The egress guard blocks loopback by default; our pages live there.
             "BROWSERFLEET_EGRESS__ALLOW_NETWORKS": json.dumps(["127.0.0.0/8"]),
             # No warm pool: a pooled browser's workdir is not sessions/<session id>, and the
