@@ -804,7 +804,7 @@ class SessionService:
         browser's state is not saved. Returns how many browsers were ended."""
         for session_id in list(self._creating):
             self.cancel_create(session_id)
-        ended = 0
+        fenced = 0
         for session_id in self.running_settled():
             if session_id in self._teardowns:
                 continue  # being stopped already: its own teardown ends the browser
@@ -813,11 +813,12 @@ class SessionService:
             handle = running.handle
             try:
                 await handle.end_egress()
-                self._fenced[session_id] = Fenced(at, handle.egress_bytes)
+                ended = running.session.ended_by(at)
+                self._fenced[session_id] = Fenced(ended, handle.egress_bytes)
             finally:
                 await asyncio.shield(handle.close())
-            ended += 1
-        return ended
+            fenced += 1
+        return fenced
 
     def fenced(self) -> dict[SessionId, datetime]:
         """Fenced sessions still to settle, and the time each is billed up to."""
@@ -836,11 +837,16 @@ class SessionService:
         await self._end_creates()
         now = self._clock()
         ids = list(self._running)
+        # Fenced ones are settled as the sweep would have (their browsers are gone already);
+        # left live, the next server to start would bill them up to its own start.
+        fenced = list(self._fenced.items())
         results = await asyncio.gather(
             *(self.stop_local(i, StopReason.SHUTDOWN, now) for i in ids),
+            *(self.stop_local(i, StopReason.FENCED, f.at) for i, f in fenced),
             *self._teardowns.values(),
             return_exceptions=True,
         )
+        ids += [session_id for session_id, _ in fenced]
         for session_id, result in zip(ids, results, strict=False):
             if isinstance(result, BaseException):
                 log.error(

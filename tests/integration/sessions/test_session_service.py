@@ -935,3 +935,16 @@ async def test_a_fenced_session_another_server_settled_is_left_as_it_settled_it(
     assert await world.store.get(world.caller.project_id, session.id) == settled
     assert len(await world.projects.ledger_for_session(session.id)) == 2
     await successor.shutdown()
+
+
+async def test_shutdown_settles_the_fenced_sessions_as_the_sweep_would(world: World) -> None:
+    _, store, session = await _fenced_world(world)
+    store.cut = False
+    await world.service.shutdown()
+    stopped = await world.store.get(world.caller.project_id, session.id)
+    assert (stopped.status, stopped.stop_reason, stopped.finished_at) == (
+        SessionStatus.STOPPED,
+        StopReason.FENCED,
+        T0,
+    )
+    assert await _slots_in_use(world) == 0
