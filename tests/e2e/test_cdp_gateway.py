@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, WebSocket
+from local_uvicorn import LocalUvicorn
 from loopback import RESOLVER_RULES
 from pages import Page, PageServer
 from playwright.async_api import async_playwright
@@ -29,7 +29,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from browserfleet.api.routes.cdp import build_cdp_router
-from browserfleet.api.websocket_protocol import with_gateway
 from browserfleet.browsers.chromium_args import chromium_args
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.cdp import CdpGatewayServer, ClientPeer, GatewayLimits, RelayLimits
@@ -179,42 +178,6 @@ async def _echo(websocket: WebSocket) -> None:
     await websocket.accept()
     await websocket.send_text(f"echo: {await websocket.receive_text()}")
     await websocket.close()
-
-
-class LocalUvicorn:
-    """A real uvicorn server on a free loopback port, run in the test's event loop."""
-
-    def __init__(self, app: FastAPI, gateway: CdpGatewayServer) -> None:
-        config = uvicorn.Config(
-            app,
-            ws=with_gateway(gateway),
-            lifespan="off",
-            log_level="warning",
-            ws_max_size=2**30,
-            ws_per_message_deflate=False,
-        )
-        self._server = uvicorn.Server(config)
-        self._socket = socket.socket()
-        self._tasks = TaskSet("test-uvicorn")
-
-    async def __aenter__(self) -> str:
-        self._socket.bind(("127.0.0.1", 0))
-        self._tasks.spawn(self._server.serve(sockets=[self._socket]), name="serve")
-        for _ in range(500):
-            if self._server.started:
-                break
-            await asyncio.sleep(0.01)
-        assert self._server.started, "uvicorn did not start"
-        return f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._server.should_exit = True
-        for _ in range(500):
-            if not len(self._tasks):
-                break
-            await asyncio.sleep(0.01)
-        await self._tasks.close()
-        self._socket.close()
 
 
 # --- a raw CDP client -------------------------------------------------------------------------
