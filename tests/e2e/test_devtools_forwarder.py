@@ -3,7 +3,8 @@
 Playwright drives a page through the real gateway, whose route dials with a `RemoteDialer`, to a
 forwarder listening on 127.0.0.3 (a loopback alias: another address, as a node's would be),
 which dials the browser. Whoever lacks the forwarder's token never reaches the browser: the
-browser's own dialer, wrapped to count, shows it was never dialed for them.
+browser's own dialer, wrapped to count, shows it was never dialed for them. A sandboxed browser,
+whose DevTools server exists only inside its network namespace, is reached the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from loopback import RESOLVER_RULES, free_port
 from pages import PageServer
 from playwright.async_api import async_playwright
 from polling import until
+from sandboxes import make_runner
 from websockets.asyncio.client import connect
 
 from browserfleet.api.routes.cdp import build_cdp_router
@@ -37,6 +39,7 @@ from browserfleet.cdp import CdpGatewayServer
 from browserfleet.cdp.dial import DevtoolsDialer, LoopbackDialer, get_json
 from browserfleet.cluster.forward import DevtoolsForwarder, ForwarderLimits, RemoteDialer
 from browserfleet.cluster.preface import MAGIC, PREFACE_BYTES
+from browserfleet.sandbox.netns import NetnsDialer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -90,6 +93,18 @@ async def chromium(suite_resources: Any) -> AsyncIterator[ChromiumProcess]:
     root: Path = suite_resources.new_data_dir()
     async with await launcher.launch(SPEC, root / "forwarded") as browser:
         yield browser
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sandboxed(suite_resources: Any) -> AsyncIterator[ChromiumProcess]:
+    runner = make_runner()
+    try:
+        launcher = LocalChromiumLauncher(CHROMIUM, HEADLESS_SHELL, enclosures=runner)
+        root: Path = suite_resources.new_data_dir()
+        async with await launcher.launch(SPEC, root / "sandboxed") as browser:
+            yield browser
+    finally:
+        runner.close()
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +195,27 @@ async def test_playwright_drives_a_page_through_the_gateway_and_the_forwarder(
     assert (counters.rejected, counters.refused, counters.unreachable) == (0, 0, 0)
     assert counters.bytes_to_browser > 0
     assert counters.bytes_to_client > counters.dialed  # more than the status bytes
+
+
+async def test_a_sandboxed_browser_is_driven_through_the_forwarder(
+    sandboxed: ChromiumProcess,
+) -> None:
+    assert isinstance(sandboxed.devtools, NetnsDialer)  # reachable only inside its namespace
+    async with (
+        forwarding(sandboxed.devtools) as forwarded,
+        gateway_for(forwarded.remote) as url,
+        async_playwright() as playwright,
+    ):
+        browser = await playwright.chromium.connect_over_cdp(url)
+        try:
+            page = await browser.contexts[0].new_page()
+            assert await page.evaluate("navigator.userAgent.includes('Chrome/')")
+            await page.close()
+        finally:
+            await browser.close()
+        counters = forwarded.forwarder.counters
+        assert counters.dialed == forwarded.browser.dials > 0
+        assert (counters.rejected, counters.unreachable) == (0, 0)
 
 
 async def test_json_version_through_the_gateway(
