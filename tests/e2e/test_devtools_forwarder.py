@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -309,6 +310,25 @@ async def test_the_token_holder_reaches_the_browser_after_strangers_were_refused
     )  # the browser saw its own Host
     counters = forwarded.forwarder.counters
     assert (counters.rejected, counters.dialed, forwarded.browser.dials) == (1, 1, 1)
+
+
+async def test_bytes_sent_with_the_preface_reach_the_browser_after_it(
+    forwarded: Forwarded,
+) -> None:
+    reader, writer = await _raw(forwarded)
+    try:
+        request = f"GET /json/version HTTP/1.1\r\nHost: 127.0.0.1:{forwarded.remote.port}\r\n\r\n"
+        writer.write(MAGIC + forwarded.forwarder.token + request.encode())  # one write
+        async with asyncio.timeout(10):
+            assert await reader.readexactly(1) == b"\x00"
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            length = re.search(rb"Content-Length:\s*(\d+)", head, re.IGNORECASE)
+            assert length is not None
+            body = json.loads(await reader.readexactly(int(length[1])))
+    finally:
+        writer.close()
+    assert body["Browser"].startswith("Chrome/")
 
 
 # --- the connection cap -----------------------------------------------------------------------
