@@ -26,6 +26,11 @@ class CdpError(Exception):
     def __init__(self, method: str, message: str) -> None:
         super().__init__(f"{method}: {message}")
         self.method = method
+        self.detail = message
+
+    def __reduce__(self) -> tuple[type[CdpError], tuple[str, str]]:
+        # Pickled as it was made (a browser's actor raises it in another process).
+        return type(self), (self.method, self.detail)
 
 
 class CdpConnection:
