@@ -1,0 +1,182 @@
+"""A browser on another node, as the session service sees any browser (sessions.ports.
+BrowserHandle): its DevTools through the node's forwarder, everything else a call to its actor.
+
+A lost actor (its worker, node or the actor itself gone) is a lost browser: `wait_closed`
+returns, the calls fail as a dead browser's would (CdpError, BrowserLaunchFailed), and the
+end steps (`quit`, `end_egress`, `close`) have nothing left to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import ray
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
+
+from browserfleet.browsers.files import BrowserFiles
+from browserfleet.browsers.stealth import Region
+from browserfleet.cdp.client import CdpError, JsonObject
+from browserfleet.cdp.dial import DevtoolsDialer
+from browserfleet.cluster.forward import RemoteDialer
+from browserfleet.cluster.wire import Launched
+from browserfleet.errors import BrowserLaunchFailed
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# What wait_closed returns for a browser whose actor was lost: as if it was SIGKILLed (on the
+# node, PR_SET_PDEATHSIG did exactly that when its worker died).
+LOST_EXIT_CODE: Final = -signal.SIGKILL
+UNAVAILABLE_RETRY_S: Final = 0.5  # an actor whose node is unreachable for now, maybe not lost
+
+
+class RayBrowserHandle:
+    """Implements sessions.ports.BrowserHandle over a BrowserActor that has started its
+    browser (cluster.launcher.RayLauncher makes them)."""
+
+    def __init__(self, actor: Any, launched: Launched, *, call_timeout_s: float = 30.0) -> None:
+        self._actor = actor
+        self._launched = launched
+        self._devtools = RemoteDialer(
+            launched.forward_host,
+            launched.forward_port,
+            launched.forward_token,
+            launched.devtools_port,
+        )
+        self._call_timeout_s = call_timeout_s
+        self._route: Any = None  # the ref of the last route_egress, awaited before any call
+        self._egress_bytes = 0
+        self._egress_final = False
+        self._lost = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RayBrowserHandle(pid={self.pid}, devtools={self._devtools!r})"
+
+    @property
+    def pid(self) -> int:
+        return self._launched.pid
+
+    @property
+    def devtools(self) -> DevtoolsDialer:
+        return self._devtools
+
+    @property
+    def workdir(self) -> Path:
+        return self._launched.workdir
+
+    @property
+    def files(self) -> BrowserFiles:
+        return self._launched.files
+
+    @property
+    def lost(self) -> bool:
+        """Whether the actor was found lost (its browser died with it)."""
+        return self._lost
+
+    async def reshape(self, width: int, height: int) -> None:
+        await self._launch_step("reshape", lambda: self._actor.reshape.remote(width, height))
+
+    async def localize(self, region: Region | None) -> None:
+        await self._launch_step("localize", lambda: self._actor.localize.remote(region))
+
+    def route_egress(self, route: object) -> None:
+        # Sync in the protocol: submitted now, awaited before the next call (an async actor
+        # may run calls in any order).
+        self._route = self._actor.route_egress.remote(route)
+        self._egress_bytes = 0
+
+    @property
+    def egress_bytes(self) -> int:
+        """The last count the actor gave (final once end_egress returned)."""
+        return self._egress_bytes
+
+    async def refresh_egress(self) -> int:
+        """Ask the actor for the current count (the last known one if it is lost)."""
+        if not self._egress_final:
+            try:
+                self._egress_bytes = await self._ask(self._actor.egress_bytes.remote)
+            except (RayActorError, RayTaskError, TimeoutError) as error:
+                log.warning("egress count of %r unavailable: %r", self, error)
+        return self._egress_bytes
+
+    async def wait_closed(self) -> int:
+        while True:
+            try:
+                return int(await self._actor.wait_closed.remote())
+            except ActorUnavailableError:
+                await asyncio.sleep(UNAVAILABLE_RETRY_S)
+            except RayActorError as error:
+                self._lost = True
+                log.warning("the actor of %r is lost: %s", self, error)
+                return LOST_EXIT_CODE
+
+    async def call(self, method: str, params: JsonObject | None = None) -> JsonObject:
+        try:
+            answer: JsonObject = await self._ask(lambda: self._actor.call.remote(method, params))
+        except RayActorError as error:
+            self._lost = True
+            raise CdpError(method, f"the browser's actor is lost: {error}") from None
+        except RayTaskError as error:
+            if isinstance(error.cause, TimeoutError):
+                raise TimeoutError(f"{method}: {error.cause}") from None
+            raise CdpError(method, str(error.cause)) from None
+        return answer
+
+    def watch_downloads(self, listener: Callable[[str, JsonObject], None] | None) -> None:
+        pass  # downloads are neither named nor kept in cluster mode yet
+
+    async def end_egress(self) -> None:
+        if self._egress_final:
+            return
+        try:
+            self._egress_bytes = await self._ask(self._actor.end_egress.remote)
+        except (RayActorError, RayTaskError, TimeoutError) as error:
+            log.warning("egress of %r not ended by its actor: %r", self, error)
+        self._egress_final = True  # a lost actor's proxy is gone with it: the count stays
+
+    async def quit(self, grace_s: float) -> bool:
+        try:
+            return bool(
+                await self._ask(lambda: self._actor.quit.remote(grace_s), timeout_s=grace_s + 10.0)
+            )
+        except (RayActorError, RayTaskError, TimeoutError) as error:
+            log.warning("%r did not quit: %r", self, error)
+            return False
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._ask(self._actor.close.remote)
+        except (RayActorError, RayTaskError, TimeoutError) as error:
+            log.warning("%r not closed by its actor: %r", self, error)
+        finally:
+            ray.kill(self._actor)  # its slot back at once; a lost actor is killed again, fine
+
+    async def _launch_step(self, what: str, submit: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await self._ask(submit)
+        except RayActorError as error:
+            self._lost = True
+            raise BrowserLaunchFailed(f"could not {what} the browser: its actor is lost") from error
+        except RayTaskError as error:
+            if isinstance(error.cause, BrowserLaunchFailed):
+                raise BrowserLaunchFailed(str(error.cause)) from None
+            raise BrowserLaunchFailed(f"could not {what} the browser: {error.cause}") from None
+        except TimeoutError as error:
+            raise BrowserLaunchFailed(f"could not {what} the browser in time") from error
+
+    async def _ask(self, submit: Callable[[], Awaitable[T]], timeout_s: float | None = None) -> T:
+        """The actor's answer to one call, once any route sent before has been set."""
+        async with asyncio.timeout(timeout_s or self._call_timeout_s):
+            if self._route is not None:
+                route, self._route = self._route, None
+                await route
+            return await submit()

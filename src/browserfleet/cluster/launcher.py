@@ -1,0 +1,102 @@
+"""Session browsers on the cluster's slotted nodes (sessions.ports.BrowserLauncher): one
+BrowserActor per browser, placed by Ray on a node with a free `browser_slots`.
+
+No free slot anywhere: HostAtCapacity at once (the API answers 503). A slot that another API
+process takes first leaves the actor pending: past the placement timeout that is HostAtCapacity
+too. Whatever ends a launch early (a failure, a timeout, the caller's cancellation) kills the
+actor, so no actor is ever left pending or running without a handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from browserfleet.browsers.launch_spec import LaunchSpec
+from browserfleet.cluster import ray_api
+from browserfleet.cluster.actor import RemoteBrowserActor
+from browserfleet.cluster.handle import RayBrowserHandle
+from browserfleet.cluster.wire import Launched
+from browserfleet.errors import BrowserLaunchFailed, HostAtCapacity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementLimits:
+    placement_timeout_s: float = 20.0  # actor created -> its worker answers (5-7 s under load)
+    start_timeout_s: float = 25.0  # ready -> the browser answers (the node's launch timeout + 5)
+    call_timeout_s: float = 30.0  # any later call of the handle
+
+
+async def _free_slots() -> int:
+    return await asyncio.to_thread(ray_api.free_slots)
+
+
+class RayLauncher:
+    """Implements sessions.ports.BrowserLauncher with browsers on other nodes."""
+
+    def __init__(
+        self,
+        limits: PlacementLimits | None = None,
+        *,
+        free_slots: Callable[[], Awaitable[int]] = _free_slots,
+    ) -> None:
+        self._limits = limits or PlacementLimits()
+        self._free_slots = free_slots
+
+    async def launch(
+        self, spec: LaunchSpec, workdir: Path, *, seed: Callable[[Path], None] | None = None
+    ) -> RayBrowserHandle:
+        """A browser whose workdir on its node is named as `workdir` is here. HostAtCapacity,
+        BrowserLaunchFailed."""
+        if seed is not None:
+            # A closure cannot be shipped to a node; stored profiles come with node-side files.
+            raise BrowserLaunchFailed("stored profiles cannot be loaded on cluster nodes yet")
+        if await self._free_slots() < 1:
+            raise HostAtCapacity("no browser slot is free on any node")
+        actor: Any = RemoteBrowserActor.remote()
+        try:
+            launched = await self._start(actor, spec, workdir.name)
+        except BaseException:
+            ray.kill(actor)  # a pending creation is cancelled; a started browser dies with it
+            raise
+        return RayBrowserHandle(actor, launched, call_timeout_s=self._limits.call_timeout_s)
+
+    async def _start(self, actor: Any, spec: LaunchSpec, name: str) -> Launched:
+        limits = self._limits
+        try:
+            try:
+                node = await asyncio.wait_for(actor.ready.remote(), limits.placement_timeout_s)
+            except TimeoutError:
+                raise HostAtCapacity(
+                    f"no browser slot became free within {limits.placement_timeout_s:g} s"
+                ) from None
+            log.info("browser actor placed on node %s (%s)", node.node_id, node.ip)
+            launched: Launched = await asyncio.wait_for(
+                actor.start.remote(spec, name), limits.start_timeout_s
+            )
+        except RayTaskError as error:
+            raise BrowserLaunchFailed(f"the node could not launch it: {error.cause}") from None
+        except RayActorError as error:
+            raise BrowserLaunchFailed(f"its actor was lost while launching: {error}") from None
+        except TimeoutError as error:
+            raise BrowserLaunchFailed(
+                f"the browser did not answer within {limits.start_timeout_s:g} s"
+            ) from error
+        return launched
+
+    def remove_workdir(self, workdir: Path) -> None:
+        pass  # on its node: the actor's close removes it
+
+    def kill_strays(
+        self, root: Path, keep: frozenset[int], keep_files: frozenset[Path] = frozenset()
+    ) -> int:
+        return 0  # a node's strays die with their actors' workers (PR_SET_PDEATHSIG)
