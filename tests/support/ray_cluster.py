@@ -1,0 +1,200 @@
+"""A real Ray cluster on loopback aliases for the cluster tests: a head without browser slots
+(the API process's node: the test process joins it as the driver) and one worker node with two.
+
+Every process of it is started with its own temp dir (inside the suite's data dirs, so the leak
+check sees any that survives), and stopped by pid: never `ray stop`, which would end every Ray
+process on the machine, another run's cluster too. The worker node's browsers are configured by
+its own environment, as a real node's would be: a data dir of its own and this run's sandbox
+uids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from loopback import RESOLVER_RULES
+from sandboxes import uid_env
+
+HEAD_IP = "127.0.0.2"
+WORKER_IP = "127.0.0.3"
+GCS_PORT = 6380
+ADDRESS = f"{HEAD_IP}:{GCS_PORT}"
+WORKER_SLOTS = 2
+NAMESPACE = "browserfleet-tests"
+SRC = Path(__file__).resolve().parents[2] / "src"
+RAY = Path(sys.executable).parent / "ray"
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 15.0
+# Nodes found dead within seconds, not the default 20-70 s.
+HEALTH_ENV = {
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "1000",
+    "RAY_health_check_failure_threshold": "3",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RayCluster:
+    temp_dir: Path  # every process of the cluster names it on its command line
+    worker_data_dir: Path  # the worker node's BROWSERFLEET_DATA_DIR
+    worker_env: dict[str, str]  # the environment its raylet (and so every actor) runs with
+
+
+def node_env(data_dir: Path) -> dict[str, str]:
+    """The environment of a node that runs browsers: this worktree's code first on the path,
+    no usage stats, and its own browserfleet settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROWSERFLEET_")}
+    path = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH", "")) if p)
+    env.update(
+        {
+            "PYTHONPATH": path,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "BROWSERFLEET_DATA_DIR": str(data_dir),
+            "BROWSERFLEET_BROWSER__EXTRA_ARGS": json.dumps([RESOLVER_RULES]),
+            # The guard blocks loopback by default; the tests' pages live there.
+            "BROWSERFLEET_EGRESS__ALLOW_NETWORKS": json.dumps(["127.0.0.0/8"]),
+            **uid_env(),
+        }
+    )
+    return env
+
+
+def _ray_start(args: list[str], env: dict[str, str], temp_dir: Path, log: Path) -> None:
+    with log.open("ab") as out:
+        done = subprocess.run(
+            [str(RAY), "start", f"--temp-dir={temp_dir}", "--disable-usage-stats", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=START_TIMEOUT_S,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"ray start failed ({done.returncode}): {log.read_text()[-3000:]}")
+
+
+def start_cluster(temp_dir: Path, worker_data_dir: Path) -> RayCluster:
+    """Head, then the slotted worker; on a failure whatever started is stopped again."""
+    head_env = {**node_env(temp_dir / "head-data"), **HEALTH_ENV}
+    worker_env = node_env(worker_data_dir)
+    cluster = RayCluster(temp_dir, worker_data_dir, worker_env)
+    log = temp_dir / "ray-start.log"
+    try:
+        _ray_start(
+            [
+                "--head",
+                f"--node-ip-address={HEAD_IP}",
+                f"--port={GCS_PORT}",
+                "--num-cpus=0",
+                "--resources=" + json.dumps({"browser_slots": 0}),
+                "--include-dashboard=false",
+            ],
+            head_env,
+            temp_dir,
+            log,
+        )
+        _ray_start(
+            [
+                f"--address={ADDRESS}",
+                f"--node-ip-address={WORKER_IP}",
+                "--resources=" + json.dumps({"browser_slots": WORKER_SLOTS}),
+            ],
+            worker_env,
+            temp_dir,
+            log,
+        )
+    except BaseException:
+        stop_cluster(cluster)
+        raise
+    return cluster
+
+
+def cluster_processes(temp_dir: Path) -> list[psutil.Process]:
+    """Every process of the cluster: those naming its temp dir, and all their descendants
+    (workers, whose command line Ray rewrites, and the browsers they started)."""
+    found: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(str(temp_dir) in part for part in proc.info["cmdline"] or []):
+                found[proc.pid] = proc
+                for child in proc.children(recursive=True):
+                    found[child.pid] = child
+    found.pop(os.getpid(), None)  # the driver names the session dir too
+    return list(found.values())
+
+
+def stop_cluster(cluster: RayCluster) -> None:
+    """SIGKILL every process of the cluster by pid and wait until none is left."""
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while procs := _alive(cluster_processes(cluster.temp_dir)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Ray processes survived SIGKILL: {[p.pid for p in procs]}")
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGKILL)
+        time.sleep(0.1)
+
+
+def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+    return alive
+
+
+@contextlib.contextmanager
+def running_cluster(temp_dir: Path, worker_data_dir: Path) -> Iterator[RayCluster]:
+    cluster = start_cluster(temp_dir, worker_data_dir)
+    try:
+        yield cluster
+    finally:
+        stop_cluster(cluster)
+
+
+def clean_node_leftovers(cluster: RayCluster) -> str:
+    """What the worker node's dead actors left of their sandboxes (mounts, cgroups), removed
+    as `browserfleet leftovers --clean` on that node would; its report."""
+    done = subprocess.run(
+        [sys.executable, "-m", "browserfleet.cli.main", "leftovers", "--clean"],
+        env=cluster.worker_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(suite_resources: Any) -> Iterator[RayCluster]:
+    """The cluster, with this process connected to it as the driver (on the head's address,
+    as an API process would be); stopped at the end of the run, whatever happened."""
+    import ray
+
+    temp_dir: Path = suite_resources.new_data_dir()
+    worker_data_dir: Path = suite_resources.new_data_dir()
+    with running_cluster(temp_dir, worker_data_dir) as cluster:
+        ray.init(
+            address=ADDRESS,
+            _node_ip_address=HEAD_IP,
+            namespace=NAMESPACE,
+            log_to_driver=False,
+        )
+        try:
+            yield cluster
+        finally:
+            ray.shutdown()
