@@ -39,8 +39,17 @@ class RayBrowserHandle:
     """Implements sessions.ports.BrowserHandle over a BrowserActor that has started its
     browser (cluster.launcher.RayLauncher makes them)."""
 
-    def __init__(self, actor: Any, launched: Launched, *, call_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        actor: Any,
+        launched: Launched,
+        *,
+        call_timeout_s: float = 30.0,
+        kill: Callable[[Any], None] = ray.kill,
+    ) -> None:
+        """`kill` is ray.kill; tests pass a fake (with a fake actor)."""
         self._actor = actor
+        self._kill = kill
         self._launched = launched
         self._devtools = RemoteDialer(
             launched.forward_host,
@@ -158,7 +167,7 @@ class RayBrowserHandle:
         except (RayActorError, RayTaskError, TimeoutError) as error:
             log.warning("%r not closed by its actor: %r", self, error)
         finally:
-            ray.kill(self._actor)  # its slot back at once; a lost actor is killed again, fine
+            self._kill(self._actor)  # its slot back at once; a lost actor is killed again, fine
 
     async def _launch_step(self, what: str, submit: Callable[[], Awaitable[None]]) -> None:
         try:

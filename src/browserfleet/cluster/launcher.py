@@ -19,6 +19,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
+from browserfleet import __version__
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.cluster import ray_api
 from browserfleet.cluster.actor import RemoteBrowserActor
@@ -48,9 +49,15 @@ class RayLauncher:
         limits: PlacementLimits | None = None,
         *,
         free_slots: Callable[[], Awaitable[int]] = _free_slots,
+        create: Callable[[], Any] = RemoteBrowserActor.remote,
+        kill: Callable[[Any], None] = ray.kill,
     ) -> None:
+        """`free_slots`, `create` and `kill` are Ray's (the cluster's free slots, a new
+        BrowserActor, ray.kill); tests pass fakes."""
         self._limits = limits or PlacementLimits()
         self._free_slots = free_slots
+        self._create = create
+        self._kill = kill
 
     async def launch(
         self, spec: LaunchSpec, workdir: Path, *, seed: Callable[[Path], None] | None = None
@@ -62,13 +69,15 @@ class RayLauncher:
             raise BrowserLaunchFailed("stored profiles cannot be loaded on cluster nodes yet")
         if await self._free_slots() < 1:
             raise HostAtCapacity("no browser slot is free on any node")
-        actor: Any = RemoteBrowserActor.remote()
+        actor = self._create()
         try:
             launched = await self._start(actor, spec, workdir.name)
         except BaseException:
-            ray.kill(actor)  # a pending creation is cancelled; a started browser dies with it
+            self._kill(actor)  # a pending creation is cancelled; a started browser dies with it
             raise
-        return RayBrowserHandle(actor, launched, call_timeout_s=self._limits.call_timeout_s)
+        return RayBrowserHandle(
+            actor, launched, call_timeout_s=self._limits.call_timeout_s, kill=self._kill
+        )
 
     async def _start(self, actor: Any, spec: LaunchSpec, name: str) -> Launched:
         limits = self._limits
@@ -79,6 +88,11 @@ class RayLauncher:
                 raise HostAtCapacity(
                     f"no browser slot became free within {limits.placement_timeout_s:g} s"
                 ) from None
+            if node.version != __version__:
+                # Nodes run the same wheel as the API process; another is a botched rollout.
+                raise BrowserLaunchFailed(
+                    f"node {node.ip} runs browserfleet {node.version}, not {__version__}"
+                )
             log.info("browser actor placed on node %s (%s)", node.node_id, node.ip)
             launched: Launched = await asyncio.wait_for(
                 actor.start.remote(spec, name), limits.start_timeout_s
