@@ -85,7 +85,7 @@ class RayBrowserHandle:
 
     @property
     def lost(self) -> bool:
-        """Whether the actor was found lost (its browser died with it)."""
+        """Whether the actor was found lost, not closed (its browser died with it)."""
         return self._lost
 
     async def reshape(self, width: int, height: int) -> None:
@@ -121,8 +121,9 @@ class RayBrowserHandle:
             except ActorUnavailableError:
                 await asyncio.sleep(UNAVAILABLE_RETRY_S)
             except RayActorError as error:
-                self._lost = True
-                log.warning("the actor of %r is lost: %s", self, error)
+                if not self._closed:  # else it is gone because we closed it
+                    self._lost = True
+                    log.warning("the actor of %r is lost: %s", self, error)
                 return LOST_EXIT_CODE
 
     async def call(self, method: str, params: JsonObject | None = None) -> JsonObject:

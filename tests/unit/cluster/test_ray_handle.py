@@ -208,6 +208,9 @@ async def test_close_closes_the_browser_then_kills_its_actor() -> None:
     await handle.close()
     await handle.close()
     assert (len(actor.close.calls), kills.killed) == (1, [actor])
+    actor.wait_closed = Method(_lost)  # killed
+    assert await handle.wait_closed() == LOST_EXIT_CODE
+    assert not handle.lost  # closed, not lost
 
 
 # --- the launcher -----------------------------------------------------------------------------
