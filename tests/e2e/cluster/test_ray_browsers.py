@@ -196,6 +196,7 @@ async def test_close_leaves_nothing_of_the_browser(launcher: RayLauncher) -> Non
         assert uid_processes({uid})
     await until(lambda: not find_residue({uid}), timeout=10, what=f"no residue of uid {uid}")
     assert await handle.wait_closed() == LOST_EXIT_CODE  # its actor is gone with it
+    assert not handle.lost  # closed, not lost
     await handle.close()  # again: nothing to do
     await all_slots_free()
     assert not [a for a, s in ray_api.actor_states().items() if s != "DEAD"]
