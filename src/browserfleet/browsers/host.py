@@ -124,8 +124,7 @@ class HostEnclosure:
             stderr=log_fd,
             env=env,
             cwd=self._workdir,
-            start_new_session=True,  # its own process group, killed as one
-            preexec_fn=self._die,
+            preexec_fn=self._die,  # its own process group, killed as one
         )
         return self._proc
 
@@ -189,11 +188,15 @@ def remove_workdir(workdir: Path) -> None:
 
 
 def parent_death_signal() -> Callable[[], None]:
-    """A preexec_fn that has the kernel SIGKILL the child when our (forking) thread dies."""
+    """A preexec_fn that puts the child in a process group of its own (in our session: never
+    setsid, which would leave it outside whatever ends our session) and has the kernel SIGKILL
+    it when our (forking) thread dies. setpgid here, not process_group=0: uvloop, the loop of
+    Ray's async actors, refuses that argument."""
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     parent = os.getpid()
 
     def preexec() -> None:
+        os.setpgid(0, 0)
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # we died before prctl took effect
             os.kill(os.getpid(), signal.SIGKILL)

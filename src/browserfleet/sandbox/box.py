@@ -137,7 +137,6 @@ class Sandbox:
                 env={},
                 cwd="/",
                 pass_fds=[fd for fd in passed if fd not in procs and fd != gate_r],
-                start_new_session=True,  # its own process group
                 preexec_fn=_become(procs, self.uid, self._runner.config.nice),
             )
         finally:
@@ -248,15 +247,17 @@ def memfd(name: str, content: bytes) -> int:
 
 
 def _become(procs: list[int], uid: int, nice: int) -> Callable[[], None]:
-    """preexec_fn of bubblewrap: join the sandbox's cgroup (while still root), yield the CPU to
-    the server by `nice` (every process of the sandbox inherits it, and an unprivileged uid
-    cannot take it back), become the sandbox's uid, and die with the server. PR_SET_PDEATHSIG
-    is cleared by a change of credentials, so it comes after setuid; the getppid check covers a
-    server that died before."""
+    """preexec_fn of bubblewrap: a process group of its own (in the server's session: never
+    setsid; and not process_group=0, which uvloop refuses), join the sandbox's cgroup (while
+    still root), yield the CPU to the server by `nice` (every process of the sandbox inherits
+    it, and an unprivileged uid cannot take it back), become the sandbox's uid, and die with the
+    server. PR_SET_PDEATHSIG is cleared by a change of credentials, so it comes after setuid;
+    the getppid check covers a server that died before."""
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     parent = os.getpid()
 
     def preexec() -> None:
+        os.setpgid(0, 0)
         for fd in procs:
             os.write(fd, b"0")  # "0": the writing process itself
         if nice:
