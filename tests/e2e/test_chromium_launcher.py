@@ -238,6 +238,16 @@ async def test_close_leaves_no_process_zombie_or_workdir(
     assert await browser.wait_closed() == -signal.SIGKILL
 
 
+async def test_a_browser_leads_a_process_group_of_its_own_in_the_servers_session(
+    launcher: LocalChromiumLauncher, root: Path
+) -> None:
+    """Killed as one group; never a session of its own, which would leave it outside whatever
+    ends the server's session."""
+    async with await launcher.launch(spec_for(HeadlessMode.SHELL), root / "grouped") as browser:
+        assert os.getpgid(browser.pid) == browser.pid != os.getpgrp()
+        assert os.getsid(browser.pid) == os.getsid(0)
+
+
 async def test_close_is_idempotent_and_safe_concurrently(
     launcher: LocalChromiumLauncher, root: Path
 ) -> None:

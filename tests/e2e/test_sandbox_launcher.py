@@ -168,6 +168,13 @@ async def test_every_process_runs_as_one_sandbox_uid_never_root_nor_ours(
             await asyncio.sleep(0.05)
 
 
+async def test_the_sandbox_leads_a_process_group_of_its_own_in_the_servers_session(
+    running: ChromiumProcess,
+) -> None:
+    assert os.getpgid(running.pid) == running.pid != os.getpgrp()  # bubblewrap leads it
+    assert os.getsid(running.pid) == os.getsid(0)
+
+
 def niceness(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[16])  # field 19 of proc(5); the list starts at field 3
