@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 import pytest
 import pytest_asyncio
+import uvloop
 from loopback import RESOLVER_RULES
 from pages import Page, PageServer
 
@@ -246,6 +247,23 @@ async def test_a_browser_leads_a_process_group_of_its_own_in_the_servers_session
     async with await launcher.launch(spec_for(HeadlessMode.SHELL), root / "grouped") as browser:
         assert os.getpgid(browser.pid) == browser.pid != os.getpgrp()
         assert os.getsid(browser.pid) == os.getsid(0)
+
+
+async def test_a_browser_starts_and_ends_on_uvloop_off_the_main_thread(root: Path) -> None:
+    """As in a Ray actor, whose methods run on uvloop in a thread of their own (uvloop refuses
+    some of asyncio's subprocess arguments, process_group among them)."""
+    workdir = root / "on-uvloop"
+
+    async def launch_and_close() -> tuple[int, int, int]:
+        launcher = LocalChromiumLauncher(CHROMIUM, HEADLESS_SHELL, launch_timeout_s=20.0)
+        async with await launcher.launch(spec_for(HeadlessMode.SHELL), workdir) as browser:
+            assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+            group = os.getpgid(browser.pid)
+        return browser.pid, group, await browser.wait_closed()
+
+    pid, group, code = await asyncio.to_thread(uvloop.run, launch_and_close())
+    assert (group, code) == (pid, -signal.SIGKILL)
+    assert_nothing_left(pid, workdir)
 
 
 async def test_close_is_idempotent_and_safe_concurrently(
