@@ -85,6 +85,30 @@ def _ray_start(args: list[str], env: dict[str, str], temp_dir: Path, log: Path) 
         raise RuntimeError(f"ray start failed ({done.returncode}): {log.read_text()[-3000:]}")
 
 
+def start_worker(cluster: RayCluster) -> None:
+    """The slotted worker node joins the cluster (again, after a test killed it)."""
+    _ray_start(
+        [
+            f"--address={ADDRESS}",
+            f"--node-ip-address={WORKER_IP}",
+            "--resources=" + json.dumps({"browser_slots": WORKER_SLOTS}),
+        ],
+        cluster.worker_env,
+        cluster.temp_dir,
+        cluster.temp_dir / "ray-start.log",
+    )
+
+
+def worker_raylet(cluster: RayCluster) -> psutil.Process | None:
+    """The raylet of the worker node, if it runs."""
+    for proc in cluster_processes(cluster.temp_dir):
+        with contextlib.suppress(psutil.Error):
+            cmdline = proc.cmdline()
+            if proc.name() == "raylet" and any(arg.endswith(f"={WORKER_IP}") for arg in cmdline):
+                return proc
+    return None
+
+
 def start_cluster(temp_dir: Path, worker_data_dir: Path) -> RayCluster:
     """Head, then the slotted worker; on a failure whatever started is stopped again."""
     head_env = {**node_env(temp_dir / "head-data"), **HEALTH_ENV}
@@ -105,16 +129,7 @@ def start_cluster(temp_dir: Path, worker_data_dir: Path) -> RayCluster:
             temp_dir,
             log,
         )
-        _ray_start(
-            [
-                f"--address={ADDRESS}",
-                f"--node-ip-address={WORKER_IP}",
-                "--resources=" + json.dumps({"browser_slots": WORKER_SLOTS}),
-            ],
-            worker_env,
-            temp_dir,
-            log,
-        )
+        start_worker(cluster)
     except BaseException:
         stop_cluster(cluster)
         raise

@@ -27,7 +27,14 @@ from loopback import RESOLVER_RULES
 from pages import PageServer
 from playwright.async_api import async_playwright
 from polling import until
-from ray_cluster import WORKER_IP, WORKER_SLOTS, RayCluster, clean_node_leftovers
+from ray_cluster import (
+    WORKER_IP,
+    WORKER_SLOTS,
+    RayCluster,
+    clean_node_leftovers,
+    start_worker,
+    worker_raylet,
+)
 from sandboxes import TEST_UIDS
 
 from browserfleet.api.routes.cdp import build_cdp_router
@@ -224,3 +231,29 @@ async def test_a_killed_actor_worker_takes_its_browser_along(
     report = clean_node_leftovers(ray_cluster)
     assert not find_residue({uid}), report
     (ray_cluster.worker_data_dir / "sessions" / "killed").rmdir()
+
+
+async def test_a_lost_node_takes_its_browsers_along_and_their_handles_know(
+    launcher: RayLauncher, ray_cluster: RayCluster
+) -> None:
+    """SIGKILL of the node's raylet: its workers exit, and their browsers with them; the GCS
+    finds the node dead within its health checks (about 3 s here) and every handle's
+    wait_closed returns. The node then joins again, as a restarted one would."""
+    raylet = worker_raylet(ray_cluster)
+    assert raylet is not None
+    async with launched(launcher, "node-a") as a, launched(launcher, "node-b") as b:
+        uids = {sandbox_uid(a), sandbox_uid(b)}
+        started = time.monotonic()
+        async with asyncio.timeout(15.0), asyncio.TaskGroup() as tasks:
+            closed = [tasks.create_task(h.wait_closed()) for h in (a, b)]
+            raylet.send_signal(signal.SIGKILL)
+        assert [c.result() for c in closed] == [LOST_EXIT_CODE] * 2
+        assert a.lost and b.lost
+        assert time.monotonic() - started < 10.0
+        await until(lambda: not uid_processes(uids), timeout=10, what=f"uids {uids} empty")
+    start_worker(ray_cluster)
+    await all_slots_free()
+    report = clean_node_leftovers(ray_cluster)
+    assert not find_residue(uids), report
+    for name in ("node-a", "node-b"):
+        (ray_cluster.worker_data_dir / "sessions" / name).rmdir()
