@@ -252,6 +252,8 @@ def _up_worker(cluster: ClusterSettings, address: str, node_ip: str, slots: int)
 
 def _refuse_taken(host: str, gcs_port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As a server binds: the connections a previous head left in TIME_WAIT do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, gcs_port))
         except OSError as error:

@@ -53,8 +53,11 @@ def read_nodes(address: str) -> list[NodeSlots]:
     try:
         table = state.node_table()  # type: ignore[no-untyped-call]
         free = state.available_resources_per_node()  # type: ignore[no-untyped-call]
-    except Exception as error:  # RaySystemError and auth errors: say which, keep going
-        raise ClusterUnreachable(f"the Ray head at {address} did not answer: {error}") from error
+    except Exception as error:  # RaySystemError, whatever the cause: Ray logs the cause
+        raise ClusterUnreachable(
+            f"the Ray head at {address} accepts connections but refused the query ({error}); "
+            "if it uses token authentication, check BROWSERFLEET_CLUSTER__AUTH_TOKEN"
+        ) from error
     finally:
         state.disconnect()  # type: ignore[no-untyped-call]
     nodes = [_node(entry, free) for entry in table]
