@@ -313,12 +313,13 @@ def _alive_count(nodes: list[NodeSlots]) -> int:
 
 
 def _down_machine() -> None:
-    """`ray stop --force`, then whatever Ray process it left (helpers of a killed raylet)."""
+    """`ray stop --force`, then any Ray process still running: a helper it does not match, or
+    one that raced it, must not outlive `down`."""
     if ray_available():
         run_ray(stop_command(_ray()), STOP_TIMEOUT_S)
     left = node_processes.find()
     _kill(left, "every Ray node of this machine")
-    _out(f"stopped every Ray node of this machine ({len(left)} process(es) `ray stop` left)")
+    _out(f"stopped every Ray node of this machine ({len(left)} process(es) left by `ray stop`)")
 
 
 def _down_scope(address: str | None, node_ip: str | None) -> None:

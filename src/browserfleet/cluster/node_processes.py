@@ -1,7 +1,8 @@
 """The Ray processes running on this machine, the cluster and node each belongs to, and ending
-them. `ray stop` knows only "every Ray process here", and misses python helpers (log monitor,
-autoscaler monitor, dashboard) that outlive a killed raylet; this finds those too, and can end
-one cluster's or one node's processes while another cluster runs on the same machine.
+them. `ray stop` knows only "every Ray process here"; this also tells Ray's python helpers (log
+monitor, autoscaler monitor, dashboard, which outlive a killed raylet) by their scripts, checks
+that none is left after `ray stop`, and can end one cluster's or one node's processes while
+another cluster runs on the same machine.
 """
 
 from __future__ import annotations
