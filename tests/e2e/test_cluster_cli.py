@@ -10,6 +10,7 @@ lines, not through the code under test.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from browserfleet.settings import ClusterSettings
 
 HEAD_IP, WORKER_IP, PORT = "127.0.0.5", "127.0.0.6", 6390
 ADDRESS = f"{HEAD_IP}:{PORT}"
+PRIVATE_PORT = PORT + 2  # the cluster of the private-PID-namespace test
 NOTHING_THERE = f"{HEAD_IP}:{PORT + 1}"
 CLI_TIMEOUT_S = 240.0  # `ray start` takes 3-6 s idle, 20 s and more on a loaded machine
 pytestmark = [pytest.mark.e2e]
@@ -253,3 +255,48 @@ def test_down_of_the_cluster_leaves_no_ray_process_of_it(cluster: dict[str, str]
     again = cli(cluster, "cluster", "down", "--address", ADDRESS)
     assert again.returncode == 0, again.stderr
     assert "runs on this machine" in again.stdout
+
+
+# A Ray process by its `ps -o args` (as CI's leak check tells them).
+RAY_ARGS = re.compile(
+    r"^\S*/(raylet|gcs_server) |^ray::|ray/(_private/log_monitor|autoscaler/_private/monitor"
+    r"|dashboard/dashboard|dashboard/agent|_private/runtime_env/agent/main"
+    r"|_private/workers/(default|setup)_worker)\.py"
+)
+
+
+def test_down_without_a_scope_stops_every_ray_process_even_helpers_of_a_killed_raylet(
+    env: dict[str, str],
+) -> None:
+    """`down` alone is `ray stop --force` for the whole machine, so it runs where it cannot
+    reach another cluster: in a PID namespace of its own, whose processes all die with it."""
+    address = f"{HEAD_IP}:{PRIVATE_PORT}"
+    script = f"""
+        bf() {{ {sys.executable} -m browserfleet.cli.main "$@"; }}
+        bf cluster up --head {HEAD_IP} --port {PRIVATE_PORT} >&2 || exit 10
+        bf cluster up --join {address} --node-ip {WORKER_IP} --slots 1 >&2 || exit 11
+        pkill -KILL -f -- '--node_ip_address={WORKER_IP}' || exit 12
+        echo BEFORE; ps -eo stat=,args=
+        echo DOWN; bf cluster down || exit 13
+        echo AFTER; ps -eo stat=,args=
+    """
+    done = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "bash", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3 * CLI_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    before, down, after = re.split(r"^(?:DOWN|AFTER)$", done.stdout, flags=re.MULTILINE)
+    # The killed raylet's log monitor outlived it.
+    assert re.search(rf"log_monitor\.py .*--node-ip-address={WORKER_IP}\b", before), before
+    assert "stopped every Ray node of this machine" in down, down
+    left = [line for line in after.splitlines() if _live_ray(line)]
+    assert left == [], after
+
+
+def _live_ray(line: str) -> bool:
+    stat, _, args = line.strip().partition(" ")
+    return not stat.startswith("Z") and RAY_ARGS.search(args.strip()) is not None
