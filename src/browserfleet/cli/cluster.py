@@ -7,9 +7,11 @@ Exit codes: 0 done (or already so), 1 failed (the message says why), 2 bad argum
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import ipaddress
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -278,7 +280,9 @@ def run_ray(command: RayCommand, timeout_s: float) -> None:
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+            # The whole session: a half-started node must not outlive its failed `up`.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             code = None
         output.seek(0)
