@@ -5,6 +5,7 @@ Built in main() or by tests, never at import time.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -271,6 +272,97 @@ class SandboxSettings(BaseModel):
     nice: int = Field(5, ge=0, le=19)
 
 
+class ClusterSettings(BaseModel):
+    """Browsers on the nodes of a Ray cluster (docs/cluster.md). Without an address, this host
+    runs every browser itself."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting fails loudly
+
+    # The head's GCS, "host:port" (e.g. "10.0.0.1:6379"). None: a single host, no Ray.
+    address: str | None = None
+    # This machine's address in the cluster (the Ray node the API process runs on).
+    node_ip: str | None = None
+    # How long a create waits for a browser actor to be placed and ready on a node.
+    placement_timeout_s: float = Field(20.0, gt=0)
+    # Warm browsers each API process keeps on each node with browser slots.
+    pool_per_node: int = Field(1, ge=0)
+    # Ports the DevTools forwarders beside the browsers listen on, "first-last".
+    forward_ports: str = "47000-47999"
+    # Token authentication between the nodes and the API processes (Ray's RAY_AUTH_TOKEN);
+    # every node and API process of a cluster needs the same one. None: no authentication.
+    auth_token: SecretStr | None = None
+    # The head's node health check: a node that misses failure_threshold checks in a row is
+    # dead (with these, ~12 s after its raylet stops answering).
+    health_check_period_ms: int = Field(2000, ge=100)
+    health_check_timeout_ms: int = Field(2000, ge=100)
+    health_check_failure_threshold: int = Field(3, ge=1)
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, address: str | None) -> str | None:
+        if address is None or not address.strip():
+            return None
+        host, port = split_host_port(address.strip())
+        return join_host_port(host, port)
+
+    @field_validator("node_ip")
+    @classmethod
+    def _ip(cls, node_ip: str | None) -> str | None:
+        if node_ip is None or not node_ip.strip():
+            return None
+        try:
+            return str(ipaddress.ip_address(node_ip.strip()))
+        except ValueError:
+            raise ValueError(f"{node_ip!r} is not an IP address") from None
+
+    @field_validator("forward_ports")
+    @classmethod
+    def _port_range(cls, ports: str) -> str:
+        first, last = parse_port_range(ports)
+        return f"{first}-{last}"
+
+    @field_validator("auth_token")
+    @classmethod
+    def _token(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is None or not token.get_secret_value().strip():
+            return None
+        return SecretStr(token.get_secret_value().strip())
+
+    def forward_port_range(self) -> range:
+        first, last = parse_port_range(self.forward_ports)
+        return range(first, last + 1)
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """("host", port) of "host:port" or "[v6]:port"; a ValueError naming the expected form."""
+    expected = f"{address!r} is not host:port (e.g. 10.0.0.1:6379)"
+    host, sep, port_text = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{expected}; write an IPv6 address as [addr]:port")
+    if not sep or not host or any(c.isspace() or c in "/[]@" for c in host):
+        raise ValueError(expected)
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"{expected}: the port must be 1-65535")
+    return host, int(port_text)
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_port_range(ports: str) -> tuple[int, int]:
+    """(first, last) of "first-last", both within 1024-65535, first <= last."""
+    first_text, sep, last_text = ports.strip().partition("-")
+    if not sep or not first_text.strip().isdigit() or not last_text.strip().isdigit():
+        raise ValueError(f"{ports!r} is not a port range first-last (e.g. 47000-47999)")
+    first, last = int(first_text), int(last_text)
+    if not 1024 <= first <= last <= 65535:
+        raise ValueError(f"{ports!r}: ports must be 1024-65535, the first not above the last")
+    return first, last
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BROWSERFLEET_", env_nested_delimiter="__", extra="ignore"
@@ -316,6 +408,7 @@ class Settings(BaseSettings):
     stealth: StealthSettings = Field(default_factory=StealthSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     @field_validator("database_url")
     @classmethod

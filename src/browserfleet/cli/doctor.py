@@ -1,6 +1,6 @@
 """`browserfleet doctor`: check what a server needs (Chromium, each layer of the browser sandbox,
-ffmpeg, data dir, blob storage, database, port, host capacity) and print one line per finding
-with what to fix. Never prints secrets.
+ffmpeg, data dir, blob storage, database, the Ray cluster if one is configured, port, host
+capacity) and print one line per finding with what to fix. Never prints secrets.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from browserfleet.browsers.host import HostEnclosures
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.browsers.process import ChromiumProcess, LocalChromiumLauncher
 from browserfleet.capacity import MIB, CapacityPolicy, HostProbe, admit, headroom
+from browserfleet.cli.doctor_cluster import check_cluster
 from browserfleet.cli.doctor_storage import check_storage
 from browserfleet.cli.findings import Finding, Status
 from browserfleet.errors import BrowserLaunchFailed, DatabaseUnavailable
@@ -69,6 +70,9 @@ async def diagnose(settings: Settings) -> list[Finding]:
     findings.append(check_data_dir(settings.data_dir))
     findings.append(await check_storage(settings))
     findings.append(await check_database(settings.effective_database_url()))
+    cluster = await check_cluster(settings.cluster)
+    if cluster is not None:
+        findings.append(cluster)
     findings.append(await check_port(settings.host, settings.port))
     findings.append(check_capacity(settings))
     return findings

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from browserfleet.cli import admin, doctor, leftovers, serve
+from browserfleet.cli import admin, cluster, doctor, leftovers, serve
 from browserfleet.errors import DomainError
 from browserfleet.settings import Isolation, Settings
 
@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     leftovers.add_arguments(p_leftovers)
     p_leftovers.set_defaults(run=leftovers.run)
 
+    cluster.add_commands(
+        commands.add_parser("cluster", help="Ray nodes that run browsers on several machines"),
+        _settings_args,
+    )
     admin.add_key_commands(commands.add_parser("keys", help="API keys"), _settings_args)
     admin.add_project_commands(commands.add_parser("projects", help="projects"), _settings_args)
     return parser
