@@ -810,13 +810,17 @@ class SessionService:
                 continue  # being stopped already: its own teardown ends the browser
             running = self._running.pop(session_id)
             self._gateway.revoke(self._secret.cdp_token(str(session_id)))
-            handle = running.handle
+            handle, where = running.handle, {"session_id": str(session_id)}
             try:
                 await handle.end_egress()
-                ended = running.session.ended_by(at)
-                self._fenced[session_id] = Fenced(ended, handle.egress_bytes)
-            finally:
+            except Exception:
+                log.exception("fencing: closing the egress failed", extra=where)
+            # Noted before the browser goes, whatever happens to it: the session is settled.
+            self._fenced[session_id] = Fenced(running.session.ended_by(at), handle.egress_bytes)
+            try:
                 await asyncio.shield(handle.close())
+            except Exception:
+                log.exception("fencing: closing the browser failed", extra=where)
             fenced += 1
         return fenced
 

@@ -948,3 +948,21 @@ async def test_shutdown_settles_the_fenced_sessions_as_the_sweep_would(world: Wo
         T0,
     )
     assert await _slots_in_use(world) == 0
+
+
+async def test_a_browser_that_fails_to_close_its_egress_is_still_fenced_and_settled(
+    world: World,
+) -> None:
+    first = await world.service.create(world.caller, SessionRequest())
+    second = await world.service.create(world.caller, SessionRequest())
+    broken = world.launcher.browsers[0]
+
+    async def fails() -> None:
+        raise OSError("the egress proxy is wedged")
+
+    broken.end_egress = fails  # type: ignore[method-assign]
+    assert await world.service.fence(T0) == 2  # the failure does not stop the others
+    assert [b.closed for b in world.launcher.browsers] == [1, 1]
+    assert world.service.fenced().keys() == {first.id, second.id}
+    seen = await world.service.get(world.caller, first.id)
+    assert (seen.status, seen.stop_reason) == (SessionStatus.STOPPED, StopReason.FENCED)
