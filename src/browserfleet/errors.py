@@ -53,6 +53,12 @@ class HostAtCapacity(DomainError):
     """This host cannot start another browser right now."""
 
 
+class NotOnCluster(DomainError):
+    """A feature whose files live beside the browser (profiles, recordings, downloads,
+    uploads), asked of a server whose browsers run on cluster nodes, where it is not
+    available yet. The message names the feature."""
+
+
 class BrowserLaunchFailed(DomainError):
     """Chromium did not start or its CDP endpoint never answered."""
 

@@ -16,7 +16,7 @@ from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.browsers.stealth import Region
 from browserfleet.cdp.client import JsonObject
 from browserfleet.cdp.dial import LoopbackDialer
-from browserfleet.errors import BrowserLaunchFailed, SessionNotFound
+from browserfleet.errors import BrowserLaunchFailed, HostAtCapacity, SessionNotFound
 from browserfleet.proxy import ByteMeter
 from browserfleet.sessions.ports import GatewayRoute
 
@@ -118,6 +118,9 @@ class FakeLauncher:
         self.gate: asyncio.Event | None = None  # when set, launches wait for it
         self.stray_calls: list[frozenset[int]] = []
         self.removed: list[Path] = []
+        # Set: a launcher that counts its own room, as a cluster's slots (HostAtCapacity
+        # when that many of its browsers are open).
+        self.slots: int | None = None
 
     async def launch(
         self, spec: LaunchSpec, workdir: Path, *, seed: Callable[[Path], None] | None = None
@@ -127,6 +130,8 @@ class FakeLauncher:
         if self.fail_next:
             self.fail_next = False
             raise BrowserLaunchFailed("fake launch failure")
+        if self.slots is not None and len(self.running) >= self.slots:
+            raise HostAtCapacity(f"all {self.slots} slots are taken")
         browser = FakeBrowser(spec, workdir)
         browser.seeded = seed is not None
         self.browsers.append(browser)

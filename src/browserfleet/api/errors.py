@@ -63,6 +63,7 @@ HTTP_ERRORS: dict[type[e.DomainError], HttpError] = {
         409, "The session is not active on this server (stopped, or served by another)"
     ),
     e.InvalidUpload: HttpError(400, "Invalid upload", detail_from_error=True),
+    e.NotOnCluster: HttpError(501, "Not available on a cluster", detail_from_error=True),
     e.ConcurrencyLimitReached: HttpError(429, CONCURRENCY_DETAIL, retry_after=True),
     e.HostAtCapacity: HttpError(
         503,

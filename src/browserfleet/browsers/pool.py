@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from browserfleet.browsers.launch_spec import LaunchSpec, pool_key
-from browserfleet.errors import BrowserLaunchFailed
+from browserfleet.errors import BrowserLaunchFailed, HostAtCapacity
 from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,16 @@ class WarmPool(Generic[B]):
         self._changed()
         return True
 
+    async def release_one(self) -> bool:
+        """Close one pooled browser and wait until it is gone (its room is free then, for a
+        launcher that counts room itself); True if there was one."""
+        if not self._ready:
+            return False
+        browser = self._ready.pop()
+        self._changed()
+        await browser.close()
+        return True
+
     def _changed(self) -> None:
         self._wake.set()
         self._on_change(len(self._ready), self._launching)
@@ -169,6 +179,10 @@ class WarmPool(Generic[B]):
             self.failures += 1
             self._on_launch(False)
             log.error("pool launch failed: %s", error)
+            return FAILURE_BACKOFF_S
+        except HostAtCapacity as error:
+            # A launcher that counts its own room (a cluster's slots) has none now.
+            log.info("pool launch deferred: %s", error)
             return FAILURE_BACKOFF_S
         finally:
             self._launching -= 1

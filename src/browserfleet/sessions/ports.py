@@ -257,6 +257,9 @@ class BrowserPool(Protocol):
     def give_back(self, browser: BrowserHandle) -> None:
         """Return a browser taken but never used (its session was refused)."""
 
+    async def release_one(self) -> bool:
+        """Close one ready browser and wait until it is gone; True if there was one."""
+
     def evict(self) -> bool:
         """Close one pooled browser to give its room to a session."""
 

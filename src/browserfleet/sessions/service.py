@@ -27,6 +27,7 @@ from browserfleet.errors import (
     BrowserLaunchFailed,
     DomainError,
     HostAtCapacity,
+    NotOnCluster,
     ProfileNotFound,
     SessionNotRunningHere,
     TimeoutLimitExceeded,
@@ -68,6 +69,11 @@ from browserfleet.sessions.ports import (
 from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
+# What a server whose browsers run on cluster nodes cannot do yet (docs/cluster.md).
+CLUSTER_PROFILES = "profiles are not available when browsers run on a cluster (yet)"
+CLUSTER_RECORDING = "recordings are not available when browsers run on a cluster (yet)"
+CLUSTER_UPLOADS = "uploads are not available when browsers run on a cluster (yet)"
+CLUSTER_DOWNLOADS = "downloads are not available when browsers run on a cluster (yet)"
 
 # How long a stop waits for another instance to tear down a browser it owns.
 _REMOTE_STOP_WAIT_S = 30.0
@@ -97,6 +103,9 @@ class RuntimeConfig:
     quit_grace_s: float = 5.0
     # At shutdown, the sessions' ends (steps, graceful closes, teardowns) get this long together.
     end_grace_s: float = 60.0
+    # The browsers run on cluster nodes: their files (profiles, recordings, downloads,
+    # uploads) are never on this host, and a session's directory is the node's path.
+    remote_browsers: bool = False
 
 
 @dataclass(slots=True)
@@ -219,6 +228,11 @@ class SessionService:
             raise TimeoutLimitExceeded(request.timeout_minutes)
         if self._closing:
             raise HostAtCapacity("this server is shutting down")
+        if self._config.remote_browsers:
+            if request.profile_id is not None:
+                raise NotOnCluster(CLUSTER_PROFILES)
+            if request.enable_recording:
+                raise NotOnCluster(CLUSTER_RECORDING)
         profile = await self._load_profile(principal, request)
         try:
             return await self._create(principal, request, profile)
@@ -460,11 +474,18 @@ class SessionService:
         else:
             self._log_cold_reason(session_id, spec, reservation.profile is not None)
         self._make_room()
+        seed = reservation.profile.seed if reservation.profile is not None else None
+        workdir = self._config.sessions_dir / str(session_id)
         try:
-            seed = reservation.profile.seed if reservation.profile is not None else None
-            handle = await self._launcher.launch(
-                spec, self._config.sessions_dir / str(session_id), seed=seed
-            )
+            try:
+                handle = await self._launcher.launch(spec, workdir, seed=seed)
+            except HostAtCapacity:
+                # A launcher that counts its own room (a cluster's slots) found none: a
+                # pooled browser's room is the sessions' first.
+                if self._pool is None or not await self._pool.release_one():
+                    raise
+                log.info("a pooled browser gave up its room", extra={"session_id": str(session_id)})
+                handle = await self._launcher.launch(spec, workdir, seed=seed)
         except BrowserLaunchFailed as error:
             self._metrics.launch_failed()
             log.error("launch failed: %s", error, extra={"session_id": str(session_id)})
@@ -555,10 +576,24 @@ class SessionService:
     async def upload_area(self, principal: Principal, session_id: SessionId) -> BrowserFiles:
         """Where files for this session's browser go: only while it is active, on this server."""
         session = await self._store.get(principal.project_id, session_id)
+        self.require_files_here(CLUSTER_UPLOADS)
         running = self._running.get(session_id)
         if session.status is not SessionStatus.ACTIVE or running is None:
             raise SessionNotRunningHere(str(session_id))
         return running.handle.files
+
+    def _local_dir(self, session: Session) -> Path | None:
+        """The session's directory, if it is on this host (never a cluster node's path, even
+        one that happens to exist here)."""
+        if not session.session_dir or self._config.remote_browsers:
+            return None
+        path = Path(session.session_dir)
+        return path if path.exists() else None
+
+    def require_files_here(self, feature: str) -> None:
+        """NotOnCluster(feature) when the sessions' files are on cluster nodes."""
+        if self._config.remote_browsers:
+            raise NotOnCluster(feature)
 
     # -- stop -----------------------------------------------------------------------------
     async def stop(
@@ -671,7 +706,7 @@ class SessionService:
             return
         if handle is not None:
             self._ending_browsers.add(session.id)
-        elif (workdir := _local_dir(session)) is not None:
+        elif (workdir := self._local_dir(session)) is not None:
             self._orphan_workdirs[session.id] = workdir
         task = self._ending.spawn(self._end(session, handle, answered), name=f"end-{session.id}")
         self._endings[session.id] = task
@@ -694,7 +729,7 @@ class SessionService:
         Without a browser of ours (an orphan of a dead server on this host), what is left of
         it is killed first, and its files are removed after the CLOSED steps. Given
         `answered`, all of it starts a moment after that is set (see ANSWER_SETTLE_S)."""
-        workdir = handle.workdir if handle is not None else _local_dir(session)
+        workdir = handle.workdir if handle is not None else self._local_dir(session)
         try:
             if answered is not None:
                 await _after_answer(answered)
@@ -915,14 +950,6 @@ class CountedCapacity:
 
     def pool_may_grow(self, running_browsers: int) -> bool:
         return running_browsers < self._max
-
-
-def _local_dir(session: Session) -> Path | None:
-    """The session's directory, if it exists on this host."""
-    if not session.session_dir:
-        return None
-    path = Path(session.session_dir)
-    return path if path.exists() else None
 
 
 def _screen(spec: LaunchSpec) -> tuple[int, int]:

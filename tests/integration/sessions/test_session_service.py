@@ -26,6 +26,7 @@ from browserfleet.errors import (
     ConcurrencyLimitReached,
     HostAtCapacity,
     InsufficientCredits,
+    NotOnCluster,
     ProfileNotFound,
     SessionNotFound,
     TimeoutLimitExceeded,
@@ -462,6 +463,85 @@ async def test_a_refused_session_returns_its_pristine_pooled_browser(world: Worl
         assert len(world.launcher.browsers) >= launched
     finally:
         await pool.aclose()
+
+
+async def test_a_launcher_out_of_room_gets_a_pooled_browsers_room(world: World) -> None:
+    """A launcher that counts its own room (a cluster's slots) refuses a cold launch while
+    the pool holds every slot: a pooled browser gives its room up, then the launch succeeds;
+    with no pooled browser left, the refusal stands; the pool refills once room is back."""
+    await world.projects.update_project("p", concurrent_limit=50)
+    world.launcher.slots = 2
+    service, pool = await _pooled_service(world, size=2)
+    try:
+        cold = SessionRequest(pdf_viewer=False)  # a spec the pool does not serve
+        first = await service.create(world.caller, cold)
+        assert (first.status, pool.ready) == (SessionStatus.ACTIVE, 1)
+        second = await service.create(world.caller, cold)
+        assert (second.status, pool.total) == (SessionStatus.ACTIVE, 0)
+        pooled = [b for b in world.launcher.browsers if b.spec.pdf_viewer]
+        assert len(pooled) == 2 and all(b.closed for b in pooled)
+        with pytest.raises(HostAtCapacity):
+            await service.create(world.caller, cold)
+        assert await _slots_in_use(world) == 2
+        await service.stop(world.caller, first.id)
+        async with asyncio.timeout(10):  # the refill was deferred, not given up
+            while pool.ready < 1:
+                await asyncio.sleep(0.01)
+    finally:
+        await pool.aclose()
+
+
+async def test_remote_browsers_refuse_what_needs_their_files(world: World) -> None:
+    """Browsers on cluster nodes: profiles and recordings refused before anything is
+    reserved, uploads and downloads refused, and a dead server's session directory (a node's
+    path, even one that exists here) is never read or removed by this host."""
+    remote = replace(world.config, remote_browsers=True)
+    service = SessionService(
+        world.store, world.launcher, world.gateway, remote, world.clock, secret=SECRET
+    )
+    world.service = service
+    for request in (SessionRequest(profile_id="p"), SessionRequest(enable_recording=True)):
+        with pytest.raises(NotOnCluster, match="cluster"):
+            await service.create(world.caller, request)
+    assert await _slots_in_use(world) == 0 and world.launcher.browsers == []
+    session = await service.create(world.caller, SessionRequest())
+    with pytest.raises(NotOnCluster, match="uploads"):
+        await service.upload_area(world.caller, session.id)
+    with pytest.raises(NotOnCluster, match="downloads"):
+        service.require_files_here(service_module.CLUSTER_DOWNLOADS)
+
+    # Its server dies; a successor on this host settles it without touching its directory
+    # (here a path on this host too, as on a one-machine cluster).
+    node_dir = world.config.sessions_dir.parent / "node" / "sessions" / str(session.id)
+    node_dir.mkdir(parents=True)
+    (node_dir / "state").write_text("the node's")
+    async with world.store.engine.begin() as conn:
+        await conn.execute(
+            sa_update(sessions_table)
+            .where(sessions_table.c.id == session.id)
+            .values(session_dir=str(node_dir))
+        )
+    await world.store.heartbeat(InstanceId("first"), "elsewhere", 1, T0 + timedelta(minutes=1))
+    world.clock.advance(minutes=30)
+    successor = SessionService(
+        world.store,
+        world.launcher,
+        world.gateway,
+        replace(remote, instance=InstanceId("second")),
+        world.clock,
+        secret=SECRET,
+    )
+    reaper = world.reaper(successor)
+    await reaper.start()
+    try:
+        settled = await world.store.get(world.caller.project_id, session.id)
+        assert (settled.status, settled.stop_reason) == (SessionStatus.STOPPED, StopReason.ORPHANED)
+        await successor.shutdown()  # its ends are done
+        assert (node_dir / "state").read_text() == "the node's"
+        assert world.launcher.removed == []
+    finally:
+        await reaper.stop_loops()
+        await successor.shutdown()
 
 
 # ---- crash safety: no row stays in an intermediate state ----------------------------------

@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect
 
 from browserfleet.api.deps import Caller, Services
 from browserfleet.api.multipart import MAX_FILES, save_files
-from browserfleet.api.schemas.browsers import ErrorBody, ResponseModel
+from browserfleet.api.schemas.browsers import NOT_ON_CLUSTER, ErrorBody, ResponseModel
 from browserfleet.errors import InvalidUpload
 from browserfleet.ids import SessionId
 
@@ -60,6 +60,7 @@ class UploadedFilesView(ResponseModel):
         404: {"description": "Session not found", "model": ErrorBody},
         409: {"description": "The session is not active on this server", "model": ErrorBody},
         413: {"description": "The body is larger than the upload cap", "model": ErrorBody},
+        501: NOT_ON_CLUSTER,
     },
     openapi_extra=_MULTIPART_BODY,
     summary="Upload Files For A Browser Session",

@@ -272,6 +272,12 @@ class ErrorBody(BaseModel):
     detail: str | list[dict[str, Any]] | dict[str, Any]
 
 
+NOT_ON_CLUSTER: dict[str, object] = {
+    "description": "Not available on this server (yet): its browsers run on cluster nodes",
+    "model": ErrorBody,
+}
+
+
 # What an operation that reads a JSON body may answer when the body is not JSON text at all.
 UNREADABLE_BODY: dict[int | str, dict[str, Any]] = {
     400: {
