@@ -64,10 +64,12 @@ class BrowserActor:
             raise ValueError(f"not a workdir name: {name!r}")
         self._starting = True
         host = ray_api.node_ip()
-        self._node = node = await node_launcher(Settings())
+        settings = Settings()
+        self._node = node = await node_launcher(settings)
         self._browser = browser = await node.launcher.launch(spec, node.sessions_dir / name)
         try:
-            self._forwarder = DevtoolsForwarder(browser.devtools, host)
+            ports = settings.cluster.forward_port_range()
+            self._forwarder = DevtoolsForwarder(browser.devtools, host, ports)
             await self._forwarder.start()
         except BaseException:
             await self.close()

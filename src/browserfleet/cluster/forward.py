@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import math
+import secrets
 import socket
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -67,10 +69,12 @@ class DevtoolsForwarder:
         self,
         browser: DevtoolsDialer,
         host: str,
-        port: int = 0,
+        port: int | range = 0,
         *,
         limits: ForwarderLimits | None = None,
     ) -> None:
+        """`port`: 0 for any free port, or the range the operator opened for forwarders
+        (the first free one from a random start is taken)."""
         if not zerocopy.AVAILABLE:
             raise RuntimeError("the DevTools forwarder needs splice(2) (Linux)")
         self._browser = browser
@@ -106,11 +110,30 @@ class DevtoolsForwarder:
         )
 
     async def start(self) -> int:
-        """Listen on host:port (0: any free port); return the port."""
-        self._server = await asyncio.start_server(
-            self._accept, self._host, self._requested_port, reuse_address=True
+        """Listen on host:port; return the port. OSError when every port of the range is
+        taken."""
+        requested = self._requested_port
+        if isinstance(requested, int):
+            self._server = await self._listen(requested)
+            return self.port
+        start = secrets.randbelow(len(requested)) if len(requested) else 0
+        for i in range(len(requested)):
+            port = requested[(start + i) % len(requested)]
+            try:
+                self._server = await self._listen(port)
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            return self.port
+        raise OSError(
+            errno.EADDRINUSE, f"no free forwarder port in {requested.start}-{requested.stop - 1}"
         )
-        return self.port
+
+    async def _listen(self, port: int) -> asyncio.Server:
+        # SO_REUSEADDR passes a closed forwarder's TIME_WAIT; Linux never lets two listeners
+        # share a port with it (that would take SO_REUSEPORT).
+        return await asyncio.start_server(self._accept, self._host, port, reuse_address=True)
 
     async def aclose(self) -> None:
         """Stop listening, end every connection and return once none of its tasks is left."""

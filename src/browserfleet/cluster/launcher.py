@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,18 @@ class PlacementLimits:
     call_timeout_s: float = 30.0  # any later call of the handle
 
 
+# After a browser of ours gave its slot back, the GCS may count the slot taken a moment
+# longer: a launch then waits for its placement instead of being refused at once.
+RELEASE_GRACE_S = 5.0
+
+
 async def _free_slots() -> int:
     return await asyncio.to_thread(ray_api.free_slots)
+
+
+def _spread_actor() -> Any:
+    """A new BrowserActor, placed on the slotted node with the fewest of them (SPREAD)."""
+    return RemoteBrowserActor.options(scheduling_strategy="SPREAD").remote()
 
 
 class RayLauncher:
@@ -49,15 +60,26 @@ class RayLauncher:
         limits: PlacementLimits | None = None,
         *,
         free_slots: Callable[[], Awaitable[int]] = _free_slots,
-        create: Callable[[], Any] = RemoteBrowserActor.remote,
+        create: Callable[[], Any] = _spread_actor,
         kill: Callable[[Any], None] = ray.kill,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`free_slots`, `create` and `kill` are Ray's (the cluster's free slots, a new
         BrowserActor, ray.kill); tests pass fakes."""
         self._limits = limits or PlacementLimits()
         self._free_slots = free_slots
         self._create = create
-        self._kill = kill
+        self._ray_kill = kill
+        self._clock = clock
+        self._released_at = -RELEASE_GRACE_S
+
+    def _kill(self, actor: Any) -> None:
+        self._released_at = self._clock()
+        self._ray_kill(actor)
+
+    def _releasing(self) -> bool:
+        """Whether a slot of ours was given back moments ago (the GCS may lag behind)."""
+        return self._clock() - self._released_at < RELEASE_GRACE_S
 
     async def launch(
         self, spec: LaunchSpec, workdir: Path, *, seed: Callable[[Path], None] | None = None
@@ -67,7 +89,7 @@ class RayLauncher:
         if seed is not None:
             # A closure cannot be shipped to a node; stored profiles come with node-side files.
             raise BrowserLaunchFailed("stored profiles cannot be loaded on cluster nodes yet")
-        if await self._free_slots() < 1:
+        if await self._free_slots() < 1 and not self._releasing():
             raise HostAtCapacity("no browser slot is free on any node")
         actor = self._create()
         try:

@@ -16,7 +16,7 @@ from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.cdp.client import CdpError
 from browserfleet.cluster.handle import LOST_EXIT_CODE, RayBrowserHandle
-from browserfleet.cluster.launcher import PlacementLimits, RayLauncher
+from browserfleet.cluster.launcher import RELEASE_GRACE_S, PlacementLimits, RayLauncher
 from browserfleet.cluster.wire import Launched, NodeInfo
 from browserfleet.errors import BrowserLaunchFailed, HostAtCapacity
 
@@ -286,3 +286,29 @@ async def test_a_profile_seed_cannot_be_shipped_to_a_node() -> None:
     with pytest.raises(BrowserLaunchFailed, match="stored profiles"):
         await launcher_of(actor, kills).launch(SPEC, WORKDIR, seed=lambda _path: None)
     assert actor.ready.calls == []
+
+
+async def test_right_after_a_slot_is_given_back_a_launch_waits_for_its_placement() -> None:
+    """The GCS may count a slot just released as taken a moment longer: the launch is placed
+    once it is free, not refused; past the grace, no free slot is a refusal again."""
+    now = [100.0]
+    first, second, third = FakeActor(), FakeActor(), FakeActor()
+    actors, kills = iter([first, second, third]), Kills()
+    free = [1]  # the GCS counts one free slot, once
+
+    async def counted() -> int:
+        return free.pop() if free else 0
+
+    launcher = RayLauncher(
+        free_slots=counted, create=lambda: next(actors), kill=kills, clock=lambda: now[0]
+    )
+    used = await launcher.launch(SPEC, WORKDIR)
+    await used.close()  # its slot is given back, but not yet counted free
+    assert kills.killed == [first]
+    now[0] += RELEASE_GRACE_S / 2
+    placed = await launcher.launch(SPEC, WORKDIR)
+    assert placed.pid == LAUNCHED.pid and second.start.calls == [(SPEC, "s-1")]
+    now[0] += RELEASE_GRACE_S
+    with pytest.raises(HostAtCapacity):
+        await launcher.launch(SPEC, WORKDIR)
+    assert third.ready.calls == [] and kills.killed == [first]
