@@ -72,6 +72,8 @@ from browserfleet.store.sessions import SqlSessionStore
 
 log = logging.getLogger(__name__)
 INITIAL_KEY_FILE = "initial-api-key"
+# Ray counts a cluster's room for browsers: the service itself never refuses one for room.
+CLUSTER_MAX_BROWSERS = 1_000_000
 # Readiness probes must answer while the database is locked: a probe that waits out the
 # busy timeout would make the load balancer's check time out instead of failing.
 READINESS_TIMEOUT_S = 2.0
@@ -82,11 +84,28 @@ NO_ISOLATION_WARNING = (
 )
 
 
-class RuntimeLauncher(BrowserLauncher, PoolLauncher[BrowserHandle], Protocol):
-    """What the runtime needs of a launcher: sessions' launches, the pool's, and the egress
-    traffic of every browser it started (for the metrics)."""
+class BrowsersLauncher(BrowserLauncher, PoolLauncher[BrowserHandle], Protocol):
+    """What the runtime needs of any launcher: sessions' launches and the pool's."""
+
+
+class RuntimeLauncher(BrowsersLauncher, Protocol):
+    """A launcher of browsers on this host, which also counts the egress traffic of every
+    browser it started (for the metrics)."""
 
     def totals(self) -> EgressTraffic: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Browsers:
+    """Where a runtime's browsers come from: this host (the default) or a cluster's nodes."""
+
+    launcher: BrowsersLauncher
+    capacity: HostCapacity
+    pool_size: int
+    max_browsers: int  # browsers of this server the service may hold at once (pool included)
+    # The browsers run elsewhere: their files, egress and room are not this host's.
+    remote: bool = False
+    egress: Callable[[], EgressTraffic] | None = None  # None: counted where they run
 
 
 class Gateway(CdpGateway, Protocol):
@@ -210,7 +229,9 @@ async def ensure_initial_key(settings: Settings, projects: SqlProjectStore) -> s
     return minted.secret
 
 
-async def readiness_problems(settings: Settings, reaper: Reaper) -> list[str]:
+async def readiness_problems(
+    settings: Settings, reaper: Reaper, remote_browsers: bool = False
+) -> list[str]:
     """What keeps this server from serving sessions: a database it cannot reach or write
     (this instance's heartbeat is the write), a data directory it cannot write, no browser."""
     problems: list[str] = []
@@ -227,6 +248,8 @@ async def readiness_problems(settings: Settings, reaper: Reaper) -> list[str]:
         await asyncio.to_thread(_probe_write, settings.data_dir)
     except OSError as error:
         problems.append(f"data directory not writable: {error.strerror or error}")
+    if remote_browsers:
+        return problems  # the nodes run the browsers
     binary = (
         settings.browser.headless_shell_path
         if settings.browser.mode is BrowserMode.HEADLESS_SHELL
@@ -304,26 +327,24 @@ def _route_regions(settings: Settings) -> RouteRegions:
 
 
 def _watch_runtime(
-    metrics: Metrics,
-    gateway: Gateway,
-    launcher: RuntimeLauncher,
-    service: SessionService,
-    max_browsers: int,
+    metrics: Metrics, gateway: Gateway, browsers: Browsers, service: SessionService
 ) -> None:
     """Values read at scrape time: CDP and egress traffic, host capacity in use."""
+    metrics.watch_cdp(gateway.totals)
+    if browsers.egress is None or browsers.remote:
+        return  # the browsers, their egress and their room are the nodes'
     probe = HostProbe()
 
     def capacity_in_use() -> CapacityInUse:
         snapshot = probe.snapshot()
         return CapacityInUse(
             browsers_running=service.local_browser_count(),
-            browsers_max=max_browsers,
+            browsers_max=browsers.max_browsers,
             memory_available_bytes=snapshot.memory_available_bytes,
             load_per_cpu=snapshot.load_per_cpu,
         )
 
-    metrics.watch_cdp(gateway.totals)
-    metrics.watch_egress(launcher.totals)
+    metrics.watch_egress(browsers.egress)
     metrics.watch_capacity(capacity_in_use)
 
 
@@ -437,14 +458,15 @@ def media_config(settings: Settings) -> MediaConfig:
     )
 
 
-def _runtime_config(settings: Settings) -> RuntimeConfig:
+def _runtime_config(settings: Settings, browsers: Browsers) -> RuntimeConfig:
     return RuntimeConfig(
         instance=InstanceId(f"{uuid.uuid4()}"),
         sessions_dir=settings.sessions_dir,
         mode=headless_mode(settings),
         extra_args=tuple(settings.browser.extra_args),
         default_concurrent_limit=settings.limits.default_concurrent_sessions,
-        host_max_browsers=settings.limits.host_max_browsers,
+        host_max_browsers=browsers.max_browsers,
+        remote_browsers=browsers.remote,
         stealth=settings.stealth.enabled,
         quit_grace_s=settings.profiles.close_grace_s,
     )
@@ -477,24 +499,80 @@ async def build_runtime(
         if key is not None:
             announce_initial_key(settings, key)
         settings.sessions_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if adapters.launcher is None and settings.cluster.address is not None:
+            async with (
+                _cluster_browsers(settings) as cluster,
+                _serving(settings, adapters, cluster, projects, store) as runtime,
+            ):
+                yield runtime
+            return
         launcher = adapters.launcher
         enclosures: Enclosures | None = None
         if launcher is None:
             enclosures = await asyncio.to_thread(build_enclosures, settings)
             launcher = real_launcher(settings, enclosures)
+        browsers = Browsers(
+            launcher,
+            adapters.capacity or real_capacity(settings),
+            pool_size=settings.browser.effective_pool_size(),
+            max_browsers=settings.limits.host_max_browsers,
+            egress=launcher.totals,
+        )
         try:
-            async with _serving(settings, adapters, launcher, projects, store) as runtime:
+            async with _serving(settings, adapters, browsers, projects, store) as runtime:
                 yield runtime
         finally:
             if isinstance(enclosures, SandboxRunner):
                 enclosures.close()  # its cgroup parents, once every browser is gone
 
 
+def cluster_problem(settings: Settings) -> str | None:
+    """Why this server cannot run its browsers on the configured cluster, if it cannot."""
+    if settings.cluster.address is None:
+        return None
+    if make_url(settings.effective_database_url()).get_backend_name() != "postgresql":
+        return (
+            "browsers on a cluster need a database every API process shares: "
+            "set BROWSERFLEET_DATABASE_URL to a postgresql+asyncpg:// URL"
+        )
+    return None
+
+
+@asynccontextmanager
+async def _cluster_browsers(settings: Settings) -> AsyncIterator[Browsers]:
+    """Browsers on the slotted nodes of the cluster this process has joined (cli/serve.py
+    joins it): Ray counts their room, each node runs and sandboxes its own."""
+    # Imported here: Ray is an optional extra, needed only with a cluster address.
+    from browserfleet.cluster.driver import ClusterCapacity, slotted_nodes
+    from browserfleet.cluster.launcher import PlacementLimits, RayLauncher
+
+    capacity = ClusterCapacity()
+    launcher = RayLauncher(
+        PlacementLimits(
+            placement_timeout_s=settings.cluster.placement_timeout_s,
+            start_timeout_s=settings.browser.launch_timeout_s + 5.0,
+        )
+    )
+    nodes = await asyncio.to_thread(slotted_nodes)
+    await capacity.start()
+    try:
+        yield Browsers(
+            launcher,
+            capacity,
+            # One pool over the cluster, spread over the nodes with slots at start.
+            pool_size=settings.cluster.pool_per_node * nodes,
+            max_browsers=CLUSTER_MAX_BROWSERS,
+            remote=True,
+        )
+    finally:
+        await capacity.aclose()
+
+
 @asynccontextmanager
 async def _serving(
     settings: Settings,
     adapters: Adapters,
-    launcher: RuntimeLauncher,
+    browsers: Browsers,
     projects: SqlProjectStore,
     store: SqlSessionStore,
 ) -> AsyncIterator[Runtime]:
@@ -502,8 +580,8 @@ async def _serving(
     everything but the stores and the launcher's enclosures."""
     clock = adapters.clock
     gateway: Gateway = adapters.gateway or CdpGatewayServer(limits=gateway_limits(settings))
-    capacity = adapters.capacity or real_capacity(settings)
-    config = _runtime_config(settings)
+    launcher = browsers.launcher
+    config = _runtime_config(settings, browsers)
     metrics = Metrics(project_ids=settings.metrics_project_ids)
     pool: WarmPool[BrowserHandle] = WarmPool(
         launcher,
@@ -514,7 +592,7 @@ async def _serving(
             stealth=config.stealth,
             extra_args=config.extra_args,
         ),
-        size=settings.browser.effective_pool_size(),
+        size=browsers.pool_size,
         root=settings.sessions_dir,
         has_room=lambda: service.pool_has_room(pool.total),
         on_change=lambda ready, launching: metrics.pool_changed(ready + launching, ready),
@@ -556,11 +634,15 @@ async def _serving(
         config,
         clock,
         pool,
-        capacity=capacity,
+        capacity=browsers.capacity,
         metrics=metrics,
         planner=planner,
         secret=secret,
-        end_steps=(
+        # Remote browsers' files are their nodes': no step may read them here (the service
+        # refuses profiles and recordings for them).
+        end_steps=()
+        if browsers.remote
+        else (
             saving.capture,
             FinishRecording(media),
             ReleaseMedia(media),
@@ -568,9 +650,9 @@ async def _serving(
             KeepDownloads(media),
         ),
         profiles=loads,
-        starts=media,
+        starts=None if browsers.remote else media,
     )
-    _watch_runtime(metrics, gateway, launcher, service, settings.limits.host_max_browsers)
+    _watch_runtime(metrics, gateway, browsers, service)
     reaper = Reaper(
         service,
         store,
@@ -597,7 +679,7 @@ async def _serving(
             accounts=AccountReader(projects, settings.limits.default_concurrent_sessions),
             gateway=gateway,
             projects=projects,
-            readiness=lambda: readiness_problems(settings, reaper),
+            readiness=lambda: readiness_problems(settings, reaper, browsers.remote),
             metrics=metrics,
             clock=clock,
             isolation=settings.sandbox.isolation,

@@ -101,12 +101,7 @@ def start_worker(cluster: RayCluster) -> None:
 
 def worker_raylet(cluster: RayCluster) -> psutil.Process | None:
     """The raylet of the worker node, if it runs."""
-    for proc in cluster_processes(cluster.temp_dir):
-        with contextlib.suppress(psutil.Error):
-            cmdline = proc.cmdline()
-            if proc.name() == "raylet" and any(arg.endswith(f"={WORKER_IP}") for arg in cmdline):
-                return proc
-    return None
+    return raylet_of(cluster.temp_dir, WORKER_IP)
 
 
 def start_cluster(temp_dir: Path, worker_data_dir: Path) -> RayCluster:
@@ -150,10 +145,73 @@ def cluster_processes(temp_dir: Path) -> list[psutil.Process]:
     return list(found.values())
 
 
+@dataclass(frozen=True, slots=True)
+class Nodes:
+    """A cluster of a slotless head and workers of one slot count each, for an API process
+    (not the test process) to drive."""
+
+    temp_dir: Path
+    address: str
+    head_ip: str
+    worker_dirs: dict[str, Path]  # worker ip -> its BROWSERFLEET_DATA_DIR
+
+
+def start_nodes(
+    temp_dir: Path, head_ip: str, port: int, workers: dict[str, tuple[int, Path]]
+) -> Nodes:
+    """Head, then each worker (ip -> (slots, data dir)); on a failure whatever started is
+    stopped again."""
+    address = f"{head_ip}:{port}"
+    log = temp_dir / "ray-start.log"
+    try:
+        _ray_start(
+            [
+                "--head",
+                f"--node-ip-address={head_ip}",
+                f"--port={port}",
+                "--num-cpus=0",
+                "--resources=" + json.dumps({"browser_slots": 0}),
+                "--include-dashboard=false",
+            ],
+            {**node_env(temp_dir / "head-data"), **HEALTH_ENV},
+            temp_dir,
+            log,
+        )
+        for ip, (slots, data_dir) in workers.items():
+            _ray_start(
+                [
+                    f"--address={address}",
+                    f"--node-ip-address={ip}",
+                    "--resources=" + json.dumps({"browser_slots": slots}),
+                ],
+                node_env(data_dir),
+                temp_dir,
+                log,
+            )
+    except BaseException:
+        stop_processes(temp_dir)
+        raise
+    return Nodes(temp_dir, address, head_ip, {ip: d for ip, (_, d) in workers.items()})
+
+
+def raylet_of(temp_dir: Path, ip: str) -> psutil.Process | None:
+    """The raylet of the node at `ip` of the cluster, if it runs."""
+    for proc in cluster_processes(temp_dir):
+        with contextlib.suppress(psutil.Error):
+            cmdline = proc.cmdline()
+            if proc.name() == "raylet" and any(arg.endswith(f"={ip}") for arg in cmdline):
+                return proc
+    return None
+
+
 def stop_cluster(cluster: RayCluster) -> None:
+    stop_processes(cluster.temp_dir)
+
+
+def stop_processes(temp_dir: Path) -> None:
     """SIGKILL every process of the cluster by pid and wait until none is left."""
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while procs := _alive(cluster_processes(cluster.temp_dir)):
+    while procs := _alive(cluster_processes(temp_dir)):
         if time.monotonic() > deadline:
             raise RuntimeError(f"Ray processes survived SIGKILL: {[p.pid for p in procs]}")
         for proc in procs:

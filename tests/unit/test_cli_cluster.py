@@ -4,12 +4,15 @@ table, without Ray."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
+from browserfleet.bootstrap import cluster_problem
 from browserfleet.cli.cluster import status_lines
-from browserfleet.cli.main import build_parser, main
+from browserfleet.cli.main import build_parser, main, settings_from
 from browserfleet.cluster.nodes import NodeSlots
+from browserfleet.settings import ClusterSettings
 
 
 def test_up_head_takes_an_ip_and_a_port() -> None:
@@ -110,3 +113,21 @@ def test_the_status_table_lists_each_node_with_its_free_and_total_slots() -> Non
         "10.0.0.7         alive  1/4               bb22",
         "10.0.0.8         dead   0/2               cc33",
     ]
+
+
+def test_serve_cluster_names_the_heads_address_and_needs_postgresql(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = build_parser().parse_args(
+        ["serve", "--cluster", "10.0.0.1:6390", "--data-dir", str(tmp_path)]
+    )
+    settings = settings_from(args)
+    assert settings.cluster.address == "10.0.0.1:6390"
+    assert "postgresql" in (cluster_problem(settings) or "")  # SQLite: refused, Ray untouched
+    assert main(["serve", "--cluster", "10.0.0.1:6390", "--data-dir", str(tmp_path)]) == 2
+    assert "BROWSERFLEET_DATABASE_URL" in capsys.readouterr().err
+    on_postgres = settings.model_copy(
+        update={"database_url": "postgresql+asyncpg://u@db.internal/browserfleet"}
+    )
+    assert cluster_problem(on_postgres) is None
+    assert cluster_problem(settings.model_copy(update={"cluster": ClusterSettings()})) is None

@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="sandbox (default): every browser in its own OS sandbox; none: no sandbox, for "
         "development on a machine without namespaces",
     )
+    p_serve.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run the browsers on the slotted nodes of the Ray cluster whose head is at "
+        "ADDRESS (host:port); needs PostgreSQL (docs/cluster.md)",
+    )
     p_serve.set_defaults(run=serve.run)
 
     p_migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
@@ -78,6 +84,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
             overrides[name] = value
     if getattr(args, "isolation", None) is not None:
         overrides["sandbox"] = {"isolation": args.isolation}
+    if getattr(args, "cluster", None) is not None:
+        overrides["cluster"] = {"address": args.cluster}
     return Settings(**overrides)
 
 

@@ -11,7 +11,7 @@ import uvicorn
 from browserfleet.api.http_protocol import HttpLimits, guarded_http
 from browserfleet.api.websocket_protocol import GatewayWebSocketProtocol
 from browserfleet.app import create_app
-from browserfleet.bootstrap import NO_ISOLATION_WARNING, sandbox_config
+from browserfleet.bootstrap import NO_ISOLATION_WARNING, cluster_problem, sandbox_config
 from browserfleet.logs import configure_logging
 from browserfleet.sandbox import preflight
 from browserfleet.settings import Isolation, Settings
@@ -34,6 +34,8 @@ def http_limits(settings: Settings) -> HttpLimits:
 
 def run(settings: Settings, _args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
+    if settings.cluster.address is not None:
+        return _serve_on_cluster(settings)
     if settings.sandbox.isolation is Isolation.NONE:
         sys.stderr.write(f"WARNING: {NO_ISOLATION_WARNING}\n")
     else:
@@ -43,6 +45,24 @@ def run(settings: Settings, _args: argparse.Namespace) -> int:
             sys.stderr.write("(browserfleet doctor shows every layer; --isolation none runs ")
             sys.stderr.write("without a sandbox, for development only)\n")
             return 2
+    return _serve(settings)
+
+
+def _serve_on_cluster(settings: Settings) -> int:
+    """The browsers run on the cluster's nodes (each checks its own sandbox): this process
+    joins the cluster as their driver and serves."""
+    problem = cluster_problem(settings)
+    if problem is not None:
+        sys.stderr.write(f"error: {problem}\n")
+        return 2
+    # Imported here: Ray is an optional extra, needed only with a cluster address.
+    from browserfleet.cluster.driver import connected
+
+    with connected(settings.cluster):
+        return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

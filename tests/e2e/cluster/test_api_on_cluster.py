@@ -1,0 +1,225 @@
+"""The API on a Ray cluster: a real `browserfleet serve --cluster` process (a driver of its
+own, on PostgreSQL) places every session's browser on a slotted node: a warm pool per node,
+sessions spread over the nodes, a clean 503 when every slot is taken, Playwright through the
+gateway to each, features whose files live beside the browser refused with 501, and a node lost
+with its raylet ends its sessions, billed, with their browsers gone.
+
+Its own cluster (not the shared one the test process drives): a head without slots on
+127.0.0.7, where the API process joins, and two workers of one slot each on .8 and .9, each
+with its own data dir, so a session's files show which node runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from api_checks import cost6, parse_time
+from fleet_server import Server, metric, start_server, wait_for
+from pages import PageServer
+from postgres_cluster import PostgresCluster
+from ray_cluster import Nodes, raylet_of, start_nodes, stop_processes
+
+from browserfleet.cluster.nodes import read_nodes
+from browserfleet.sandbox.reach import browser_pid, processes
+
+pytestmark = pytest.mark.e2e
+
+HEAD_IP = "127.0.0.7"
+GCS_PORT = 6382
+WORKERS = ("127.0.0.8", "127.0.0.9")
+ONE_MINUTE_COST = Decimal("0.000333")
+
+
+@pytest.fixture(scope="module")
+def nodes(suite_resources: Any) -> Iterator[Nodes]:
+    temp_dir: Path = suite_resources.new_data_dir()
+    workers = {ip: (1, suite_resources.new_data_dir()) for ip in WORKERS}
+    cluster = start_nodes(temp_dir, HEAD_IP, GCS_PORT, workers)
+    try:
+        yield cluster
+    finally:
+        stop_processes(temp_dir)
+
+
+@pytest.fixture(scope="module")
+def api(nodes: Nodes, postgres: PostgresCluster, suite_resources: Any) -> Iterator[Server]:
+    database = asyncio.run(postgres.create_database())
+    server = start_server(
+        suite_resources,
+        BROWSERFLEET_DATABASE_URL=postgres.url(database),
+        BROWSERFLEET_CLUSTER__ADDRESS=nodes.address,
+        BROWSERFLEET_CLUSTER__NODE_IP=nodes.head_ip,
+        BROWSERFLEET_CLUSTER__POOL_PER_NODE="1",
+        BROWSERFLEET_CLUSTER__PLACEMENT_TIMEOUT_S="20",
+        RAY_USAGE_STATS_ENABLED="0",
+    )
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def node_of(nodes: Nodes, session_id: str) -> str | None:
+    """The worker whose sessions dir holds this session's files."""
+    for ip, data_dir in nodes.worker_dirs.items():
+        if (data_dir / "sessions" / session_id).exists():
+            return ip
+    return None
+
+
+def sandbox_uid(nodes: Nodes, session_id: str) -> int:
+    """The sandbox uid of this session's browser: its workdir on its node is that uid's."""
+    for data_dir in nodes.worker_dirs.values():
+        with contextlib.suppress(FileNotFoundError):
+            return (data_dir / "sessions" / session_id).stat().st_uid
+    raise AssertionError(f"no workdir for session {session_id} on any node")
+
+
+def browser_runs(uid: int) -> bool:
+    """Whether a Chromium main process runs as this sandbox uid."""
+    return browser_pid(uid) is not None
+
+
+def uid_gone(uid: int) -> bool:
+    """Whether no process at all runs as this sandbox uid any more."""
+    return not processes(uid)
+
+
+def free_slots(nodes: Nodes) -> dict[str, int]:
+    return {n.ip: n.slots_free for n in read_nodes(nodes.address) if n.alive and n.slots_total}
+
+
+def wait_for_warm_pool(api: Server, nodes: Nodes) -> None:
+    """Until a warm browser is ready on each node, holding its one slot."""
+    wait_for(
+        lambda: metric(api, "browserfleet_pool_ready") == len(WORKERS),
+        90,
+        what="a ready pooled browser per node",
+    )
+    assert free_slots(nodes) == dict.fromkeys(WORKERS, 0)
+
+
+def create(server: Server) -> dict[str, Any]:
+    with server.http() as client:
+        resp = client.post("/browsers", json={"timeout": 5})
+    assert resp.status_code == 201, f"{resp.text}\n{server.log_tail(30)}"
+    return dict(resp.json())
+
+
+def stop(server: Server, session_id: str) -> None:
+    with server.http() as client:
+        assert client.patch(f"/browsers/{session_id}", json={"action": "stop"}).status_code == 200
+
+
+def read(server: Server, session_id: str) -> dict[str, Any]:
+    with server.http() as client:
+        return dict(client.get(f"/browsers/{session_id}").json())
+
+
+def test_sessions_take_warm_browsers_on_each_node_and_a_full_cluster_answers_503(
+    api: Server, nodes: Nodes, playwright: Any
+) -> None:
+    # One warm browser per node holds each node's one slot.
+    wait_for_warm_pool(api, nodes)
+    views = [create(api), create(api)]
+    placed = {node_of(nodes, v["id"]) for v in views}
+    assert placed == set(WORKERS), "one session on each node"
+
+    with PageServer() as pages:
+        for view in views:
+            browser = playwright.chromium.connect_over_cdp(view["cdpUrl"], timeout=20_000)
+            try:
+                page = browser.contexts[0].new_page()
+                page.goto(pages.url("/"))
+                assert page.inner_text("#greeting") == "Hello from loopback"
+            finally:
+                browser.close()
+
+    # Every slot is a session's: refused at once, nothing charged, nothing left pending.
+    with api.http() as client:
+        refused = client.post("/browsers", json={"timeout": 5})
+        assert refused.status_code == 503, refused.text
+        assert refused.headers.get("retry-after")
+        account = client.get("/billing/account").json()
+        assert account["activeSessionCount"] == 2
+    assert free_slots(nodes) == dict.fromkeys(WORKERS, 0)
+
+    # Files live beside the browser: not served from the API's host.
+    with api.http() as client:
+        for body in (
+            {"timeout": 5, "enableRecording": True},
+            {"timeout": 5, "profileId": str(uuid.uuid4())},
+        ):
+            answer = client.post("/browsers", json=body)
+            assert answer.status_code == 501, answer.text
+            assert "cluster" in answer.json()["detail"]
+        downloads = client.get(f"/browsers/{views[0]['id']}/downloads")
+        assert downloads.status_code == 501, downloads.text
+        upload = client.post(
+            f"/browsers/{views[0]['id']}/uploads", files={"file": ("a.txt", b"x", "text/plain")}
+        )
+        assert upload.status_code == 501, upload.text
+
+    # A stopped session's browser goes and its slot serves the next create.
+    first = views[0]
+    gone_from = node_of(nodes, first["id"])
+    uid = sandbox_uid(nodes, first["id"])
+    assert browser_runs(uid)
+    stop(api, first["id"])
+    wait_for(lambda: uid_gone(uid), 20, what="the browser to go")
+    wait_for(lambda: node_of(nodes, first["id"]) is None, 20, what="its files to go")
+    again = create(api)
+    assert node_of(nodes, again["id"]) == gone_from
+    for view in (views[1], again):
+        stop(api, view["id"])
+    wait_for(
+        lambda: all(read(api, v["id"])["status"] == "stopped" for v in (views[1], again)),
+        20,
+        what="both stopped",
+    )
+
+
+def test_a_node_lost_with_its_raylet_ends_its_sessions_billed_and_its_browsers_go(
+    api: Server, nodes: Nodes
+) -> None:
+    wait_for_warm_pool(api, nodes)
+    views = {node_of(nodes, v["id"]): v for v in (create(api), create(api))}
+    assert set(views) == set(WORKERS)
+    lost, kept = views[WORKERS[1]], views[WORKERS[0]]
+    lost_uid = sandbox_uid(nodes, lost["id"])
+    assert browser_runs(lost_uid)
+    raylet = raylet_of(nodes.temp_dir, WORKERS[1])
+    assert raylet is not None
+    killed_at = datetime.now(UTC)
+    raylet.send_signal(signal.SIGKILL)
+
+    settled = wait_for(
+        lambda: (v := read(api, lost["id"]))["status"] == "stopped" and v,
+        30,
+        what="the lost node's session to stop",
+    )
+    assert parse_time(settled["startedAt"]) <= parse_time(settled["finishedAt"])
+    assert parse_time(settled["finishedAt"]) >= killed_at
+    assert cost6(settled["browserCost"]) == ONE_MINUTE_COST
+    wait_for(lambda: uid_gone(lost_uid), 20, what="its browser to go")
+
+    # The other node's session runs on.
+    assert read(api, kept["id"])["status"] == "active"
+    assert httpx.get(f"{kept['cdpUrl']}/json/version", timeout=10).status_code == 200
+    stop(api, kept["id"])
+    with api.http() as client:
+        assert wait_for(
+            lambda: client.get("/billing/account").json()["activeSessionCount"] == 0,
+            20,
+            what="no session active",
+        )
