@@ -544,6 +544,7 @@ async def _cluster_browsers(settings: Settings) -> AsyncIterator[Browsers]:
     joins it): Ray counts their room, each node runs and sandboxes its own."""
     # Imported here: Ray is an optional extra, needed only with a cluster address.
     from browserfleet.cluster.driver import ClusterCapacity, slotted_nodes
+    from browserfleet.cluster.handle import Lease
     from browserfleet.cluster.launcher import PlacementLimits, RayLauncher
 
     capacity = ClusterCapacity()
@@ -551,6 +552,7 @@ async def _cluster_browsers(settings: Settings) -> AsyncIterator[Browsers]:
         PlacementLimits(
             placement_timeout_s=settings.cluster.placement_timeout_s,
             start_timeout_s=settings.browser.launch_timeout_s + 5.0,
+            lease=Lease(settings.cluster.lease_ttl_s, settings.cluster.lease_renew_s),
         )
     )
     nodes = await asyncio.to_thread(slotted_nodes)

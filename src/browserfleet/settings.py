@@ -286,6 +286,11 @@ class ClusterSettings(BaseModel):
     placement_timeout_s: float = Field(20.0, gt=0)
     # Warm browsers each API process keeps on each node with browser slots.
     pool_per_node: int = Field(1, ge=0)
+    # Each browser's lease: its API process renews it every LEASE_RENEW_S; a node whose lease
+    # is not renewed for LEASE_TTL_S (the API process gone, frozen or cut off from it) ends
+    # the browser, and the API process ends a session whose renewals fail that long.
+    lease_ttl_s: float = Field(6.0, gt=0)
+    lease_renew_s: float = Field(1.0, gt=0)
     # Ports the DevTools forwarders beside the browsers listen on, "first-last".
     forward_ports: str = "47000-47999"
     # Token authentication between the nodes and the API processes (Ray's RAY_AUTH_TOKEN);
@@ -327,6 +332,15 @@ class ClusterSettings(BaseModel):
         if token is None or not token.get_secret_value().strip():
             return None
         return SecretStr(token.get_secret_value().strip())
+
+    @model_validator(mode="after")
+    def _renewed_within_ttl(self) -> ClusterSettings:
+        if self.lease_renew_s * 2 > self.lease_ttl_s:
+            raise ValueError(
+                f"lease_renew_s ({self.lease_renew_s:g}) must be at most half of "
+                f"lease_ttl_s ({self.lease_ttl_s:g}): one late renewal must not end a browser"
+            )
+        return self
 
     def forward_port_range(self) -> range:
         first, last = parse_port_range(self.forward_ports)

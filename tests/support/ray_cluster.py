@@ -177,21 +177,27 @@ def start_nodes(
             temp_dir,
             log,
         )
-        for ip, (slots, data_dir) in workers.items():
-            _ray_start(
-                [
-                    f"--address={address}",
-                    f"--node-ip-address={ip}",
-                    "--resources=" + json.dumps({"browser_slots": slots}),
-                ],
-                node_env(data_dir),
-                temp_dir,
-                log,
-            )
+        nodes = Nodes(temp_dir, address, head_ip, {ip: d for ip, (_, d) in workers.items()})
+        for ip, (slots, _) in workers.items():
+            join_worker(nodes, ip, slots)
     except BaseException:
         stop_processes(temp_dir)
         raise
-    return Nodes(temp_dir, address, head_ip, {ip: d for ip, (_, d) in workers.items()})
+    return nodes
+
+
+def join_worker(nodes: Nodes, ip: str, slots: int) -> None:
+    """The worker at `ip` (re)joins the cluster with its own data dir and `slots`."""
+    _ray_start(
+        [
+            f"--address={nodes.address}",
+            f"--node-ip-address={ip}",
+            "--resources=" + json.dumps({"browser_slots": slots}),
+        ],
+        node_env(nodes.worker_dirs[ip]),
+        nodes.temp_dir,
+        nodes.temp_dir / "ray-start.log",
+    )
 
 
 def raylet_of(temp_dir: Path, ip: str) -> psutil.Process | None:

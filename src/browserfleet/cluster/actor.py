@@ -9,7 +9,10 @@ are never retried (a retried `start` would launch a second browser).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
+import time
 from pathlib import PurePath
 from typing import Any, Final
 
@@ -26,8 +29,11 @@ from browserfleet.cluster.node import NodeLauncher, node_launcher
 from browserfleet.cluster.routes import rebind_guard
 from browserfleet.cluster.wire import Launched, NodeInfo
 from browserfleet.settings import Settings
+from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
+
+LEASE_CHECK_S: Final = 0.25
 
 ACTOR_OPTIONS: Final[dict[str, Any]] = {
     "num_cpus": 0,
@@ -46,6 +52,42 @@ class BrowserActor:
         self._forwarder: DevtoolsForwarder | None = None
         self._starting = False
         self._closed = False
+        self._lease_until = math.inf  # monotonic; past it, the browser is ended
+        self._lease_ttl_s = math.inf
+        self._watchdog: asyncio.Task[None] | None = None
+        self._watch = TaskSet("browser-lease")
+        self._expired = False
+
+    @property
+    def lease_expired(self) -> bool:
+        """Whether its lease ran out and so ended the browser."""
+        return self._expired
+
+    def arm_lease(self, ttl_s: float) -> None:
+        """From now on, the browser lives only while `renew` comes within `ttl_s` of the last
+        one: ended by the node itself if its API process is gone, frozen or cut off from it
+        (Ray ends actors of a dead driver, not those of one it cannot reach)."""
+        self._lease_ttl_s = ttl_s
+        self._lease_until = time.monotonic() + ttl_s
+        if self._watchdog is None:
+            self._watchdog = self._watch.spawn(self._watch_lease(), name="watch")
+
+    async def renew(self) -> bool:
+        """Extend the lease by its ttl; False once the browser is gone."""
+        if self._closed:
+            return False
+        self._lease_until = time.monotonic() + self._lease_ttl_s
+        return True
+
+    async def _watch_lease(self) -> None:
+        check_s = min(LEASE_CHECK_S, self._lease_ttl_s / 4)
+        while not self._closed:
+            await asyncio.sleep(check_s)
+            if time.monotonic() > self._lease_until:
+                log.warning("lease not renewed for %g s: ending the browser", self._lease_ttl_s)
+                self._expired = True
+                await self._end()
+                return
 
     async def ready(self) -> NodeInfo:
         """Instant once the actor is placed and its worker runs."""
@@ -55,9 +97,10 @@ class BrowserActor:
             version=__version__,
         )
 
-    async def start(self, spec: LaunchSpec, name: str) -> Launched:
+    async def start(self, spec: LaunchSpec, name: str, lease_ttl_s: float) -> Launched:
         """Launch the browser in the node's sessions dir under `name` (a plain name, never a
-        path) and open its forwarder on the node's address. BrowserLaunchFailed."""
+        path) and open its forwarder on the node's address; its lease runs from now on.
+        BrowserLaunchFailed."""
         if self._starting or self._closed:
             raise RuntimeError("this actor has started its browser already")
         if PurePath(name).name != name or name in {"", ".", ".."}:
@@ -74,6 +117,7 @@ class BrowserActor:
         except BaseException:
             await self.close()
             raise
+        self.arm_lease(lease_ttl_s)  # its API process renews it from its first moment on
         return Launched(
             pid=browser.pid,
             devtools_port=browser.devtools.port,
@@ -121,6 +165,13 @@ class BrowserActor:
     async def close(self) -> None:
         """Kill the browser, tear its sandbox down, remove its workdir and stop forwarding.
         Idempotent."""
+        watchdog = self._watchdog
+        if watchdog is not None and watchdog is not asyncio.current_task():
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+        await self._end()
+
+    async def _end(self) -> None:
         if self._closed:
             return
         self._closed = True

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import ray
-from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.stealth import Region
@@ -25,6 +27,7 @@ from browserfleet.cdp.dial import DevtoolsDialer
 from browserfleet.cluster.forward import RemoteDialer
 from browserfleet.cluster.wire import Launched
 from browserfleet.errors import BrowserLaunchFailed
+from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,6 +36,15 @@ T = TypeVar("T")
 # node, PR_SET_PDEATHSIG did exactly that when its worker died).
 LOST_EXIT_CODE: Final = -signal.SIGKILL
 UNAVAILABLE_RETRY_S: Final = 0.5  # an actor whose node is unreachable for now, maybe not lost
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A browser's lease: renewed every `renew_s`; not renewed for `ttl_s`, the node ends the
+    browser and this process counts it lost."""
+
+    ttl_s: float = 6.0
+    renew_s: float = 1.0
 
 
 class RayBrowserHandle:
@@ -46,8 +58,10 @@ class RayBrowserHandle:
         *,
         call_timeout_s: float = 30.0,
         kill: Callable[[Any], None] = ray.kill,
+        lease: Lease | None = None,
     ) -> None:
-        """`kill` is ray.kill; tests pass a fake (with a fake actor)."""
+        """`kill` is ray.kill; tests pass a fake (with a fake actor). With a `lease`, renewals
+        start now (on the running loop) and go on until close."""
         self._actor = actor
         self._kill = kill
         self._launched = launched
@@ -63,6 +77,10 @@ class RayBrowserHandle:
         self._egress_final = False
         self._lost = False
         self._closed = False
+        self._expired = asyncio.Event()  # renewals failed for the lease's ttl
+        self._renewals = TaskSet("browser-lease")
+        if lease is not None:
+            self._renewals.spawn(self._renew(lease), name="renew-lease")
 
     def __repr__(self) -> str:
         return f"RayBrowserHandle(pid={self.pid}, devtools={self._devtools!r})"
@@ -114,17 +132,65 @@ class RayBrowserHandle:
                 log.warning("egress count of %r unavailable: %r", self, error)
         return self._egress_bytes
 
+    @property
+    def lease_expired(self) -> bool:
+        """Whether its renewals failed for the lease's ttl (the node ended the browser)."""
+        return self._expired.is_set()
+
     async def wait_closed(self) -> int:
+        """The browser's exit code; LOST_EXIT_CODE once its actor is lost or its lease
+        expired."""
+        async with asyncio.TaskGroup() as group:
+            expired = group.create_task(self._expired.wait())
+            exited = group.create_task(self._exit_code())
+            await asyncio.wait({expired, exited}, return_when=asyncio.FIRST_COMPLETED)
+            expired.cancel()
+            exited.cancel()
+        if exited.cancelled():
+            return LOST_EXIT_CODE
+        return exited.result()
+
+    async def _exit_code(self) -> int:
         while True:
+            code = await self._actor_closed()
+            if code is not None:
+                return code
+            await asyncio.sleep(UNAVAILABLE_RETRY_S)  # its node unreachable for now: ask again
+
+    async def _actor_closed(self) -> int | None:
+        """The actor's answer to wait_closed; None while it is unavailable for now."""
+        try:
+            return int(await self._actor.wait_closed.remote())
+        except ActorUnavailableError:
+            return None
+        except RayActorError as error:
+            if not self._closed:  # else it is gone because we closed it
+                self._lost = True
+                log.warning("the actor of %r is lost: %s", self, error)
+            return LOST_EXIT_CODE
+
+    async def _renew(self, lease: Lease) -> None:
+        """Renew every renew_s; renewals that fail for ttl_s (the node frozen, cut off or
+        gone) expire the lease: the node has ended the browser by then (or will the moment it
+        can tell), and the actor is killed."""
+        renewed = time.monotonic()
+        while True:
+            await asyncio.sleep(lease.renew_s)
             try:
-                return int(await self._actor.wait_closed.remote())
-            except ActorUnavailableError:
-                await asyncio.sleep(UNAVAILABLE_RETRY_S)
-            except RayActorError as error:
-                if not self._closed:  # else it is gone because we closed it
-                    self._lost = True
-                    log.warning("the actor of %r is lost: %s", self, error)
-                return LOST_EXIT_CODE
+                async with asyncio.timeout(lease.renew_s):
+                    alive = await self._actor.renew.remote()
+                if alive:
+                    renewed = time.monotonic()
+            except ActorDiedError:
+                return  # wait_closed says so
+            except (RayActorError, RayTaskError, TimeoutError) as error:
+                log.info("lease of %r not renewed: %r", self, error)
+            if time.monotonic() - renewed > lease.ttl_s:
+                log.warning("lease of %r expired: its browser is lost", self)
+                self._lost = True
+                self._expired.set()
+                self._kill(self._actor)
+                return
 
     async def call(self, method: str, params: JsonObject | None = None) -> JsonObject:
         try:
@@ -163,6 +229,7 @@ class RayBrowserHandle:
         if self._closed:
             return
         self._closed = True
+        await self._renewals.close()
         try:
             await self._ask(self._actor.close.remote)
         except (RayActorError, RayTaskError, TimeoutError) as error:

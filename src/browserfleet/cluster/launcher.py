@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from browserfleet import __version__
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.cluster import ray_api
 from browserfleet.cluster.actor import RemoteBrowserActor
-from browserfleet.cluster.handle import RayBrowserHandle
+from browserfleet.cluster.handle import Lease, RayBrowserHandle
 from browserfleet.cluster.wire import Launched
 from browserfleet.errors import BrowserLaunchFailed, HostAtCapacity
 
@@ -36,6 +36,7 @@ class PlacementLimits:
     placement_timeout_s: float = 20.0  # actor created -> its worker answers (5-7 s under load)
     start_timeout_s: float = 25.0  # ready -> the browser answers (the node's launch timeout + 5)
     call_timeout_s: float = 30.0  # any later call of the handle
+    lease: Lease = field(default_factory=Lease)
 
 
 # After a browser of ours gave its slot back, the GCS may count the slot taken a moment
@@ -98,7 +99,11 @@ class RayLauncher:
             self._kill(actor)  # a pending creation is cancelled; a started browser dies with it
             raise
         return RayBrowserHandle(
-            actor, launched, call_timeout_s=self._limits.call_timeout_s, kill=self._kill
+            actor,
+            launched,
+            call_timeout_s=self._limits.call_timeout_s,
+            kill=self._kill,
+            lease=self._limits.lease,
         )
 
     async def _start(self, actor: Any, spec: LaunchSpec, name: str) -> Launched:
@@ -117,7 +122,7 @@ class RayLauncher:
                 )
             log.info("browser actor placed on node %s (%s)", node.node_id, node.ip)
             launched: Launched = await asyncio.wait_for(
-                actor.start.remote(spec, name), limits.start_timeout_s
+                actor.start.remote(spec, name, limits.lease.ttl_s), limits.start_timeout_s
             )
         except RayTaskError as error:
             raise BrowserLaunchFailed(f"the node could not launch it: {error.cause}") from None

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from api_checks import cost6, parse_time
 from fleet_server import Server, metric, start_server, wait_for
 from pages import PageServer
 from postgres_cluster import PostgresCluster
-from ray_cluster import Nodes, raylet_of, start_nodes, stop_processes
+from ray_cluster import Nodes, join_worker, raylet_of, start_nodes, stop_processes
 
 from browserfleet.cluster.nodes import read_nodes
 from browserfleet.sandbox.reach import browser_pid, processes
@@ -61,6 +62,9 @@ def api(nodes: Nodes, postgres: PostgresCluster, suite_resources: Any) -> Iterat
         BROWSERFLEET_CLUSTER__NODE_IP=nodes.head_ip,
         BROWSERFLEET_CLUSTER__POOL_PER_NODE="1",
         BROWSERFLEET_CLUSTER__PLACEMENT_TIMEOUT_S="20",
+        # A node that stops renewing ends its browsers 3 s after the last renewal.
+        BROWSERFLEET_CLUSTER__LEASE_TTL_S="3",
+        BROWSERFLEET_CLUSTER__LEASE_RENEW_S="0.5",
         RAY_USAGE_STATS_ENABLED="0",
     )
     try:
@@ -214,6 +218,49 @@ def test_a_node_lost_with_its_raylet_ends_its_sessions_billed_and_its_browsers_g
     wait_for(lambda: uid_gone(lost_uid), 20, what="its browser to go")
 
     # The other node's session runs on.
+    assert read(api, kept["id"])["status"] == "active"
+    assert httpx.get(f"{kept['cdpUrl']}/json/version", timeout=10).status_code == 200
+    stop(api, kept["id"])
+    with api.http() as client:
+        assert wait_for(
+            lambda: client.get("/billing/account").json()["activeSessionCount"] == 0,
+            20,
+            what="no session active",
+        )
+
+
+def test_a_frozen_node_ends_its_own_browsers_and_its_sessions_are_billed(
+    api: Server, nodes: Nodes
+) -> None:
+    """SIGSTOP of a raylet leaves its workers, and so their browsers, running: Ray alone
+    would keep them. The head declares the node dead, the API stops its sessions, and the
+    node's own side of each lease, no longer renewed, ends the browsers."""
+    if raylet_of(nodes.temp_dir, WORKERS[1]) is None:  # lost in the test before
+        join_worker(nodes, WORKERS[1], 1)
+    wait_for_warm_pool(api, nodes)
+    views = {node_of(nodes, v["id"]): v for v in (create(api), create(api))}
+    assert set(views) == set(WORKERS)
+    frozen, kept = views[WORKERS[0]], views[WORKERS[1]]
+    frozen_uid = sandbox_uid(nodes, frozen["id"])
+    assert browser_runs(frozen_uid)
+    raylet = raylet_of(nodes.temp_dir, WORKERS[0])
+    assert raylet is not None
+    frozen_at = datetime.now(UTC)
+    raylet.send_signal(signal.SIGSTOP)
+    try:
+        settled = wait_for(
+            lambda: (v := read(api, frozen["id"]))["status"] == "stopped" and v,
+            10,
+            what="the frozen node's session to stop",
+        )
+        assert parse_time(settled["finishedAt"]) >= frozen_at
+        assert cost6(settled["browserCost"]) == ONE_MINUTE_COST
+        elapsed = (datetime.now(UTC) - frozen_at).total_seconds()
+        wait_for(lambda: uid_gone(frozen_uid), max(10 - elapsed, 0.5), what="its browser to go")
+        assert raylet.status() == psutil.STATUS_STOPPED  # the node ended them itself
+    finally:
+        raylet.send_signal(signal.SIGCONT)
+
     assert read(api, kept["id"])["status"] == "active"
     assert httpx.get(f"{kept['cdpUrl']}/json/version", timeout=10).status_code == 200
     stop(api, kept["id"])

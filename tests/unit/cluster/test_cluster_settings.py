@@ -134,3 +134,9 @@ def test_a_bad_forward_port_range_is_refused(ports: str) -> None:
 def test_out_of_range_or_misspelt_settings_fail_loudly(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         ClusterSettings(**bad)
+
+
+def test_a_lease_must_be_renewed_at_least_twice_within_its_ttl() -> None:
+    assert ClusterSettings(lease_ttl_s=3, lease_renew_s=1.5).lease_ttl_s == 3
+    with pytest.raises(ValidationError, match="at most half of lease_ttl_s"):
+        ClusterSettings(lease_ttl_s=3, lease_renew_s=2)

@@ -15,7 +15,7 @@ from browserfleet import __version__
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.cdp.client import CdpError
-from browserfleet.cluster.handle import LOST_EXIT_CODE, RayBrowserHandle
+from browserfleet.cluster.handle import LOST_EXIT_CODE, Lease, RayBrowserHandle
 from browserfleet.cluster.launcher import RELEASE_GRACE_S, PlacementLimits, RayLauncher
 from browserfleet.cluster.wire import Launched, NodeInfo
 from browserfleet.errors import BrowserLaunchFailed, HostAtCapacity
@@ -75,11 +75,12 @@ class FakeActor:
         self.wait_closed = Method(self._answer(0))
         self.reshape = Method(self._answer(None))
         self.localize = Method(self._answer(None))
+        self.renew = Method(self._answer(True))
 
     async def _ready(self) -> NodeInfo:
         return NodeInfo("node-1", "10.0.0.7", __version__)
 
-    async def _start(self, spec: LaunchSpec, name: str) -> Launched:
+    async def _start(self, spec: LaunchSpec, name: str, lease_ttl_s: float) -> Launched:
         return LAUNCHED
 
     async def _route(self, route: object) -> None:
@@ -219,7 +220,7 @@ async def test_close_closes_the_browser_then_kills_its_actor() -> None:
 async def test_a_launch_starts_the_browser_under_the_workdirs_name() -> None:
     actor, kills = FakeActor(), Kills()
     handle = await launcher_of(actor, kills).launch(SPEC, WORKDIR)
-    assert actor.start.calls == [(SPEC, "s-1")]
+    assert actor.start.calls == [(SPEC, "s-1", Lease().ttl_s)]
     assert (handle.pid, kills.killed) == (4242, [])
 
 
@@ -307,8 +308,53 @@ async def test_right_after_a_slot_is_given_back_a_launch_waits_for_its_placement
     assert kills.killed == [first]
     now[0] += RELEASE_GRACE_S / 2
     placed = await launcher.launch(SPEC, WORKDIR)
-    assert placed.pid == LAUNCHED.pid and second.start.calls == [(SPEC, "s-1")]
+    assert placed.pid == LAUNCHED.pid and second.start.calls == [(SPEC, "s-1", Lease().ttl_s)]
     now[0] += RELEASE_GRACE_S
     with pytest.raises(HostAtCapacity):
         await launcher.launch(SPEC, WORKDIR)
     assert third.ready.calls == [] and kills.killed == [first]
+
+
+# --- the lease ----------------------------------------------------------------------------------
+
+
+async def test_renewals_keep_the_lease_and_stop_at_close() -> None:
+    actor, kills = FakeActor(), Kills()
+    handle = RayBrowserHandle(actor, LAUNCHED, kill=kills, lease=Lease(ttl_s=0.4, renew_s=0.02))
+    async with asyncio.timeout(5):
+        while len(actor.renew.calls) < 5:
+            await asyncio.sleep(0.01)
+    assert not handle.lease_expired
+    await handle.close()
+    renewed = len(actor.renew.calls)
+    await asyncio.sleep(0.1)  # five renewal periods: none may come after close
+    assert len(actor.renew.calls) == renewed and kills.killed == [actor]
+
+
+async def test_renewals_that_fail_for_the_ttl_lose_the_browser_and_kill_its_actor() -> None:
+    actor, kills = FakeActor(), Kills()
+    actor.wait_closed = Method(lambda *_args: _never())  # the node does not answer
+    actor.renew = Method(lambda *_args: _never())
+    handle = RayBrowserHandle(actor, LAUNCHED, kill=kills, lease=Lease(ttl_s=0.2, renew_s=0.05))
+    async with asyncio.timeout(5):
+        assert await handle.wait_closed() == LOST_EXIT_CODE
+    assert handle.lease_expired and handle.lost and kills.killed == [actor]
+    assert len(actor.renew.calls) >= 2
+
+
+async def test_a_renewal_that_comes_late_once_does_not_expire_the_lease() -> None:
+    actor, kills = FakeActor(), Kills()
+    late = [True, True]  # the first two renewals come past renew_s: they time out
+
+    async def late_then_fine(*_args: Any) -> Any:
+        if late and late.pop():
+            await asyncio.sleep(0.08)
+        return True
+
+    actor.renew = Method(late_then_fine)
+    handle = RayBrowserHandle(actor, LAUNCHED, kill=kills, lease=Lease(ttl_s=0.3, renew_s=0.05))
+    async with asyncio.timeout(5):
+        while len(actor.renew.calls) < 8:
+            await asyncio.sleep(0.01)
+    assert not handle.lease_expired and kills.killed == []
+    await handle.close()
