@@ -553,6 +553,7 @@ async def _cluster_browsers(settings: Settings) -> AsyncIterator[Browsers]:
             placement_timeout_s=settings.cluster.placement_timeout_s,
             start_timeout_s=settings.browser.launch_timeout_s + 5.0,
             lease=Lease(settings.cluster.lease_ttl_s, settings.cluster.lease_renew_s),
+            profile_limits=ArchiveLimits(max_bytes=settings.profiles.max_mb * MIB),
         )
     )
     nodes = await asyncio.to_thread(slotted_nodes)
@@ -640,9 +641,9 @@ async def _serving(
         metrics=metrics,
         planner=planner,
         secret=secret,
-        # Remote browsers' files are their nodes': no step may read them here (the service
-        # refuses profiles and recordings for them).
-        end_steps=()
+        # Remote browsers' files are their nodes': of them, only a profile's state is
+        # brought here (the service refuses recordings for them, and lists no downloads).
+        end_steps=(saving.capture, saving.save)
         if browsers.remote
         else (
             saving.capture,

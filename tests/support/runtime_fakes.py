@@ -53,6 +53,8 @@ class FakeBrowser:
         self.egress_ended = False
         self.quits = 0
         self.seeded = False
+        # As a remote browser: what fetch_state brings of its profile (None: nothing).
+        self.state: bytes | None = None
 
     @property
     def pid(self) -> int:
@@ -96,6 +98,14 @@ class FakeBrowser:
 
     def watch_downloads(self, listener: Callable[[str, JsonObject], None] | None) -> None:
         self.download_listener = listener
+
+    async def fetch_state(self, dest: Path) -> bool:
+        """As a cluster node's browser: its profile's state into `dest`/profile."""
+        if self.state is None:
+            return False
+        (dest / "profile").mkdir()
+        (dest / "profile" / "state").write_bytes(self.state)
+        return True
 
     async def end_egress(self) -> None:
         self.egress_ended = True

@@ -20,6 +20,7 @@ import ray
 
 from browserfleet import __version__
 from browserfleet.browsers.egress import EgressedBrowser
+from browserfleet.browsers.host import PROFILE_DIR
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.browsers.stealth import Region
 from browserfleet.cdp.client import JsonObject
@@ -27,8 +28,13 @@ from browserfleet.cluster import ray_api
 from browserfleet.cluster.forward import DevtoolsForwarder
 from browserfleet.cluster.node import NodeLauncher, node_launcher
 from browserfleet.cluster.routes import rebind_guard
-from browserfleet.cluster.wire import Launched, NodeInfo
+from browserfleet.cluster.wire import Launched, NodeInfo, ProfileArchive
+from browserfleet.profiles.seed import ArchiveSeed
+from browserfleet.profiles.snapshot import STATE
+from browserfleet.profiles.state import check_profile_dir
 from browserfleet.settings import Settings
+from browserfleet.storage.archive import ArchiveLimits, pack
+from browserfleet.storage.errors import ArchiveTooLarge, UnsafeSource
 from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,7 @@ class BrowserActor:
         self._forwarder: DevtoolsForwarder | None = None
         self._starting = False
         self._closed = False
+        self._name = ""
         self._lease_until = math.inf  # monotonic; past it, the browser is ended
         self._lease_ttl_s = math.inf
         self._watchdog: asyncio.Task[None] | None = None
@@ -97,10 +104,16 @@ class BrowserActor:
             version=__version__,
         )
 
-    async def start(self, spec: LaunchSpec, name: str, lease_ttl_s: float) -> Launched:
+    async def start(
+        self,
+        spec: LaunchSpec,
+        name: str,
+        lease_ttl_s: float,
+        profile: ProfileArchive | None = None,
+    ) -> Launched:
         """Launch the browser in the node's sessions dir under `name` (a plain name, never a
-        path) and open its forwarder on the node's address; its lease runs from now on.
-        BrowserLaunchFailed."""
+        path), its profile first filled from `profile`, and open its forwarder on the node's
+        address; its lease runs from then on. BrowserLaunchFailed."""
         if self._starting or self._closed:
             raise RuntimeError("this actor has started its browser already")
         if PurePath(name).name != name or name in {"", ".", ".."}:
@@ -109,7 +122,19 @@ class BrowserActor:
         host = ray_api.node_ip()
         settings = Settings()
         self._node = node = await node_launcher(settings)
-        self._browser = browser = await node.launcher.launch(spec, node.sessions_dir / name)
+        self._name = name
+        seed = None
+        if profile is not None:
+            archive = node.sessions_dir / f".{name}.profile"  # never a session's own name
+            await asyncio.to_thread(archive.write_bytes, profile.data)
+            seed = ArchiveSeed(archive, profile.limits)
+        try:
+            self._browser = browser = await node.launcher.launch(
+                spec, node.sessions_dir / name, seed=seed
+            )
+        finally:
+            if seed is not None:
+                await asyncio.to_thread(seed.archive.unlink, missing_ok=True)
         try:
             ports = settings.cluster.forward_port_range()
             self._forwarder = DevtoolsForwarder(browser.devtools, host, ports)
@@ -126,7 +151,32 @@ class BrowserActor:
             forward_token=self._forwarder.token,
             workdir=browser.workdir,
             files=browser.files,
+            session_cookies=tuple(seed.session_cookies) if seed is not None else (),
         )
+
+    async def profile_state(self, limits: ArchiveLimits) -> ProfileArchive | None:
+        """What a saved profile keeps of the browser's profile directory, packed on the node
+        once the browser has quit; None when there is none (or it is over `limits`)."""
+        node = self._node
+        assert node is not None  # set before the browser is
+        profile = self._running().workdir / PROFILE_DIR
+        archive = node.sessions_dir / f".{self._name}.state"
+
+        def packed() -> ProfileArchive | None:
+            try:
+                check_profile_dir(profile)  # its user could have made it anything
+                pack(profile, archive, limits=limits, select=STATE)
+                return ProfileArchive(archive.read_bytes(), limits)
+            except (FileNotFoundError, UnsafeSource) as error:
+                log.error("profile state not packed: %s", error)
+                return None
+            except ArchiveTooLarge as error:
+                log.error("profile state not packed: %s (limit %d bytes)", error, limits.max_bytes)
+                return None
+            finally:
+                archive.unlink(missing_ok=True)
+
+        return await asyncio.to_thread(packed)
 
     def _running(self) -> EgressedBrowser:
         if self._browser is None:

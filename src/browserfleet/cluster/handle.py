@@ -21,12 +21,15 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
 from browserfleet.browsers.files import BrowserFiles
+from browserfleet.browsers.host import PROFILE_DIR
 from browserfleet.browsers.stealth import Region
 from browserfleet.cdp.client import CdpError, JsonObject
 from browserfleet.cdp.dial import DevtoolsDialer
 from browserfleet.cluster.forward import RemoteDialer
-from browserfleet.cluster.wire import Launched
+from browserfleet.cluster.wire import Launched, ProfileArchive
 from browserfleet.errors import BrowserLaunchFailed
+from browserfleet.storage.archive import ArchiveLimits, unpack
+from browserfleet.storage.errors import StorageError
 from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,7 @@ T = TypeVar("T")
 # node, PR_SET_PDEATHSIG did exactly that when its worker died).
 LOST_EXIT_CODE: Final = -signal.SIGKILL
 UNAVAILABLE_RETRY_S: Final = 0.5  # an actor whose node is unreachable for now, maybe not lost
+PROFILE_LIMITS: Final = ArchiveLimits(max_bytes=500 * 1024 * 1024)  # the settings' default
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class RayBrowserHandle:
         call_timeout_s: float = 30.0,
         kill: Callable[[Any], None] = ray.kill,
         lease: Lease | None = None,
+        profile_limits: ArchiveLimits | None = None,
     ) -> None:
         """`kill` is ray.kill; tests pass a fake (with a fake actor). With a `lease`, renewals
         start now (on the running loop) and go on until close."""
@@ -72,6 +77,7 @@ class RayBrowserHandle:
             launched.devtools_port,
         )
         self._call_timeout_s = call_timeout_s
+        self._profile_limits = profile_limits or PROFILE_LIMITS
         self._route: Any = None  # the ref of the last route_egress, awaited before any call
         self._egress_bytes = 0
         self._egress_final = False
@@ -206,6 +212,36 @@ class RayBrowserHandle:
 
     def watch_downloads(self, listener: Callable[[str, JsonObject], None] | None) -> None:
         pass  # downloads are neither named nor kept in cluster mode yet
+
+    async def fetch_state(self, dest: Path) -> bool:
+        """What a saved profile keeps of the browser's profile, packed on its node (once the
+        browser has quit) and unpacked into `dest`/profile, `dest` being a new directory on
+        this host; False when there is none or it is over the limits."""
+        try:
+            state: ProfileArchive | None = await self._ask(
+                lambda: self._actor.profile_state.remote(self._profile_limits)
+            )
+        except (RayActorError, RayTaskError, TimeoutError) as error:
+            log.error("profile state of %r not fetched: %r", self, error)
+            return False
+        if state is None:
+            return False
+        limits = self._profile_limits
+
+        def unpacked() -> None:
+            archive = dest / f"{PROFILE_DIR}.archive"
+            archive.write_bytes(state.data)
+            try:
+                unpack(archive, dest / PROFILE_DIR, limits=limits)
+            finally:
+                archive.unlink(missing_ok=True)
+
+        try:
+            await asyncio.to_thread(unpacked)
+        except StorageError as error:
+            log.error("profile state of %r not unpacked: %s", self, error)
+            return False
+        return True
 
     async def end_egress(self) -> None:
         if self._egress_final:

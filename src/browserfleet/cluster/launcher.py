@@ -24,9 +24,11 @@ from browserfleet import __version__
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.cluster import ray_api
 from browserfleet.cluster.actor import RemoteBrowserActor
-from browserfleet.cluster.handle import Lease, RayBrowserHandle
-from browserfleet.cluster.wire import Launched
+from browserfleet.cluster.handle import PROFILE_LIMITS, Lease, RayBrowserHandle
+from browserfleet.cluster.wire import Launched, ProfileArchive
 from browserfleet.errors import BrowserLaunchFailed, HostAtCapacity
+from browserfleet.profiles.seed import ArchiveSeed
+from browserfleet.storage.archive import ArchiveLimits
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class PlacementLimits:
     start_timeout_s: float = 25.0  # ready -> the browser answers (the node's launch timeout + 5)
     call_timeout_s: float = 30.0  # any later call of the handle
     lease: Lease = field(default_factory=Lease)
+    profile_limits: ArchiveLimits = PROFILE_LIMITS  # a saved profile's, both ways
 
 
 # After a browser of ours gave its slot back, the GCS may count the slot taken a moment
@@ -87,26 +90,34 @@ class RayLauncher:
     ) -> RayBrowserHandle:
         """A browser whose workdir on its node is named as `workdir` is here. HostAtCapacity,
         BrowserLaunchFailed."""
+        profile = None
         if seed is not None:
-            # A closure cannot be shipped to a node; stored profiles come with node-side files.
-            raise BrowserLaunchFailed("stored profiles cannot be loaded on cluster nodes yet")
+            if not isinstance(seed, ArchiveSeed):  # only an archive travels to a node
+                raise BrowserLaunchFailed(f"a {type(seed).__name__} cannot seed a node's browser")
+            data = await asyncio.to_thread(seed.archive.read_bytes)
+            profile = ProfileArchive(data, seed.limits)
         if await self._free_slots() < 1 and not self._releasing():
             raise HostAtCapacity("no browser slot is free on any node")
         actor = self._create()
         try:
-            launched = await self._start(actor, spec, workdir.name)
+            launched = await self._start(actor, spec, workdir.name, profile)
         except BaseException:
             self._kill(actor)  # a pending creation is cancelled; a started browser dies with it
             raise
+        if seed is not None:
+            seed.session_cookies = list(launched.session_cookies)  # for CDP to restore
         return RayBrowserHandle(
             actor,
             launched,
             call_timeout_s=self._limits.call_timeout_s,
             kill=self._kill,
             lease=self._limits.lease,
+            profile_limits=self._limits.profile_limits,
         )
 
-    async def _start(self, actor: Any, spec: LaunchSpec, name: str) -> Launched:
+    async def _start(
+        self, actor: Any, spec: LaunchSpec, name: str, profile: ProfileArchive | None
+    ) -> Launched:
         limits = self._limits
         try:
             try:
@@ -122,7 +133,8 @@ class RayLauncher:
                 )
             log.info("browser actor placed on node %s (%s)", node.node_id, node.ip)
             launched: Launched = await asyncio.wait_for(
-                actor.start.remote(spec, name, limits.lease.ttl_s), limits.start_timeout_s
+                actor.start.remote(spec, name, limits.lease.ttl_s, profile),
+                limits.start_timeout_s,
             )
         except RayTaskError as error:
             raise BrowserLaunchFailed(f"the node could not launch it: {error.cause}") from None

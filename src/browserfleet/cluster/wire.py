@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from browserfleet.browsers.files import BrowserFiles
+from browserfleet.storage.archive import ArchiveLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +33,14 @@ class Launched:
     forward_token: bytes = field(repr=False)  # the forwarder's preface secret: never logged
     workdir: Path  # on the node: only named and stored, never opened by the API process
     files: BrowserFiles  # host_* are the node's paths; the browser's own are what CDP names
+    # A seeded browser's session cookies, taken out of its profile for CDP to restore.
+    session_cookies: tuple[dict[str, object], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileArchive:
+    """A saved profile's archive, by value: what a node unpacks into a new browser's profile
+    (nodes never reach the API's blob store), or what it packed of a browser's state."""
+
+    data: bytes = field(repr=False)
+    limits: ArchiveLimits

@@ -24,9 +24,9 @@ from browserfleet.errors import BrowserLaunchFailed, StorageFailed
 from browserfleet.ids import ProjectId
 from browserfleet.profiles.model import Profile
 from browserfleet.profiles.ports import ProfileStore
-from browserfleet.profiles.state import take_session_cookies
+from browserfleet.profiles.seed import ArchiveSeed
 from browserfleet.sessions.ports import BrowserHandle, ProfileSeed, SessionStore
-from browserfleet.storage.archive import ArchiveLimits, unpack
+from browserfleet.storage.archive import ArchiveLimits
 from browserfleet.storage.errors import BlobNotFound, StorageError
 from browserfleet.storage.port import BlobStore
 
@@ -109,24 +109,19 @@ class ProfileLoad:
         self._loads = loads
         self._profile = profile
         self._archive = archive
-        self._session_cookies: list[dict[str, object]] = []
+        self._seed = None if archive is None else ArchiveSeed(archive, loads.limits)
 
     @property
     def seed(self) -> ProfileSeed | None:
-        return None if self._archive is None else self._fill
-
-    def _fill(self, dest: Path) -> None:
-        """Unpack the archive into `dest` (in a worker thread of the launcher)."""
-        assert self._archive is not None
-        unpack(self._archive, dest, limits=self._loads.limits)
-        self._session_cookies = take_session_cookies(dest)
+        return self._seed
 
     async def apply(self, browser: BrowserHandle) -> None:
         """Once the browser answers: its session cookies back, and lastUsedAt."""
-        if self._session_cookies:
-            log.info("restoring %d session cookies", len(self._session_cookies))
+        cookies = self._seed.session_cookies if self._seed is not None else []
+        if cookies:
+            log.info("restoring %d session cookies", len(cookies))
             try:
-                await browser.call("Storage.setCookies", {"cookies": self._session_cookies})
+                await browser.call("Storage.setCookies", {"cookies": cookies})
             except (CdpError, TimeoutError) as error:
                 raise BrowserLaunchFailed(
                     f"could not restore the session cookies: {error}"

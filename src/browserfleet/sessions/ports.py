@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import LaunchSpec
@@ -202,6 +202,15 @@ class ProfileLoader(Protocol):
     async def load(self, project_id: ProjectId, profile_id: str) -> ProfileLoad:
         """ProfileNotFound unless the project has it; waits (bounded) for a save of it still
         in flight on any server; fetches its current saved state. StorageFailed."""
+
+
+@runtime_checkable
+class RemoteFiles(Protocol):
+    """A browser whose files are on another host (a cluster node's)."""
+
+    async def fetch_state(self, dest: Path) -> bool:
+        """What a saved profile keeps of its profile, once it has quit, unpacked into
+        `dest`/profile (`dest` a new directory of this host); False when there is none."""
 
 
 class BrowserLauncher(Protocol):

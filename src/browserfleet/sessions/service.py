@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -62,6 +63,7 @@ from browserfleet.sessions.ports import (
     NoMetrics,
     ProfileLoad,
     ProfileLoader,
+    RemoteFiles,
     SessionMetrics,
     SessionStarts,
     SessionStore,
@@ -70,7 +72,6 @@ from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 # What a server whose browsers run on cluster nodes cannot do yet (docs/cluster.md).
-CLUSTER_PROFILES = "profiles are not available when browsers run on a cluster (yet)"
 CLUSTER_RECORDING = "recordings are not available when browsers run on a cluster (yet)"
 CLUSTER_UPLOADS = "uploads are not available when browsers run on a cluster (yet)"
 CLUSTER_DOWNLOADS = "downloads are not available when browsers run on a cluster (yet)"
@@ -228,11 +229,8 @@ class SessionService:
             raise TimeoutLimitExceeded(request.timeout_minutes)
         if self._closing:
             raise HostAtCapacity("this server is shutting down")
-        if self._config.remote_browsers:
-            if request.profile_id is not None:
-                raise NotOnCluster(CLUSTER_PROFILES)
-            if request.enable_recording:
-                raise NotOnCluster(CLUSTER_RECORDING)
+        if self._config.remote_browsers and request.enable_recording:
+            raise NotOnCluster(CLUSTER_RECORDING)
         profile = await self._load_profile(principal, request)
         try:
             return await self._create(principal, request, profile)
@@ -729,7 +727,12 @@ class SessionService:
         Without a browser of ours (an orphan of a dead server on this host), what is left of
         it is killed first, and its files are removed after the CLOSED steps. Given
         `answered`, all of it starts a moment after that is set (see ANSWER_SETTLE_S)."""
-        workdir = handle.workdir if handle is not None else self._local_dir(session)
+        if handle is not None:
+            # A remote browser's workdir is its node's: never read here.
+            workdir = None if self._config.remote_browsers else handle.workdir
+        else:
+            workdir = self._local_dir(session)
+        fetched: Path | None = None
         try:
             if answered is not None:
                 await _after_answer(answered)
@@ -741,11 +744,8 @@ class SessionService:
                     self._launcher.kill_strays, workdir, frozenset(), self.orphan_workdirs()
                 )
             if handle is not None:
-                await run_steps(
-                    self._end_steps, EndPhase.LIVE, SessionEnd(session, handle, workdir)
-                )
-                if wants_graceful_close(self._end_steps, session):
-                    await handle.quit(self._config.quit_grace_s)
+                fetched = await self._end_live(session, handle, workdir)
+                workdir = fetched or workdir
             if workdir is not None:
                 await run_steps(
                     self._end_steps, EndPhase.CLOSED, SessionEnd(session, None, workdir)
@@ -756,8 +756,33 @@ class SessionService:
                 self._ending_browsers.discard(session.id)
             elif workdir is not None:
                 await asyncio.to_thread(self._launcher.remove_workdir, workdir)
+            if fetched is not None:
+                await asyncio.to_thread(shutil.rmtree, fetched, True)
             with contextlib.suppress(Exception):
                 await self._store.mark_ended(session.id)
+
+    async def _end_live(
+        self, session: Session, handle: BrowserHandle, workdir: Path | None
+    ) -> Path | None:
+        """The LIVE steps, then the graceful close if a later step reads the browser's files;
+        a remote browser's are then brought here: their directory, to be removed after."""
+        await run_steps(self._end_steps, EndPhase.LIVE, SessionEnd(session, handle, workdir))
+        if not wants_graceful_close(self._end_steps, session):
+            return None
+        await handle.quit(self._config.quit_grace_s)
+        return await self._fetch_files(session, handle) if self._config.remote_browsers else None
+
+    async def _fetch_files(self, session: Session, handle: BrowserHandle) -> Path | None:
+        """A remote browser's files that the CLOSED steps read, brought into a directory of
+        this host laid out as its workdir; None when it has none to give."""
+        if not isinstance(handle, RemoteFiles):
+            return None
+        dest = self._config.sessions_dir / str(session.id)
+        await asyncio.to_thread(_new_dir, dest)
+        if await handle.fetch_state(dest):
+            return dest
+        await asyncio.to_thread(shutil.rmtree, dest, True)
+        return None
 
     async def wait_ended(self, session_id: SessionId) -> None:
         """Until this server's end of that session (steps and teardown) is over."""
@@ -950,6 +975,12 @@ class CountedCapacity:
 
     def pool_may_grow(self, running_browsers: int) -> bool:
         return running_browsers < self._max
+
+
+def _new_dir(path: Path) -> None:
+    """`path` as a new, empty directory of this user's (whatever a crash left there gone)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700, parents=True)
 
 
 def _screen(spec: LaunchSpec) -> tuple[int, int]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,6 +25,7 @@ import psutil
 import pytest
 from api_checks import cost6, parse_time
 from fleet_server import Server, metric, start_server, wait_for
+from login_site import assert_logged_in, log_in, login_site, new_profile, read_state
 from pages import PageServer
 from postgres_cluster import PostgresCluster
 from ray_cluster import Nodes, join_worker, raylet_of, start_nodes, stop_processes
@@ -113,9 +113,9 @@ def wait_for_warm_pool(api: Server, nodes: Nodes) -> None:
     assert free_slots(nodes) == dict.fromkeys(WORKERS, 0)
 
 
-def create(server: Server) -> dict[str, Any]:
+def create(server: Server, **body: Any) -> dict[str, Any]:
     with server.http() as client:
-        resp = client.post("/browsers", json={"timeout": 5})
+        resp = client.post("/browsers", json={"timeout": 5, **body})
     assert resp.status_code == 201, f"{resp.text}\n{server.log_tail(30)}"
     return dict(resp.json())
 
@@ -123,6 +123,13 @@ def create(server: Server) -> dict[str, Any]:
 def stop(server: Server, session_id: str) -> None:
     with server.http() as client:
         assert client.patch(f"/browsers/{session_id}", json={"action": "stop"}).status_code == 200
+
+
+def profile_view(server: Server, profile_id: str) -> dict[str, Any]:
+    with server.http() as client:
+        answer = client.get(f"/profiles/{profile_id}")
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
 
 
 def read(server: Server, session_id: str) -> dict[str, Any]:
@@ -160,13 +167,9 @@ def test_sessions_take_warm_browsers_on_each_node_and_a_full_cluster_answers_503
 
     # Files live beside the browser: not served from the API's host.
     with api.http() as client:
-        for body in (
-            {"timeout": 5, "enableRecording": True},
-            {"timeout": 5, "profileId": str(uuid.uuid4())},
-        ):
-            answer = client.post("/browsers", json=body)
-            assert answer.status_code == 501, answer.text
-            assert "cluster" in answer.json()["detail"]
+        answer = client.post("/browsers", json={"timeout": 5, "enableRecording": True})
+        assert answer.status_code == 501, answer.text
+        assert "cluster" in answer.json()["detail"]
         downloads = client.get(f"/browsers/{views[0]['id']}/downloads")
         assert downloads.status_code == 501, downloads.text
         upload = client.post(
@@ -270,3 +273,42 @@ def test_a_frozen_node_ends_its_own_browsers_and_its_sessions_are_billed(
             20,
             what="no session active",
         )
+
+
+def test_a_profile_saved_on_one_node_loads_on_another(
+    api: Server, nodes: Nodes, playwright: Any
+) -> None:
+    """Nodes never reach the blob store: a profile's archive goes to its node by value, and
+    its state comes back packed by the node after the graceful close, for the API process to
+    save. A login on one node is there in a session on the other."""
+    for ip in WORKERS:  # a node lost in a test before joins again
+        if raylet_of(nodes.temp_dir, ip) is None:
+            join_worker(nodes, ip, 1)
+    profile = new_profile(api)
+    with login_site() as site:
+        wait_for_warm_pool(api, nodes)
+        first = create(api, profileId=profile)
+        saved_on = node_of(nodes, first["id"])
+        log_in(playwright, first, site, "alice")
+        stop(api, first["id"])
+        wait_for(lambda: profile_view(api, profile)["cookieDomains"], 30, what="the save")
+        # A plain session holds the saving node's slot: the profile's cold launch can only
+        # take the other node's (its warm browser gives its room up).
+        wait_for_warm_pool(api, nodes)
+        holders = [create(api), create(api)]
+        keep = next(h for h in holders if node_of(nodes, h["id"]) == saved_on)
+        for holder in holders:
+            if holder is not keep:
+                stop(api, holder["id"])
+        wait_for(
+            lambda: metric(api, "browserfleet_pool_ready") == 1,
+            60,
+            what="the freed slot's warm browser",
+        )
+        second = create(api, profileId=profile)
+        assert node_of(nodes, second["id"]) not in (saved_on, None)
+        assert_logged_in(read_state(playwright, second, site), "alice")
+        stop(api, second["id"])
+        stop(api, keep["id"])
+    view = profile_view(api, profile)
+    assert view["cookieDomains"] == ["127.0.0.1"] and view["lastUsedAt"]

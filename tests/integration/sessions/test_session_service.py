@@ -492,17 +492,16 @@ async def test_a_launcher_out_of_room_gets_a_pooled_browsers_room(world: World) 
 
 
 async def test_remote_browsers_refuse_what_needs_their_files(world: World) -> None:
-    """Browsers on cluster nodes: profiles and recordings refused before anything is
-    reserved, uploads and downloads refused, and a dead server's session directory (a node's
-    path, even one that exists here) is never read or removed by this host."""
+    """Browsers on cluster nodes: recordings refused before anything is reserved, uploads and
+    downloads refused, and a dead server's session directory (a node's path, even one that
+    exists here) is never read or removed by this host."""
     remote = replace(world.config, remote_browsers=True)
     service = SessionService(
         world.store, world.launcher, world.gateway, remote, world.clock, secret=SECRET
     )
     world.service = service
-    for request in (SessionRequest(profile_id="p"), SessionRequest(enable_recording=True)):
-        with pytest.raises(NotOnCluster, match="cluster"):
-            await service.create(world.caller, request)
+    with pytest.raises(NotOnCluster, match="recordings"):
+        await service.create(world.caller, SessionRequest(enable_recording=True))
     assert await _slots_in_use(world) == 0 and world.launcher.browsers == []
     session = await service.create(world.caller, SessionRequest())
     with pytest.raises(NotOnCluster, match="uploads"):
@@ -766,6 +765,45 @@ def _with_steps(world: World, *steps: RecordingStep) -> SessionService:
         end_steps=steps,
     )
     return world.service
+
+
+async def test_a_remote_browsers_state_is_brought_here_for_the_closed_steps(
+    world: World,
+) -> None:
+    """A browser on a cluster node: the LIVE steps get no workdir (its node's path is never
+    read here); after the graceful close, its profile state is brought into a directory of
+    this host for the CLOSED steps, removed after them; with none to bring, they do not run."""
+    live, closed = RecordingStep(EndPhase.LIVE), RecordingStep(EndPhase.CLOSED)
+    closed.hold = asyncio.Event()
+    service = SessionService(
+        world.store,
+        world.launcher,
+        world.gateway,
+        replace(world.config, remote_browsers=True),
+        world.clock,
+        secret=SECRET,
+        end_steps=(live, closed),
+    )
+    world.service = service
+    session = await service.create(world.caller, SessionRequest())
+    browser = world.launcher.running[-1]
+    browser.state = b"the node's cookies"
+    await service.stop(world.caller, session.id)
+    async with asyncio.timeout(5):
+        while not closed.ends:
+            await asyncio.sleep(0.005)
+    here = closed.ends[0].workdir
+    assert here is not None and here.parent == world.config.sessions_dir
+    assert (here / "profile" / "state").read_bytes() == b"the node's cookies"
+    assert live.ends[0].workdir is None and browser.quits == 1
+    closed.hold.set()
+    await service.wait_ended(session.id)
+    assert not here.exists() and browser.closed == 1
+
+    second = await service.create(world.caller, SessionRequest())
+    await service.stop(world.caller, second.id)
+    await service.wait_ended(second.id)
+    assert len(live.ends) == 2 and len(closed.ends) == 1  # nothing brought: nothing to read
 
 
 async def test_stop_answers_before_the_end_steps_finish(world: World) -> None:

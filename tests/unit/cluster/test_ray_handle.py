@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -19,6 +20,8 @@ from browserfleet.cluster.handle import LOST_EXIT_CODE, Lease, RayBrowserHandle
 from browserfleet.cluster.launcher import RELEASE_GRACE_S, PlacementLimits, RayLauncher
 from browserfleet.cluster.wire import Launched, NodeInfo
 from browserfleet.errors import BrowserLaunchFailed, HostAtCapacity
+from browserfleet.profiles.seed import ArchiveSeed
+from browserfleet.storage.archive import ArchiveLimits
 
 SPEC = LaunchSpec(HeadlessMode.NEW, 1280, 720)
 WORKDIR = Path("/var/lib/browserfleet/sessions/s-1")
@@ -36,6 +39,9 @@ LAUNCHED = Launched(
         PurePosixPath("/session/uploads"),
     ),
 )
+
+
+LIMITS = ArchiveLimits(max_bytes=1024)
 
 
 class Method:
@@ -80,7 +86,9 @@ class FakeActor:
     async def _ready(self) -> NodeInfo:
         return NodeInfo("node-1", "10.0.0.7", __version__)
 
-    async def _start(self, spec: LaunchSpec, name: str, lease_ttl_s: float) -> Launched:
+    async def _start(
+        self, spec: LaunchSpec, name: str, lease_ttl_s: float, profile: Any = None
+    ) -> Launched:
         return LAUNCHED
 
     async def _route(self, route: object) -> None:
@@ -220,7 +228,7 @@ async def test_close_closes_the_browser_then_kills_its_actor() -> None:
 async def test_a_launch_starts_the_browser_under_the_workdirs_name() -> None:
     actor, kills = FakeActor(), Kills()
     handle = await launcher_of(actor, kills).launch(SPEC, WORKDIR)
-    assert actor.start.calls == [(SPEC, "s-1", Lease().ttl_s)]
+    assert actor.start.calls == [(SPEC, "s-1", Lease().ttl_s, None)]
     assert (handle.pid, kills.killed) == (4242, [])
 
 
@@ -282,11 +290,31 @@ async def test_a_cancelled_launch_kills_its_actor() -> None:
     assert launch.cancelled() and kills.killed == [actor]
 
 
-async def test_a_profile_seed_cannot_be_shipped_to_a_node() -> None:
+async def test_a_closure_cannot_seed_a_nodes_browser() -> None:
     actor, kills = FakeActor(), Kills()
-    with pytest.raises(BrowserLaunchFailed, match="stored profiles"):
+    with pytest.raises(BrowserLaunchFailed, match="cannot seed a node's browser"):
         await launcher_of(actor, kills).launch(SPEC, WORKDIR, seed=lambda _path: None)
     assert actor.ready.calls == []
+
+
+async def test_a_saved_profile_travels_by_value_and_its_session_cookies_come_back(
+    tmp_path: Path,
+) -> None:
+    """The node never reaches the blob store: the archive's bytes go with start(), and the
+    session cookies the node took out of it come back for CDP to restore."""
+    archive = tmp_path / "v1.tar.zst"
+    archive.write_bytes(b"archive-bytes")
+    cookie = {"name": "sid", "value": "1", "domain": "site.test", "path": "/"}
+    actor, kills = FakeActor(), Kills()
+
+    async def start(spec: LaunchSpec, name: str, ttl: float, profile: Any) -> Launched:
+        assert (profile.data, profile.limits) == (b"archive-bytes", LIMITS)
+        return replace(LAUNCHED, session_cookies=(cookie,))
+
+    actor.start = Method(start)
+    seed = ArchiveSeed(archive, LIMITS)
+    await launcher_of(actor, kills).launch(SPEC, WORKDIR, seed=seed)
+    assert seed.session_cookies == [cookie] and kills.killed == []
 
 
 async def test_right_after_a_slot_is_given_back_a_launch_waits_for_its_placement() -> None:
@@ -308,7 +336,7 @@ async def test_right_after_a_slot_is_given_back_a_launch_waits_for_its_placement
     assert kills.killed == [first]
     now[0] += RELEASE_GRACE_S / 2
     placed = await launcher.launch(SPEC, WORKDIR)
-    assert placed.pid == LAUNCHED.pid and second.start.calls == [(SPEC, "s-1", Lease().ttl_s)]
+    assert placed.pid == LAUNCHED.pid and second.start.calls == [(SPEC, "s-1", Lease().ttl_s, None)]
     now[0] += RELEASE_GRACE_S
     with pytest.raises(HostAtCapacity):
         await launcher.launch(SPEC, WORKDIR)
