@@ -55,6 +55,7 @@ class FakeBrowser:
         self.seeded = False
         # As a remote browser: what fetch_state brings of its profile (None: nothing).
         self.state: bytes | None = None
+        self.uploads: list[tuple[str, bytes]] = []  # what store_upload was given
 
     @property
     def pid(self) -> int:
@@ -106,6 +107,12 @@ class FakeBrowser:
         (dest / "profile").mkdir()
         (dest / "profile" / "state").write_bytes(self.state)
         return True
+
+    async def store_upload(self, name: str, source: Path) -> str:
+        """As a cluster node's browser: the node names the file (here: always taken once)."""
+        self.uploads.append((name, await asyncio.to_thread(source.read_bytes)))
+        stem, dot, extension = name.rpartition(".")
+        return f"{stem} (2){dot}{extension}"
 
     async def end_egress(self) -> None:
         self.egress_ended = True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from pathlib import PurePath
 from typing import Any, Final
@@ -23,6 +24,7 @@ from browserfleet.browsers.egress import EgressedBrowser
 from browserfleet.browsers.host import PROFILE_DIR
 from browserfleet.browsers.launch_spec import LaunchSpec
 from browserfleet.browsers.stealth import Region
+from browserfleet.browsers.uploads import create_unique, safe_name
 from browserfleet.cdp.client import JsonObject
 from browserfleet.cluster import ray_api
 from browserfleet.cluster.forward import DevtoolsForwarder
@@ -153,6 +155,19 @@ class BrowserActor:
             files=browser.files,
             session_cookies=tuple(seed.session_cookies) if seed is not None else (),
         )
+
+    async def store_upload(self, name: str, data: bytes) -> str:
+        """A file for the browser, new in its upload area as `name` (made safe) or `name (N)`
+        when taken; its final name."""
+        directory = self._running().files.host_uploads
+
+        def stored() -> str:
+            path, fd = create_unique(directory, safe_name(name))
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+            return path.name
+
+        return await asyncio.to_thread(stored)
 
     async def profile_state(self, limits: ArchiveLimits) -> ProfileArchive | None:
         """What a saved profile keeps of the browser's profile directory, packed on the node

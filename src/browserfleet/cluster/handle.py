@@ -27,7 +27,7 @@ from browserfleet.cdp.client import CdpError, JsonObject
 from browserfleet.cdp.dial import DevtoolsDialer
 from browserfleet.cluster.forward import RemoteDialer
 from browserfleet.cluster.wire import Launched, ProfileArchive
-from browserfleet.errors import BrowserLaunchFailed
+from browserfleet.errors import BrowserLaunchFailed, SessionNotRunningHere
 from browserfleet.storage.archive import ArchiveLimits, unpack
 from browserfleet.storage.errors import StorageError
 from browserfleet.tasks import TaskSet
@@ -242,6 +242,15 @@ class RayBrowserHandle:
             log.error("profile state of %r not unpacked: %s", self, error)
             return False
         return True
+
+    async def store_upload(self, name: str, source: Path) -> str:
+        data = await asyncio.to_thread(source.read_bytes)
+        try:
+            stored: str = await self._ask(lambda: self._actor.store_upload.remote(name, data))
+        except (RayActorError, RayTaskError, TimeoutError) as error:
+            log.error("upload for %r not stored on its node: %r", self, error)
+            raise SessionNotRunningHere("its browser's node did not take the file") from None
+        return stored
 
     async def end_egress(self) -> None:
         if self._egress_final:

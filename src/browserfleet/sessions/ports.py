@@ -212,6 +212,23 @@ class RemoteFiles(Protocol):
         """What a saved profile keeps of its profile, once it has quit, unpacked into
         `dest`/profile (`dest` a new directory of this host); False when there is none."""
 
+    async def store_upload(self, name: str, source: Path) -> str:
+        """Copy `source` into the browser's upload area as `name` (or `name (N)` when taken);
+        its final name. SessionNotRunningHere when the browser is gone."""
+
+
+class Received(Protocol):
+    """A file an upload request brought, saved on this host."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def size(self) -> int: ...
+
 
 class BrowserLauncher(Protocol):
     async def launch(

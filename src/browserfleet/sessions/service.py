@@ -12,16 +12,15 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from browserfleet.auth.model import Principal
 from browserfleet.auth.signing import ServerSecret
 from browserfleet.billing import pricing
-from browserfleet.browsers.files import BrowserFiles
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.clock import Clock
 from browserfleet.errors import (
@@ -63,6 +62,7 @@ from browserfleet.sessions.ports import (
     NoMetrics,
     ProfileLoad,
     ProfileLoader,
+    Received,
     RemoteFiles,
     SessionMetrics,
     SessionStarts,
@@ -73,7 +73,7 @@ from browserfleet.tasks import TaskSet
 log = logging.getLogger(__name__)
 # What a server whose browsers run on cluster nodes cannot do yet (docs/cluster.md).
 CLUSTER_RECORDING = "recordings are not available when browsers run on a cluster (yet)"
-CLUSTER_UPLOADS = "uploads are not available when browsers run on a cluster (yet)"
+CLUSTER_UPLOADS = "this browser's node cannot take uploads"
 CLUSTER_DOWNLOADS = "downloads are not available when browsers run on a cluster (yet)"
 
 # How long a stop waits for another instance to tear down a browser it owns.
@@ -571,14 +571,35 @@ class SessionService:
             return session
         return replace(session, proxy_bytes=running.handle.egress_bytes)
 
-    async def upload_area(self, principal: Principal, session_id: SessionId) -> BrowserFiles:
-        """Where files for this session's browser go: only while it is active, on this server."""
+    async def upload(
+        self,
+        principal: Principal,
+        session_id: SessionId,
+        receive: Callable[[Path], Awaitable[Sequence[Received]]],
+    ) -> tuple[PurePosixPath, Sequence[tuple[str, int]]]:
+        """Files for this session's browser, only while it is active, on this server: `receive`
+        saves the request's files into the directory it is given. Returns the upload area as
+        the browser sees it, and each file's final name and size there."""
         session = await self._store.get(principal.project_id, session_id)
-        self.require_files_here(CLUSTER_UPLOADS)
         running = self._running.get(session_id)
         if session.status is not SessionStatus.ACTIVE or running is None:
             raise SessionNotRunningHere(str(session_id))
-        return running.handle.files
+        handle = running.handle
+        if not self._config.remote_browsers:
+            saved = await receive(handle.files.host_uploads)
+            return handle.files.uploads, [(r.name, r.size) for r in saved]
+        if not isinstance(handle, RemoteFiles):
+            raise NotOnCluster(CLUSTER_UPLOADS)
+        # Received here first (the body's limits and errors as on a single host), then sent
+        # to the browser's node, which names each file in its own upload area.
+        scratch = self._config.sessions_dir / f".uploads-{uuid.uuid4()}"
+        await asyncio.to_thread(_new_dir, scratch)
+        try:
+            saved = await receive(scratch)
+            stored = [(await handle.store_upload(r.name, r.path), r.size) for r in saved]
+        finally:
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
+        return handle.files.uploads, stored
 
     def _local_dir(self, session: Session) -> Path | None:
         """The session's directory, if it is on this host (never a cluster node's path, even

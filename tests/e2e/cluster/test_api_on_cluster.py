@@ -32,6 +32,7 @@ from ray_cluster import Nodes, join_worker, raylet_of, start_nodes, stop_process
 
 from browserfleet.cluster.nodes import read_nodes
 from browserfleet.sandbox.reach import browser_pid, processes
+from browserfleet.sandbox.spec import UPLOADS as BROWSER_UPLOADS
 
 pytestmark = pytest.mark.e2e
 
@@ -97,6 +98,26 @@ def browser_runs(uid: int) -> bool:
 def uid_gone(uid: int) -> bool:
     """Whether no process at all runs as this sandbox uid any more."""
     return not processes(uid)
+
+
+def file_input_takes(playwright: Any, cdp_url: str, path: str) -> list[str]:
+    """What a file input holds (name:size) once given `path` as Puppeteer gives it
+    (DOM.setFileInputFiles, through the gateway's policy)."""
+    browser = playwright.chromium.connect_over_cdp(cdp_url, timeout=20_000)
+    try:
+        page = browser.contexts[0].new_page()
+        page.set_content("<input type=file id=f>")
+        cdp = page.context.new_cdp_session(page)
+        root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+        node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "#f"})["nodeId"]
+        cdp.send("DOM.setFileInputFiles", {"files": [path], "nodeId": node})
+        return list(
+            page.evaluate(
+                "Array.from(document.getElementById('f').files, f => f.name + ':' + f.size)"
+            )
+        )
+    finally:
+        browser.close()
 
 
 def free_slots(nodes: Nodes) -> dict[str, int]:
@@ -173,9 +194,15 @@ def test_sessions_take_warm_browsers_on_each_node_and_a_full_cluster_answers_503
         downloads = client.get(f"/browsers/{views[0]['id']}/downloads")
         assert downloads.status_code == 501, downloads.text
         upload = client.post(
-            f"/browsers/{views[0]['id']}/uploads", files={"file": ("a.txt", b"x", "text/plain")}
+            f"/browsers/{views[0]['id']}/uploads",
+            files={"file": ("../cv.txt", b"my cv", "text/plain")},
         )
-        assert upload.status_code == 501, upload.text
+        assert upload.status_code == 201, upload.text
+    # The file went to the browser's node: the browser takes it from its upload area.
+    (uploaded,) = upload.json()["files"]
+    assert (uploaded["name"], uploaded["size"]) == ("cv.txt", 5)
+    assert uploaded["path"] == str(BROWSER_UPLOADS / "cv.txt")
+    assert file_input_takes(playwright, views[0]["cdpUrl"], uploaded["path"]) == ["cv.txt:5"]
 
     # A stopped session's browser goes and its slot serves the next create.
     first = views[0]

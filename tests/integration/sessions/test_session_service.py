@@ -67,6 +67,13 @@ class Clock:
         self.now += timedelta(**delta)
 
 
+@dataclass(frozen=True)
+class Uploaded:
+    name: str
+    path: Path
+    size: int
+
+
 @dataclass
 class World:
     service: SessionService
@@ -492,9 +499,10 @@ async def test_a_launcher_out_of_room_gets_a_pooled_browsers_room(world: World) 
 
 
 async def test_remote_browsers_refuse_what_needs_their_files(world: World) -> None:
-    """Browsers on cluster nodes: recordings refused before anything is reserved, uploads and
-    downloads refused, and a dead server's session directory (a node's path, even one that
-    exists here) is never read or removed by this host."""
+    """Browsers on cluster nodes: recordings refused before anything is reserved, downloads
+    refused, uploads received here and handed to the node (which names them), and a dead
+    server's session directory (a node's path, even one that exists here) is never read or
+    removed by this host."""
     remote = replace(world.config, remote_browsers=True)
     service = SessionService(
         world.store, world.launcher, world.gateway, remote, world.clock, secret=SECRET
@@ -504,8 +512,16 @@ async def test_remote_browsers_refuse_what_needs_their_files(world: World) -> No
         await service.create(world.caller, SessionRequest(enable_recording=True))
     assert await _slots_in_use(world) == 0 and world.launcher.browsers == []
     session = await service.create(world.caller, SessionRequest())
-    with pytest.raises(NotOnCluster, match="uploads"):
-        await service.upload_area(world.caller, session.id)
+    browser = world.launcher.running[-1]
+
+    async def receive(directory: Path) -> list[Uploaded]:
+        (directory / "cv.txt").write_bytes(b"my cv")
+        return [Uploaded("cv.txt", directory / "cv.txt", 5)]
+
+    area, stored = await service.upload(world.caller, session.id, receive)
+    assert (area, stored) == (browser.files.uploads, [("cv (2).txt", 5)])
+    assert browser.uploads == [("cv.txt", b"my cv")]
+    assert not list(world.config.sessions_dir.glob(".uploads-*"))  # received, sent, removed
     with pytest.raises(NotOnCluster, match="downloads"):
         service.require_files_here(service_module.CLUSTER_DOWNLOADS)
 

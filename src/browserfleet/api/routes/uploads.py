@@ -8,6 +8,7 @@ cap, applied before authentication (api.http_protocol).
 
 from __future__ import annotations
 
+from pathlib import Path
 from uuid import UUID
 
 from fastapi import APIRouter, Request, status
@@ -15,7 +16,7 @@ from pydantic import Field
 from starlette.requests import ClientDisconnect
 
 from browserfleet.api.deps import Caller, Services
-from browserfleet.api.multipart import MAX_FILES, save_files
+from browserfleet.api.multipart import MAX_FILES, SavedFile, save_files
 from browserfleet.api.schemas.browsers import NOT_ON_CLUSTER, ErrorBody, ResponseModel
 from browserfleet.errors import InvalidUpload
 from browserfleet.ids import SessionId
@@ -69,16 +70,16 @@ class UploadedFilesView(ResponseModel):
 async def upload_files(
     session_id: UUID, request: Request, caller: Caller, svc: Services
 ) -> UploadedFilesView:
-    area = await svc.sessions.upload_area(caller, SessionId(session_id))
-    try:
-        saved = await save_files(
-            request.headers.get("content-type"), request.stream(), area.host_uploads
-        )
-    except ClientDisconnect:
-        raise InvalidUpload("the upload broke off") from None
+
+    async def receive(directory: Path) -> list[SavedFile]:
+        try:
+            return await save_files(
+                request.headers.get("content-type"), request.stream(), directory
+            )
+        except ClientDisconnect:
+            raise InvalidUpload("the upload broke off") from None
+
+    area, stored = await svc.sessions.upload(caller, SessionId(session_id), receive)
     return UploadedFilesView(
-        files=[
-            UploadedFile(name=file.name, path=str(area.uploads / file.name), size=file.size)
-            for file in saved
-        ]
+        files=[UploadedFile(name=name, path=str(area / name), size=size) for name, size in stored]
     )
