@@ -28,7 +28,7 @@ from browserfleet.browsers.uploads import create_unique, safe_name
 from browserfleet.cdp.client import JsonObject
 from browserfleet.cluster import ray_api
 from browserfleet.cluster.forward import DevtoolsForwarder
-from browserfleet.cluster.node import NodeLauncher, node_launcher
+from browserfleet.cluster.node import NodeLauncher, node_launcher, sweep_dead
 from browserfleet.cluster.routes import rebind_guard
 from browserfleet.cluster.wire import Launched, NodeInfo, ProfileArchive
 from browserfleet.profiles.seed import ArchiveSeed
@@ -124,6 +124,7 @@ class BrowserActor:
         host = ray_api.node_ip()
         settings = Settings()
         self._node = node = await node_launcher(settings)
+        await asyncio.to_thread(sweep_dead, node)  # before its uid may be one a dead actor had
         self._name = name
         seed = None
         if profile is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from browserfleet.browsers.egress import EgressedLauncher
 from browserfleet.browsers.enclosure import Enclosures
 from browserfleet.proxy import EgressGuard
+from browserfleet.sandbox.runner import SandboxRunner
 from browserfleet.settings import Settings
 
 
@@ -38,3 +39,12 @@ async def node_launcher(settings: Settings) -> NodeLauncher:
         egress_guard(settings),
         settings.sessions_dir,
     )
+
+
+def sweep_dead(node: NodeLauncher) -> None:
+    """What browsers of dead actors left on this node (their worker killed, their raylet gone):
+    their sandboxes' processes, mounts and cgroups, and their workdirs. A node has no database
+    to say which workdirs are live: a live one's sandbox uid is locked by its actor. Blocking.
+    (Without sandboxes, nothing is recorded: `leftovers` and a node restart are the remedy.)"""
+    if isinstance(node.enclosures, SandboxRunner):
+        node.enclosures.sweep(node.sessions_dir, frozenset(), remove_workdirs=True)

@@ -101,13 +101,19 @@ class SandboxRunner:
             raise
 
     def sweep(
-        self, root: Path, keep: frozenset[int], keep_files: frozenset[Path] = frozenset()
+        self,
+        root: Path,
+        keep: frozenset[int],
+        keep_files: frozenset[Path] = frozenset(),
+        *,
+        remove_workdirs: bool = False,
     ) -> int:
         """Remove what dead runs left: every uid of the range that nobody holds is cleaned (its
         processes, cgroups and mounts), then sandbox mounts under root that no live holder
         recorded. `keep` is not needed: a live browser's uid is locked by its server. The
         workdirs in keep_files stay mounted: a dead session's end reads them, then removes
-        them."""
+        them. With `remove_workdirs` (a host with no database to say whose they are: a cluster
+        node), a dead holder's recorded workdir under root is deleted too."""
         keep_files = frozenset(keep_files) | {path.resolve() for path in keep_files}
         dirty = set(self.locks.recorded()) | set(uid_processes(self.config.uids).values())
         # Leaves of other uid ranges (another server's configuration) are not ours to clean.
@@ -122,6 +128,8 @@ class SandboxRunner:
                 continue
             try:
                 killed += 1 if self._clean(lease, keep_files) else 0
+                if remove_workdirs:
+                    _remove_recorded_workdir(lease.previous, root)
             finally:
                 lease.release()
         for path in sandbox_mounts(current_mounts(), root):
@@ -241,6 +249,17 @@ def probe_host(executables: Sequence[Path]) -> HostSystem:
 
 def _link(path: Path) -> str | None:
     return os.readlink(path) if path.is_symlink() else None
+
+
+def _remove_recorded_workdir(record: LeaseRecord | None, root: Path) -> None:
+    """A dead holder's workdir, if it lies directly under root (its mounts already gone)."""
+    if record is None:
+        return
+    workdir = Path(record.workdir)
+    if workdir.parent.resolve() == root.resolve() and workdir.is_dir():
+        log.warning("removing a dead sandbox's workdir %s", workdir)
+        unmount_all(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _claim(workdir: Path) -> None:

@@ -246,6 +246,15 @@ def test_a_node_lost_with_its_raylet_ends_its_sessions_billed_and_its_browsers_g
     assert parse_time(settled["finishedAt"]) >= killed_at
     assert cost6(settled["browserCost"]) == ONE_MINUTE_COST
     wait_for(lambda: uid_gone(lost_uid), 20, what="its browser to go")
+    assert node_of(nodes, lost["id"]) == WORKERS[1]  # its files are still on the dead node
+
+    # The node joins again: its first actor sweeps what the lost ones left.
+    join_worker(nodes, WORKERS[1], 1)
+    wait_for(
+        lambda: node_of(nodes, lost["id"]) is None,
+        60,
+        what="the node's next actor to remove the lost session's files",
+    )
 
     # The other node's session runs on.
     assert read(api, kept["id"])["status"] == "active"
