@@ -304,7 +304,7 @@ async def test_a_saved_profile_travels_by_value_and_its_session_cookies_come_bac
     session cookies the node took out of it come back for CDP to restore."""
     archive = tmp_path / "v1.tar.zst"
     archive.write_bytes(b"archive-bytes")
-    cookie = {"name": "sid", "value": "1", "domain": "site.test", "path": "/"}
+    cookie: dict[str, object] = {"name": "sid", "value": "1", "domain": "site.test", "path": "/"}
     actor, kills = FakeActor(), Kills()
 
     async def start(spec: LaunchSpec, name: str, ttl: float, profile: Any) -> Launched:
