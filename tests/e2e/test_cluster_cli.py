@@ -235,10 +235,18 @@ def test_down_of_one_node_stops_only_its_processes(cluster: dict[str, str]) -> N
     assert f"Ray process(es) of the node {WORKER_IP}" in down.stdout
     wait_for(lambda: not of_node(WORKER_IP), timeout=15, what=f"no process of {WORKER_IP}")
     assert of_node(HEAD_IP) == head
-    status = cli(cluster, "cluster", "status", "--address", ADDRESS)
-    assert status.returncode == 0, status.stderr
-    state, slots = node_line(status.stdout, WORKER_IP)[1:3]
-    assert (state, slots.split("/")[0]) == ("dead", "0")
+
+    def worker_state() -> tuple[str, str] | None:
+        status = cli(cluster, "cluster", "status", "--address", ADDRESS)
+        assert status.returncode == 0, status.stderr
+        state, slots = node_line(status.stdout, WORKER_IP)[1:3]
+        return (state, slots.split("/")[0]) if state == "dead" else None
+
+    # The head declares it dead once its health checks fail (three, a second apart, here).
+    assert wait_for(worker_state, timeout=30, what="the head to declare the node dead") == (
+        "dead",
+        "0",
+    )
     again = cli(cluster, "cluster", "down", "--node-ip", WORKER_IP)
     assert again.returncode == 0, again.stderr
     assert f"no Ray process of the node {WORKER_IP} runs on this machine" in again.stdout
