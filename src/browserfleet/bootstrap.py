@@ -58,7 +58,8 @@ from browserfleet.sandbox.uids import UidRange
 from browserfleet.sessions.model import DEFAULT_SCREEN_HEIGHT, DEFAULT_SCREEN_WIDTH
 from browserfleet.sessions.on_demand import OnDemandSessions
 from browserfleet.sessions.ports import BrowserHandle, BrowserLauncher, CdpGateway, HostCapacity
-from browserfleet.sessions.reaper import STALE_HEARTBEATS, Reaper, ReaperConfig
+from browserfleet.sessions.reaper import FENCE_HEARTBEATS, STALE_HEARTBEATS, Reaper, ReaperConfig
+from browserfleet.sessions.server_lease import ServerLease
 from browserfleet.sessions.service import RuntimeConfig, SessionService
 from browserfleet.settings import MIB, BrowserMode, Isolation, Settings, StorageBackend
 from browserfleet.storage.archive import ArchiveLimits
@@ -630,6 +631,8 @@ async def _serving(
         store.get_any,
         ending=lambda session_id: service.is_tearing_down(session_id),  # noqa: PLW0108 (built below)
     )
+    # Renewed by the reaper's heartbeats; while it is not held the service starts no session.
+    lease = ServerLease(settings.heartbeat_interval_s * FENCE_HEARTBEATS)
     service = SessionService(
         store,
         launcher,
@@ -654,6 +657,7 @@ async def _serving(
         ),
         profiles=loads,
         starts=None if browsers.remote else media,
+        lease=lease,
     )
     _watch_runtime(metrics, gateway, browsers, service)
     reaper = Reaper(
@@ -667,6 +671,7 @@ async def _serving(
             settings.public_url,
         ),
         clock,
+        lease,
     )
     on_demand = OnDemandSessions(service, gateway, settings.cdp.connect_grace_s)
     await reaper.start()  # first: it settles and removes what an earlier run left

@@ -82,9 +82,25 @@ def _without_urls(view: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in view.items() if k not in ("cdpUrl", "liveUrl", "viewOnlyLiveUrl")}
 
 
+def _created_once_serving(server: Server) -> dict[str, Any]:
+    """A create on a server just woken from a freeze: refused (503) until a heartbeat of
+    its own reaches the database again, then served."""
+
+    def create() -> dict[str, Any] | None:
+        with server.http() as client:
+            answer = client.post("/browsers", json={"timeout": 5})
+        if answer.status_code == 503:
+            assert "Retry-After" in answer.headers
+            return None
+        assert answer.status_code == 201, answer.text
+        created: dict[str, Any] = answer.json()
+        return created
+
+    return wait_for(create, 10, what="the woken server to serve creates again")
+
+
 def _killed_server_is_settled(a: Server, b: Server) -> None:
-    with a.http() as client:
-        view = client.post("/browsers", json={"timeout": 5}).json()
+    view = _created_once_serving(a)
     uids = {uid for sid, uid in a.session_uids().items() if sid == view["id"]}
     assert uids
     killed_at = datetime.now(UTC)

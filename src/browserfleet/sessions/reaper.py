@@ -36,6 +36,7 @@ from browserfleet.clock import Clock
 from browserfleet.ids import SessionId
 from browserfleet.sessions.model import Session, SessionStatus, StopReason
 from browserfleet.sessions.ports import BrowserLauncher, SessionStore
+from browserfleet.sessions.server_lease import ServerLease
 from browserfleet.sessions.service import SessionService
 from browserfleet.tasks import TaskSet
 
@@ -111,6 +112,7 @@ class Reaper:
         launcher: BrowserLauncher,
         config: ReaperConfig,
         clock: Clock,
+        lease: ServerLease | None = None,
     ) -> None:
         self._service = service
         self._store = store
@@ -119,11 +121,7 @@ class Reaper:
         self._clock = clock
         self._tasks = TaskSet("reaper")
         self._host = socket.gethostname()
-        # The lease: when (loop time) the last heartbeat that reached the database began, and
-        # the time it wrote; when this instance last fenced itself (None: it holds its lease).
-        self._lease_from = 0.0
-        self._lease_at: datetime | None = None
-        self._fenced_at: float | None = None
+        self._lease = lease or ServerLease(config.heartbeat_interval_s * FENCE_HEARTBEATS)
 
     async def start(self) -> None:
         """Register this instance, recover what a crashed predecessor left, start the loops."""
@@ -172,22 +170,21 @@ class Reaper:
         await self._store.heartbeat(
             self._service.instance, self._host, os.getpid(), at, self._config.public_url
         )
-        if self._fenced_at is None or began > self._fenced_at:
-            self._lease_from, self._lease_at, self._fenced_at = began, at, None
+        self._lease.renewed(began, at)
 
     async def check_lease(self) -> int:
         """Fence this instance if its lease has run out (see the module's doc): returns how
         many browsers that ended."""
         now = asyncio.get_running_loop().time()
-        expired = now - self._lease_from > self._config.heartbeat_interval_s * FENCE_HEARTBEATS
-        if self._fenced_at is not None or self._lease_at is None or not expired:
+        lease = self._lease
+        if not lease.due_to_fence(now) or (billed_to := lease.last_written) is None:
             return 0
-        self._fenced_at = now
-        ended = await self._service.fence(self._lease_at)
+        lease.fenced(now)
+        ended = await self._service.fence(billed_to)
         log.error(
             "no heartbeat reached the database for %.1fs: ended this server's %d browser(s); "
             "their sessions are settled when it answers again",
-            now - self._lease_from,
+            lease.age(now),
             ended,
         )
         return ended

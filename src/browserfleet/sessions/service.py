@@ -25,6 +25,7 @@ from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.clock import Clock
 from browserfleet.errors import (
     BrowserLaunchFailed,
+    DatabaseUnavailable,
     DomainError,
     HostAtCapacity,
     NotOnCluster,
@@ -68,6 +69,7 @@ from browserfleet.sessions.ports import (
     SessionStarts,
     SessionStore,
 )
+from browserfleet.sessions.server_lease import ServerLease
 from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -169,8 +171,10 @@ class SessionService:
         end_steps: Sequence[EndStep] = (),
         profiles: ProfileLoader | None = None,
         starts: SessionStarts | None = None,
+        lease: ServerLease | None = None,
     ) -> None:
         self._secret = secret
+        self._lease = lease
         self._profiles = profiles
         self._end_steps = tuple(end_steps)
         self._starts = starts
@@ -229,6 +233,10 @@ class SessionService:
             raise TimeoutLimitExceeded(request.timeout_minutes)
         if self._closing:
             raise HostAtCapacity("this server is shutting down")
+        if self._lease is not None and not self._lease.held(asyncio.get_running_loop().time()):
+            # No heartbeat of ours reached the database lately (cut off, or just woken from a
+            # freeze): another server may be settling our sessions, and would this one too.
+            raise DatabaseUnavailable("this server's lease on its sessions has lapsed")
         if self._config.remote_browsers and request.enable_recording:
             raise NotOnCluster(CLUSTER_RECORDING)
         profile = await self._load_profile(principal, request)

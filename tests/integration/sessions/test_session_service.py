@@ -24,6 +24,7 @@ from browserfleet.egress import PoolPlanner
 from browserfleet.errors import (
     BrowserLaunchFailed,
     ConcurrencyLimitReached,
+    DatabaseUnavailable,
     HostAtCapacity,
     InsufficientCredits,
     NotOnCluster,
@@ -44,7 +45,8 @@ from browserfleet.sessions.model import (
     SessionStatus,
     StopReason,
 )
-from browserfleet.sessions.reaper import Reaper, ReaperConfig
+from browserfleet.sessions.reaper import FENCE_HEARTBEATS, Reaper, ReaperConfig
+from browserfleet.sessions.server_lease import ServerLease
 from browserfleet.sessions.service import RuntimeConfig, SessionService, with_running_cost
 from browserfleet.store.engine import create_engine
 from browserfleet.store.projects import SqlProjectStore
@@ -1038,6 +1040,51 @@ async def test_a_server_whose_lease_runs_out_ends_its_browsers_and_settles_them_
     assert await reaper.check_lease() == 0
     again = await world.service.create(world.caller, SessionRequest())
     assert again.status is SessionStatus.ACTIVE
+
+
+async def test_no_session_starts_while_the_servers_lease_has_lapsed(world: World) -> None:
+    """Woken from a freeze, or cut off: until a heartbeat lands again another server may be
+    settling this one's sessions as of its last heartbeat, and would settle a new one too."""
+    lease = ServerLease(LEASE_INTERVAL_S * FENCE_HEARTBEATS)
+    service = SessionService(
+        world.store,
+        world.launcher,
+        world.gateway,
+        world.config,
+        world.clock,
+        secret=SECRET,
+        lease=lease,
+    )
+    world.service = service  # shut down with the world
+    store = CutOffStore(world.store)
+    reaper = Reaper(
+        service,
+        store,
+        world.launcher,
+        ReaperConfig(3600, LEASE_INTERVAL_S, world.config.sessions_dir),
+        world.clock,
+        lease,
+    )
+    with pytest.raises(DatabaseUnavailable):  # never renewed yet
+        await service.create(world.caller, SessionRequest())
+    await reaper.heartbeat()
+    first = await service.create(world.caller, SessionRequest())
+    store.cut = True
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(5):
+        while lease.held(loop.time()):
+            await asyncio.sleep(LEASE_INTERVAL_S / 4)
+    with pytest.raises(DatabaseUnavailable):
+        await service.create(world.caller, SessionRequest())
+    launched = len(world.launcher.browsers)
+    assert await _slots_in_use(world) == 1  # the refusal took nothing
+    assert await reaper.check_lease() == 1  # and the lapsed lease fences the first
+    store.cut = False
+    await reaper.heartbeat()
+    again = await service.create(world.caller, SessionRequest())
+    assert again.status is SessionStatus.ACTIVE
+    assert len(world.launcher.browsers) == launched + 1
+    assert first.id != again.id
 
 
 async def test_a_fenced_session_is_never_shown_active_once_the_database_answers(
