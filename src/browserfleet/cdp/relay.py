@@ -21,7 +21,7 @@ from typing import Protocol
 
 from websockets.speedups import apply_mask
 
-from browserfleet.cdp.command import CommandError, parse_command
+from browserfleet.cdp.command import Command, CommandError, parse_command
 from browserfleet.cdp.frames import (
     OP_CLOSE,
     OP_TEXT,
@@ -74,6 +74,10 @@ class RelayLimits:
 
     max_message_bytes: int = 100 * 1024 * 1024
     max_fragments: int = 1024
+    # A message this big is parsed and judged on a worker thread, the client's later messages
+    # held meanwhile: a file sent inside a command (tens of MB) would stall every other
+    # session's relay, the server's heartbeat included, for the parse.
+    off_loop_bytes: int = 1024 * 1024
 
 
 class Closing(Enum):
@@ -108,6 +112,7 @@ class Relay:
         limits = limits or RelayLimits()
         self._reader = MessageReader(limits.max_message_bytes, limits.max_fragments)
         self._max_message = limits.max_message_bytes
+        self._off_loop_bytes = limits.off_loop_bytes
         self._count = count
         self._boundaries = MessageBoundaries()
         self._pending: list[bytes] = []  # our replies, waiting for the end of Chrome's message
@@ -155,6 +160,9 @@ class Relay:
                 if item.opcode == OP_CLOSE:
                     self._client_close_seen = True
                 self._to_browser(item.raw)
+            elif len(item.payload) >= self._off_loop_bytes:
+                self._judge_off_loop(item.payload, None, items[index + 1 :])
+                return
             elif (held := self._judge(item.payload)) is not None and self._count is not None:
                 self._waiting = items[index + 1 :]
                 _pause(self._client)
@@ -168,6 +176,9 @@ class Relay:
         if start is None or len(data) - start > self._max_message:
             return False  # the general path reads it (and ends the relay with the right code)
         payload = apply_mask(data[start:], data[start - 4 : start])
+        if len(payload) >= self._off_loop_bytes:
+            self._judge_off_loop(payload, data, [])
+            return True
         held = self._judge(payload, raw=data)
         if held is not None and self._count is not None:
             self._waiting = []
@@ -178,7 +189,8 @@ class Relay:
     def _judge(self, payload: bytes, raw: bytes | None = None) -> Count | None:
         """Forward or answer one message; a Count is returned for the caller to have counted.
         `raw`: the message's own frame, forwarded as it came when the command is plain and
-        unchanged (both JSON readers read it alike)."""
+        unchanged (both JSON readers read it alike). The hot path: _judged does the same
+        with a verdict reached off the loop."""
         try:
             command = parse_command(payload)
         except CommandError as error:
@@ -197,6 +209,48 @@ class Relay:
             return decision
         return None
 
+    def _act(self, verdict: _Verdict, raw: bytes | None) -> Count | None:
+        """Carry out a verdict reached off the loop (_verdict); a Count is returned for the
+        caller to have counted."""
+        match verdict:
+            case bytes() as refusal:
+                self._to_client_between_messages(refusal)
+            case None:
+                self._to_browser(raw)  # type: ignore[arg-type]  # None only when raw is given
+            case Reply(payload=reply):
+                self._to_client_between_messages(server_frame(OP_TEXT, reply))
+            case _Framed(frame=frame):
+                self._to_browser(frame)
+            case Forward(command=command):
+                self._to_browser(client_frame(OP_TEXT, command.encode()))
+            case Count(command=command) if self._count is None:
+                self._to_browser(client_frame(OP_TEXT, command.encode()))
+            case Count():
+                return verdict
+        return None
+
+    def _judge_off_loop(
+        self, payload: bytes, raw: bytes | None, waiting: list[Message | Control]
+    ) -> None:
+        """Judge a big message on a worker thread; the client's later messages wait (its
+        reading paused) until it is acted on, so their order is kept."""
+        self._waiting = waiting
+        _pause(self._client)
+        judged = self._loop.run_in_executor(None, _verdict, payload, raw, self._policy)
+        judged.add_done_callback(functools.partial(self._judged, raw))
+
+    def _judged(self, raw: bytes | None, judged: asyncio.Future[_Verdict]) -> None:
+        if self._state is not Closing.OPEN or self._waiting is None:
+            return
+        if judged.cancelled() or judged.exception() is not None:
+            self.end(BROWSER_LOST, "the gateway failed to judge a message")
+            return
+        held = self._act(judged.result(), raw)
+        if held is not None and self._count is not None:
+            self._count(held, functools.partial(self._counted, held))
+            return
+        self._go_on()
+
     def _counted(self, decision: Count, refused: bytes | None) -> None:
         """The count for a held command came back: act on it, then on what waited behind it."""
         if self._state is not Closing.OPEN or self._waiting is None:
@@ -205,6 +259,11 @@ class Relay:
             self._to_browser(client_frame(OP_TEXT, decision.command.encode()))
         else:
             self._to_client_between_messages(server_frame(OP_TEXT, refused))
+        self._go_on()
+
+    def _go_on(self) -> None:
+        """What waited behind a held message: the rest of its batch, then the backlog."""
+        assert self._waiting is not None
         items, self._waiting = self._waiting, None
         self._take(items)
         while self._waiting is None and self._backlog:
@@ -335,6 +394,33 @@ class Relay:
             self._close_timer.cancel()
         if not self.done.done():
             self.done.set_result(None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Framed:
+    """A command to forward, its frame already built (off the loop)."""
+
+    command: Command
+    frame: bytes
+
+
+# What judging one message decided: a refusal frame for the client, None to forward the
+# client's own frame, or the policy's decision (a forward possibly already framed).
+_Verdict = bytes | Reply | Forward | _Framed | Count | None
+
+
+def _verdict(payload: bytes, raw: bytes | None, policy: SessionPolicy) -> _Verdict:
+    """Relay._judge's decision as a value, all the work done (a worker thread's part)."""
+    try:
+        command = parse_command(payload)
+    except CommandError as error:
+        return server_frame(OP_TEXT, error.reply())
+    decision = decide(command, policy)
+    if isinstance(decision, Forward):
+        if raw is not None and command.plain and decision.command is command:
+            return None
+        return _Framed(decision.command, client_frame(OP_TEXT, decision.command.encode()))
+    return decision
 
 
 def _pause(transport: asyncio.Transport) -> None:

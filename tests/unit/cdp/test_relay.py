@@ -279,6 +279,98 @@ async def test_a_command_over_its_cap_gets_the_refusal_and_the_rest_goes_on() ->
     assert sides.to_client() == [{"id": 1, "error": {"code": -32000, "message": "cap"}}]
 
 
+# --- a big message is judged on a worker thread; the client's later messages wait for it ------
+
+OFF_LOOP = RelayLimits(off_loop_bytes=1000)
+PADDING = "p" * 2000  # puts a command over OFF_LOOP's threshold
+
+
+async def judged(sides: Sides) -> None:
+    """Until the judgement in flight is acted on: the client's reading resumes (or the relay
+    ended meanwhile)."""
+    async with asyncio.timeout(5):
+        while sides.client.paused and state_of(sides.relay) is Closing.OPEN:
+            await asyncio.sleep(0)
+
+
+async def test_a_big_plain_command_goes_on_as_it_came_and_later_ones_keep_their_order() -> None:
+    sides = Sides(limits=OFF_LOOP)
+    big = client_frame(OP_TEXT, command("Runtime.evaluate", 1, expression=PADDING))
+    sides.relay.from_client(big)
+    assert sides.browser.written == b""  # judged off the loop: nothing yet, reading paused
+    assert sides.client.paused
+    sides.relay.from_client(client_frame(OP_TEXT, command("Page.reload", 2)))  # these wait
+    sides.relay.from_client(client_frame(OP_TEXT, command("Page.stopLoading", 3)))
+    assert sides.browser.written == b""
+    await judged(sides)
+    assert bytes(sides.browser.written).startswith(big)  # the client's own frame
+    assert [c["id"] for c in sides.to_chrome()] == [1, 2, 3]  # type: ignore[index]
+    assert not sides.client.paused
+
+
+async def test_a_big_command_in_fragments_is_judged_whole_off_the_loop() -> None:
+    sides = Sides(limits=OFF_LOOP)
+    text = command("Browser.close", 5, padding=PADDING)
+    sides.relay.from_client(
+        client_frame(OP_TEXT, text[:100], fin=False) + client_frame(OP_CONTINUATION, text[100:])
+    )
+    sides.relay.from_client(client_frame(OP_TEXT, command("Page.reload", 6)))
+    await judged(sides)
+    assert sides.to_client() == [{"id": 5, "result": {}}]  # answered here, never forwarded
+    assert sides.to_chrome() == [{"id": 6, "method": "Page.reload", "params": {}}]
+
+
+async def test_a_big_rewritten_command_reaches_chrome_as_the_gateways_serialization() -> None:
+    sides = Sides(limits=OFF_LOOP)
+    text = command(
+        "Browser.setDownloadBehavior", 1, behavior="allow", downloadPath="/etc", padding=PADDING
+    )
+    sides.relay.from_client(client_frame(OP_TEXT, text))
+    await judged(sides)
+    (sent,) = sides.to_chrome()
+    assert sent["params"]["downloadPath"] == str(POLICY.downloads)  # type: ignore[index]
+
+
+async def test_a_big_message_that_is_not_strict_json_gets_an_error_and_nothing_else() -> None:
+    sides = Sides(limits=OFF_LOOP)
+    text = b'{"id": 1, "id": 1, "method": "Browser.close", "params": {"p": "' + PADDING.encode()
+    sides.relay.from_client(client_frame(OP_TEXT, text + b'"}}'))
+    await judged(sides)
+    assert sides.browser.written == b""
+    (reply,) = sides.to_client()
+    assert reply["error"]["code"] == -32700  # type: ignore[index]
+
+
+async def test_a_big_capped_command_is_counted_after_its_judgement() -> None:
+    pending: list[Callable[[bytes | None], None]] = []
+    sides = Sides(limits=OFF_LOOP, count=lambda _held, done: pending.append(done))
+    sides.relay.from_client(
+        client_frame(OP_TEXT, command("Target.createTarget", 1, url="about:blank#" + PADDING))
+        + client_frame(OP_TEXT, command("Runtime.evaluate", 2))
+    )
+    async with asyncio.timeout(5):
+        while not pending:
+            await asyncio.sleep(0)
+    assert sides.browser.written == b""
+    assert sides.client.paused
+    pending.pop()(None)
+    assert [c["id"] for c in sides.to_chrome()] == [1, 2]  # type: ignore[index]
+    assert not sides.client.paused
+
+
+async def test_a_session_stopped_while_a_big_command_is_judged_forwards_nothing() -> None:
+    sides = Sides(limits=OFF_LOOP)
+    sides.relay.from_client(
+        client_frame(OP_TEXT, command("Runtime.evaluate", 1, expression=PADDING))
+    )
+    sides.relay.end(SESSION_CLOSED, "session closed")
+    await asyncio.get_running_loop().shutdown_default_executor()  # the judgement is done
+    for _ in range(3):  # and its callback has run: the verdict was dropped
+        await asyncio.sleep(0)
+    assert sides.browser.written == b""
+    assert close_code(bytes(sides.client.written)) == SESSION_CLOSED
+
+
 # --- the close handshake, as explicit states with a hand-fired timer ------------------------
 
 
