@@ -112,3 +112,17 @@ def playwright() -> Iterator[Any]:
         yield pw
     finally:
         pw.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries the end of each server's log it used: what the server
+    did (a session stopped, and why) is gone with the run's temp dirs otherwise."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    for name, value in funcargs.items():
+        if isinstance(value, Server):
+            report.sections.append((f"log of server `{name}`", value.log_tail(80)))
