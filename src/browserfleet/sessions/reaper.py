@@ -122,6 +122,7 @@ class Reaper:
         self._tasks = TaskSet("reaper")
         self._host = socket.gethostname()
         self._lease = lease or ServerLease(config.heartbeat_interval_s * FENCE_HEARTBEATS)
+        self._lease.renew_with(self.heartbeat)
 
     async def start(self) -> None:
         """Register this instance, recover what a crashed predecessor left, start the loops."""

@@ -1043,8 +1043,9 @@ async def test_a_server_whose_lease_runs_out_ends_its_browsers_and_settles_them_
 
 
 async def test_no_session_starts_while_the_servers_lease_has_lapsed(world: World) -> None:
-    """Woken from a freeze, or cut off: until a heartbeat lands again another server may be
-    settling this one's sessions as of its last heartbeat, and would settle a new one too."""
+    """Cut off, or woken from a freeze: until a heartbeat lands again another server may be
+    settling this one's sessions as of its last heartbeat, and would settle a new one too. A
+    create that finds the lease lapsed renews it itself, and is refused only when that fails."""
     lease = ServerLease(LEASE_INTERVAL_S * FENCE_HEARTBEATS)
     service = SessionService(
         world.store,
@@ -1065,23 +1066,22 @@ async def test_no_session_starts_while_the_servers_lease_has_lapsed(world: World
         world.clock,
         lease,
     )
-    with pytest.raises(DatabaseUnavailable):  # never renewed yet
-        await service.create(world.caller, SessionRequest())
-    await reaper.heartbeat()
-    first = await service.create(world.caller, SessionRequest())
-    store.cut = True
     loop = asyncio.get_running_loop()
+    assert not lease.held(loop.time())  # never renewed yet: the create renews it itself
+    first = await service.create(world.caller, SessionRequest())
+    assert lease.held(loop.time())
+    store.cut = True
     async with asyncio.timeout(5):
         while lease.held(loop.time()):
             await asyncio.sleep(LEASE_INTERVAL_S / 4)
-    with pytest.raises(DatabaseUnavailable):
-        await service.create(world.caller, SessionRequest())
     launched = len(world.launcher.browsers)
+    with pytest.raises(DatabaseUnavailable):  # its own heartbeat fails too
+        await service.create(world.caller, SessionRequest())
+    assert len(world.launcher.browsers) == launched
     assert await _slots_in_use(world) == 1  # the refusal took nothing
     assert await reaper.check_lease() == 1  # and the lapsed lease fences the first
     store.cut = False
-    await reaper.heartbeat()
-    again = await service.create(world.caller, SessionRequest())
+    again = await service.create(world.caller, SessionRequest())  # renewed by the create
     assert again.status is SessionStatus.ACTIVE
     assert len(world.launcher.browsers) == launched + 1
     assert first.id != again.id

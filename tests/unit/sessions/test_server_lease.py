@@ -3,6 +3,7 @@ lapsed past its TTL, fenced once, and renewed only by a heartbeat begun after th
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from browserfleet.sessions.server_lease import ServerLease
@@ -46,3 +47,32 @@ def test_a_freeze_lapses_the_lease_until_the_next_heartbeat_even_before_any_fenc
     lease.renewed(40.0, T.replace(second=30))
     assert lease.held(40.1)
     assert not lease.due_to_fence(40.1)
+
+
+async def test_a_lapsed_lease_is_renewed_by_one_heartbeat_for_every_caller_waiting() -> None:
+    lease = ServerLease(2.0)
+    loop = asyncio.get_running_loop()
+    heartbeats = 0
+
+    async def heartbeat() -> None:
+        nonlocal heartbeats
+        heartbeats += 1
+        began = loop.time()
+        await asyncio.sleep(0.01)  # the write
+        lease.renewed(began, T)
+
+    assert not await lease.ensure_held()  # no way to renew it yet
+    lease.renew_with(heartbeat)
+    assert await asyncio.gather(*(lease.ensure_held() for _ in range(5))) == [True] * 5
+    assert heartbeats == 1
+    assert await lease.ensure_held() and heartbeats == 1  # held: nothing written
+
+
+async def test_a_heartbeat_that_fails_leaves_the_lease_lapsed() -> None:
+    lease = ServerLease(2.0)
+
+    async def unreachable() -> None:
+        raise OSError("connection refused")
+
+    lease.renew_with(unreachable)
+    assert not await lease.ensure_held()
