@@ -470,6 +470,7 @@ def _runtime_config(settings: Settings, browsers: Browsers) -> RuntimeConfig:
         remote_browsers=browsers.remote,
         stealth=settings.stealth.enabled,
         quit_grace_s=settings.profiles.close_grace_s,
+        downloads_max_bytes=settings.media.downloads_max_mb * MIB,
     )
 
 
@@ -644,11 +645,9 @@ async def _serving(
         metrics=metrics,
         planner=planner,
         secret=secret,
-        # Remote browsers' files are their nodes': of them, only a profile's state is
-        # brought here (the service refuses recordings for them, and lists no downloads).
-        end_steps=(saving.capture, saving.save)
-        if browsers.remote
-        else (
+        # Remote browsers' files are their nodes': the recording is fetched from the node, a
+        # profile's state and the downloads are brought here after the browser quit.
+        end_steps=(
             saving.capture,
             FinishRecording(media),
             ReleaseMedia(media),
@@ -656,7 +655,7 @@ async def _serving(
             KeepDownloads(media),
         ),
         profiles=loads,
-        starts=None if browsers.remote else media,
+        starts=media,
         lease=lease,
     )
     _watch_runtime(metrics, gateway, browsers, service)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from direct_cdp import DirectCdp
 from fleet_server import Janitor, Server, wait_for
 from loopback import RESOLVER_RULES
 from pages import DATA_BIN, REPORT, HeldServer, PageServer
+from video import ffprobe
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -50,18 +50,6 @@ def stop(server: Server, session_id: str) -> dict[str, Any]:
     assert answer.status_code == 200, answer.text
     view: dict[str, Any] = answer.json()
     return view
-
-
-def ffprobe(data: bytes) -> dict[str, Any]:
-    done = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", "-"],
-        input=data,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    probed: dict[str, Any] = json.loads(done.stdout)
-    return probed
 
 
 def test_recording_is_an_h264_mp4_of_the_session_served_by_signed_range_requests(

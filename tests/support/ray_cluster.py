@@ -10,6 +10,7 @@ uids.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,14 +18,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from fleet_server import Server, start_server
 from loopback import RESOLVER_RULES
+from postgres_cluster import PostgresCluster
 from sandboxes import uid_env
 
 HEAD_IP = "127.0.0.2"
@@ -71,10 +74,17 @@ def node_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def _ray_start(args: list[str], env: dict[str, str], temp_dir: Path, log: Path) -> None:
+def _ray_start(
+    args: list[str],
+    env: dict[str, str],
+    temp_dir: Path,
+    log: Path,
+    prefix: Sequence[str] = (),
+) -> None:
+    """`ray start` with `args`; `prefix` runs it inside something (a network namespace)."""
     with log.open("ab") as out:
         done = subprocess.run(
-            [str(RAY), "start", f"--temp-dir={temp_dir}", "--disable-usage-stats", *args],
+            [*prefix, str(RAY), "start", f"--temp-dir={temp_dir}", "--disable-usage-stats", *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -157,36 +167,64 @@ class Nodes:
 
 
 def start_nodes(
-    temp_dir: Path, head_ip: str, port: int, workers: dict[str, tuple[int, Path]]
+    temp_dir: Path,
+    head_ip: str,
+    port: int,
+    workers: dict[str, tuple[int, Path]],
+    worker_prefix: Sequence[str] = (),
+    head_env: Mapping[str, str] | None = None,
 ) -> Nodes:
-    """Head, then each worker (ip -> (slots, data dir)); on a failure whatever started is
-    stopped again."""
+    """Head (with `head_env` besides its own), then each worker (ip -> (slots, data dir)), each
+    run in `worker_prefix` (a network namespace of the test's); on a failure whatever started
+    is stopped again."""
     address = f"{head_ip}:{port}"
-    log = temp_dir / "ray-start.log"
     try:
-        _ray_start(
-            [
-                "--head",
-                f"--node-ip-address={head_ip}",
-                f"--port={port}",
-                "--num-cpus=0",
-                "--resources=" + json.dumps({"browser_slots": 0}),
-                "--include-dashboard=false",
-            ],
-            {**node_env(temp_dir / "head-data"), **HEALTH_ENV},
-            temp_dir,
-            log,
-        )
         nodes = Nodes(temp_dir, address, head_ip, {ip: d for ip, (_, d) in workers.items()})
+        start_head(nodes, head_env)
         for ip, (slots, _) in workers.items():
-            join_worker(nodes, ip, slots)
+            join_worker(nodes, ip, slots, worker_prefix)
     except BaseException:
         stop_processes(temp_dir)
         raise
     return nodes
 
 
-def join_worker(nodes: Nodes, ip: str, slots: int) -> None:
+def start_head(nodes: Nodes, env: Mapping[str, str] | None = None) -> None:
+    """The head (again, after a test killed it): no slots, no CPUs, no dashboard."""
+    head_ip, port = nodes.address.rsplit(":", 1)
+    _ray_start(
+        [
+            "--head",
+            f"--node-ip-address={head_ip}",
+            f"--port={port}",
+            "--num-cpus=0",
+            "--resources=" + json.dumps({"browser_slots": 0}),
+            "--include-dashboard=false",
+        ],
+        {**node_env(nodes.temp_dir / "head-data"), **HEALTH_ENV, **(env or {})},
+        nodes.temp_dir,
+        nodes.temp_dir / "ray-start.log",
+    )
+
+
+def head_processes(nodes: Nodes) -> list[psutil.Process]:
+    """The head's own processes: the GCS, the head's raylet and every helper of either (the
+    autoscaler's monitor, the log monitor and agents of the head node); not the workers'."""
+    head: dict[int, psutil.Process] = {}
+    for proc in cluster_processes(nodes.temp_dir):
+        with contextlib.suppress(psutil.Error):
+            # A node's processes name its address alone (`--node-ip-address=IP`); the GCS's
+            # address (`IP:PORT`) is on every node's.
+            if proc.name() == "gcs_server" or any(
+                arg.endswith(f"={nodes.head_ip}") for arg in proc.cmdline()
+            ):
+                head[proc.pid] = proc
+                for child in proc.children(recursive=True):
+                    head[child.pid] = child
+    return list(head.values())
+
+
+def join_worker(nodes: Nodes, ip: str, slots: int, prefix: Sequence[str] = ()) -> None:
     """The worker at `ip` (re)joins the cluster with its own data dir and `slots`."""
     _ray_start(
         [
@@ -197,6 +235,7 @@ def join_worker(nodes: Nodes, ip: str, slots: int) -> None:
         node_env(nodes.worker_dirs[ip]),
         nodes.temp_dir,
         nodes.temp_dir / "ray-start.log",
+        prefix,
     )
 
 
@@ -258,10 +297,11 @@ def clean_node_leftovers(cluster: RayCluster) -> str:
     return done.stdout + done.stderr
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster(suite_resources: Any) -> Iterator[RayCluster]:
     """The cluster, with this process connected to it as the driver (on the head's address,
-    as an API process would be); stopped at the end of the run, whatever happened."""
+    as an API process would be); stopped after the module, whatever happened (never left to
+    load the rest of the run)."""
     import ray
 
     temp_dir: Path = suite_resources.new_data_dir()
@@ -277,3 +317,34 @@ def ray_cluster(suite_resources: Any) -> Iterator[RayCluster]:
             yield cluster
         finally:
             ray.shutdown()
+
+
+def cluster_env(nodes: Nodes, database_url: str, **env: str) -> dict[str, str]:
+    """What an API process serving on `nodes` is started with (on the head's address unless
+    `BROWSERFLEET_CLUSTER__NODE_IP` says otherwise; no warm pool unless asked), `env` last."""
+    return {
+        "BROWSERFLEET_DATABASE_URL": database_url,
+        "BROWSERFLEET_CLUSTER__ADDRESS": nodes.address,
+        "BROWSERFLEET_CLUSTER__NODE_IP": nodes.head_ip,
+        "BROWSERFLEET_CLUSTER__POOL_PER_NODE": "0",
+        "BROWSERFLEET_CLUSTER__PLACEMENT_TIMEOUT_S": "20",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        **env,
+    }
+
+
+@contextlib.contextmanager
+def cluster_api(
+    suite_resources: Any, postgres: PostgresCluster, nodes: Nodes, **env: str
+) -> Iterator[Server]:
+    """A `browserfleet serve --cluster` process on `nodes`, on a database of its own (dropped
+    after it stopped); `env` as for cluster_env."""
+    database = asyncio.run(postgres.create_database())
+    try:
+        server = start_server(suite_resources, **cluster_env(nodes, postgres.url(database), **env))
+        try:
+            yield server
+        finally:
+            server.close()
+    finally:
+        asyncio.run(postgres.drop_database(database))

@@ -56,6 +56,7 @@ class FakeBrowser:
         # As a remote browser: what fetch_state brings of its profile (None: nothing).
         self.state: bytes | None = None
         self.uploads: list[tuple[str, bytes]] = []  # what store_upload was given
+        self.downloads: dict[str, bytes] = {}  # what fetch_downloads brings (name: content)
 
     @property
     def pid(self) -> int:
@@ -107,6 +108,17 @@ class FakeBrowser:
         (dest / "profile").mkdir()
         (dest / "profile" / "state").write_bytes(self.state)
         return True
+
+    async def fetch_downloads(self, dest: Path, max_bytes: int) -> int:
+        """As a cluster node's browser: its downloads, in name order, within `max_bytes`."""
+        total = fetched = 0
+        for name, data in sorted(self.downloads.items()):
+            total += len(data)
+            if total > max_bytes:
+                break
+            (dest / name).write_bytes(data)
+            fetched += 1
+        return fetched
 
     async def store_upload(self, name: str, source: Path) -> str:
         """As a cluster node's browser: the node names the file (here: always taken once)."""

@@ -29,8 +29,11 @@ from browserfleet.cdp.client import JsonObject
 from browserfleet.cluster import ray_api
 from browserfleet.cluster.forward import DevtoolsForwarder
 from browserfleet.cluster.node import NodeLauncher, node_launcher, sweep_dead
+from browserfleet.cluster.node_media import NodeMedia, remove_dead_recordings
 from browserfleet.cluster.routes import rebind_guard
 from browserfleet.cluster.wire import Launched, NodeInfo, ProfileArchive
+from browserfleet.media.downloads import DownloadedFile
+from browserfleet.media.recorder import RecordingSpec
 from browserfleet.profiles.seed import ArchiveSeed
 from browserfleet.profiles.snapshot import STATE
 from browserfleet.profiles.state import check_profile_dir
@@ -57,6 +60,7 @@ class BrowserActor:
     def __init__(self) -> None:
         self._node: NodeLauncher | None = None
         self._browser: EgressedBrowser | None = None
+        self._media: NodeMedia | None = None
         self._forwarder: DevtoolsForwarder | None = None
         self._starting = False
         self._closed = False
@@ -81,12 +85,13 @@ class BrowserActor:
         if self._watchdog is None:
             self._watchdog = self._watch.spawn(self._watch_lease(), name="watch")
 
-    async def renew(self) -> bool:
-        """Extend the lease by its ttl; False once the browser is gone."""
+    async def renew(self) -> int | None:
+        """Extend the lease by its ttl; the egress bytes so far (what the session shows while
+        it runs), or None once the browser is gone."""
         if self._closed:
-            return False
+            return None
         self._lease_until = time.monotonic() + self._lease_ttl_s
-        return True
+        return self._browser.egress_bytes if self._browser is not None else 0
 
     async def _watch_lease(self) -> None:
         check_s = min(LEASE_CHECK_S, self._lease_ttl_s / 4)
@@ -142,6 +147,7 @@ class BrowserActor:
             ports = settings.cluster.forward_port_range()
             self._forwarder = DevtoolsForwarder(browser.devtools, host, ports)
             await self._forwarder.start()
+            self._media = await _node_media(settings, browser, name)
         except BaseException:
             await self.close()
             raise
@@ -194,6 +200,30 @@ class BrowserActor:
 
         return await asyncio.to_thread(packed)
 
+    # -- media: the recording and the downloads, on this node (cluster.node_media) ----------
+    async def start_recording(self, spec: RecordingSpec) -> int:
+        return await self._running_media().start_recording(spec)
+
+    async def finish_recording(self, timeout_s: float) -> int | None:
+        return await self._running_media().finish_recording(timeout_s)
+
+    async def read_recording(self, offset: int, size: int) -> bytes:
+        return await self._running_media().read_recording(offset, size)
+
+    async def downloads(self) -> list[DownloadedFile]:
+        return await self._running_media().downloads()
+
+    async def read_download(self, name: str, offset: int, size: int) -> bytes:
+        return await self._running_media().read_download(name, offset, size)
+
+    async def settle_downloads(self) -> None:
+        await self._running_media().settle_downloads()
+
+    def _running_media(self) -> NodeMedia:
+        if self._media is None:
+            raise RuntimeError("no browser: start() was never called")
+        return self._media
+
     def _running(self) -> EgressedBrowser:
         if self._browser is None:
             raise RuntimeError("no browser: start() was never called")
@@ -242,11 +272,30 @@ class BrowserActor:
             return
         self._closed = True
         try:
+            if self._media is not None:
+                await self._media.close()
             if self._browser is not None:
                 await self._browser.close()  # its enclosure removes the workdir
         finally:
             if self._forwarder is not None:
                 await self._forwarder.aclose()
+
+
+async def _node_media(settings: Settings, browser: EgressedBrowser, name: str) -> NodeMedia:
+    """The browser's media on this node, from the node's own media settings; recordings of
+    dead actors go first."""
+    from browserfleet.bootstrap import media_config  # the composition root imports this package
+
+    config = media_config(settings)
+    await asyncio.to_thread(remove_dead_recordings, config.work_dir, settings.sessions_dir)
+    return NodeMedia(
+        browser,
+        name,
+        config.work_dir,
+        downloads_max_bytes=config.downloads_max_bytes,
+        ffmpeg=config.ffmpeg,
+        bwrap=config.bwrap,
+    )
 
 
 RemoteBrowserActor = ray.remote(**ACTOR_OPTIONS)(BrowserActor)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,8 @@ from browserfleet.cdp.dial import DevtoolsDialer
 from browserfleet.cluster.forward import RemoteDialer
 from browserfleet.cluster.wire import Launched, ProfileArchive
 from browserfleet.errors import BrowserLaunchFailed, SessionNotRunningHere
+from browserfleet.media.downloads import DownloadedFile, within_limit
+from browserfleet.media.recorder import RecordingSpec
 from browserfleet.storage.archive import ArchiveLimits, unpack
 from browserfleet.storage.errors import StorageError
 from browserfleet.tasks import TaskSet
@@ -40,6 +43,7 @@ T = TypeVar("T")
 LOST_EXIT_CODE: Final = -signal.SIGKILL
 UNAVAILABLE_RETRY_S: Final = 0.5  # an actor whose node is unreachable for now, maybe not lost
 PROFILE_LIMITS: Final = ArchiveLimits(max_bytes=500 * 1024 * 1024)  # the settings' default
+FETCH_CHUNK: Final = 8 * 1024 * 1024  # one read of a node's file (at most node_media.MAX_CHUNK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,9 +188,11 @@ class RayBrowserHandle:
             await asyncio.sleep(lease.renew_s)
             try:
                 async with asyncio.timeout(lease.renew_s):
-                    alive = await self._actor.renew.remote()
-                if alive:
+                    egress: int | None = await self._actor.renew.remote()
+                if egress is not None:  # the browser lives: its count so far comes along
                     renewed = time.monotonic()
+                    if not self._egress_final:
+                        self._egress_bytes = egress
             except ActorDiedError:
                 return  # wait_closed says so
             except (RayActorError, RayTaskError, TimeoutError) as error:
@@ -211,7 +217,90 @@ class RayBrowserHandle:
         return answer
 
     def watch_downloads(self, listener: Callable[[str, JsonObject], None] | None) -> None:
-        pass  # downloads are neither named nor kept in cluster mode yet
+        pass  # its node names and limits them (cluster.node_media); this process fetches them
+
+    # -- media on the node (cluster.node_media): a recording, downloads --------------------
+    async def start_recording(self, spec: RecordingSpec) -> None:
+        try:
+            pid = await self._ask(lambda: self._actor.start_recording.remote(spec))
+        except (RayActorError, RayTaskError, TimeoutError) as error:
+            raise ConnectionError(f"its node did not start recording: {error!r}") from None
+        log.info("%r records (ffmpeg pid %d on its node)", self, pid)
+
+    async def fetch_recording(self, dest: Path, timeout_s: float) -> bool:
+        """Finalize the recording on the node and copy it to `dest` (a new file); False when
+        there is none (or it could not be fetched)."""
+        try:
+            size: int | None = await self._ask(
+                lambda: self._actor.finish_recording.remote(timeout_s), timeout_s=timeout_s + 10
+            )
+            if size is None:
+                return False
+            await self._fetch(dest, size, self._actor.read_recording.remote)
+        except (RayActorError, RayTaskError, TimeoutError, OSError) as error:
+            log.error("recording of %r not fetched: %r", self, error)
+            await asyncio.to_thread(dest.unlink, True)
+            return False
+        return True
+
+    async def list_downloads(self) -> list[DownloadedFile]:
+        """Its finished downloads, as its node lists them. OSError when it cannot."""
+        try:
+            files: list[DownloadedFile] = await self._ask(self._actor.downloads.remote)
+        except (RayActorError, RayTaskError, TimeoutError) as error:
+            raise ConnectionError(f"downloads of {self!r} not listed: {error!r}") from None
+        return files
+
+    async def fetch_download(self, file: DownloadedFile, dest: Path) -> None:
+        """Copy one download to `dest` (a new file). OSError when it cannot."""
+        try:
+            read = self._actor.read_download.remote
+            await self._fetch(dest, file.size, lambda at, n: read(file.name, at, n))
+        except (RayActorError, RayTaskError, TimeoutError) as error:
+            await asyncio.to_thread(dest.unlink, True)
+            raise ConnectionError(f"download {file.name!r} not fetched: {error!r}") from None
+
+    async def settle_downloads(self) -> None:
+        """Its node follows no more download events, files already complete named first."""
+        try:
+            await self._ask(self._actor.settle_downloads.remote)
+        except (RayActorError, RayTaskError, TimeoutError) as error:
+            log.warning("downloads of %r not settled: %r", self, error)
+
+    async def fetch_downloads(self, dest: Path, max_bytes: int) -> int:
+        try:
+            files = within_limit(await self.list_downloads(), max_bytes)
+        except OSError as error:
+            log.error("%s", error)
+            return 0
+        fetched = 0
+        for file in files:
+            try:
+                await self.fetch_download(file, dest / file.name)
+                fetched += 1
+            except OSError as error:
+                log.error("%s", error)
+        return fetched
+
+    async def _fetch(
+        self, dest: Path, size: int, read: Callable[[int, int], Awaitable[bytes]]
+    ) -> None:
+        """`size` bytes read in chunks from the node into `dest`, created here (never an
+        existing file or a link)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = await asyncio.to_thread(os.open, dest, flags, 0o600)
+        try:
+            offset = 0
+            while offset < size:
+                chunk = await self._ask(
+                    lambda at=offset: read(at, min(FETCH_CHUNK, size - at))  # type: ignore[misc]
+                )
+                if not chunk:
+                    break  # shorter than listed: what there is
+                await asyncio.to_thread(_write_all, fd, chunk)
+                offset += len(chunk)
+        finally:
+            os.close(fd)
 
     async def fetch_state(self, dest: Path) -> bool:
         """What a saved profile keeps of the browser's profile, packed on its node (once the
@@ -302,3 +391,9 @@ class RayBrowserHandle:
                 route, self._route = self._route, None
                 await route
             return await submit()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

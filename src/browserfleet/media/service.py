@@ -8,6 +8,7 @@ without recording and without viewers opens nothing: no connection, no process, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -17,14 +18,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from browserfleet.auth.signing import ServerSecret
 from browserfleet.browsers.files import DOWNLOADS_DIR
-from browserfleet.cdp.client import CdpError, JsonObject
 from browserfleet.clock import Clock
 from browserfleet.ids import SessionId
 from browserfleet.media import downloads as dl
-from browserfleet.media.download_ledger import Action, DownloadLedger, Step
+from browserfleet.media.download_watch import DownloadWatch
 from browserfleet.media.frames import FrameSlot
 from browserfleet.media.links import Disposition, sign, verify
 from browserfleet.media.recorder import Recorder, RecordingSpec, output_size, run_as
@@ -94,12 +95,28 @@ class _Live:
     recorder: Recorder | None = None
     starting: asyncio.Task[None] | None = None  # the recorder's start, in the background
     viewers: int = 0
-    ledger: DownloadLedger | None = None
-    naming: asyncio.Lock = field(default_factory=asyncio.Lock)  # downloads named in order
-    pending: set[asyncio.Task[None]] = field(default_factory=set)  # naming, cancelling
+    downloads: DownloadWatch | None = None  # None: its node names them (a remote browser)
+    remote: RemoteMedia | None = None  # a browser on a cluster node: it records there
+    recording_remote: bool = False  # its node records it
 
 
 SessionLookup = Callable[[SessionId], Awaitable[Session | None]]
+
+
+@runtime_checkable
+class RemoteMedia(Protocol):
+    """A browser whose recording and downloads live on its node (a cluster's, where they are
+    recorded, named and limited: cluster.node_media); this server fetches them."""
+
+    async def start_recording(self, spec: RecordingSpec) -> None: ...
+
+    async def fetch_recording(self, dest: Path, timeout_s: float) -> bool: ...
+
+    async def list_downloads(self) -> list[dl.DownloadedFile]: ...
+
+    async def fetch_download(self, file: dl.DownloadedFile, dest: Path) -> None: ...
+
+    async def settle_downloads(self) -> None: ...
 
 
 class MediaService:
@@ -122,6 +139,9 @@ class MediaService:
         # out (the browser's teardown removes it), so the store is what lists them.
         self._kept: set[SessionId] = set()
         self._live: dict[SessionId, _Live] = {}
+        # Sessions whose browser runs on a cluster node, until their end shows there are no
+        # downloads to keep (at the release) or keeps them.
+        self._remote_ids: set[SessionId] = set()
         self._tasks = TaskSet("media")
 
     @property
@@ -146,13 +166,47 @@ class MediaService:
         """A session now runs here; with recording on, its recorder starts in the background
         (the create does not wait for it). A recorder that cannot start is logged: the session
         runs, and recordingAvailable turns false once the grace after its stop has passed."""
-        live = _Live(session, handle, ledger=DownloadLedger(self._config.downloads_max_bytes))
+        remote = handle if isinstance(handle, RemoteMedia) else None
+        live = _Live(session, handle, remote=remote)
         self._live[session.id] = live
-        handle.watch_downloads(lambda method, params: self._on_download(live, method, params))
+        if remote is not None:
+            # Those whose end is over are forgotten (an end with nothing to keep never reads it).
+            self._remote_ids = {s for s in self._remote_ids if s in self._live or self._ending(s)}
+            self._remote_ids.add(session.id)
+        else:
+            live.downloads = DownloadWatch(
+                handle,
+                handle.files.host_downloads,
+                self._config.downloads_max_bytes,
+                self._tasks,
+                label=str(session.id),
+            )
         if session.request.enable_recording:
             live.starting = self._tasks.spawn(
                 self._start_recording(live), name=f"record-{session.id}"
             )
+
+    async def _note_remote_downloads(self, session_id: SessionId, remote: RemoteMedia) -> None:
+        """A session on a node with no finished download needs no graceful close for them
+        (has_downloads); one whose node cannot tell keeps it, to fetch what there is."""
+        try:
+            if not await remote.list_downloads():
+                self._remote_ids.discard(session_id)
+        except OSError as error:
+            log.warning("downloads not listed: %s", error, extra={"session_id": str(session_id)})
+
+    def session_gone(self, session_id: SessionId) -> None:
+        """Its browser was ended without the end steps (fenced, taken over): its screencast
+        and recorder are dropped, and nothing of it is kept (a fenced browser's media, like
+        its profile state, are not saved)."""
+        self._remote_ids.discard(session_id)
+        live = self._live.pop(session_id, None)
+        if live is None:
+            return
+        if live.downloads is not None:
+            live.downloads.detach()
+        with contextlib.suppress(RuntimeError):  # closed: aclose dropped everything already
+            self._tasks.spawn(self._drop(live), name=f"drop-{session_id}")
 
     async def _start_recording(self, live: _Live) -> None:
         try:
@@ -162,6 +216,15 @@ class MediaService:
 
     async def _start_recorder(self, live: _Live) -> None:
         session, config = live.session, self._config
+        if live.remote is not None:
+            width, height = output_size(
+                session.request.screen_width,
+                session.request.screen_height,
+                config.recording_max_width,
+            )
+            await live.remote.start_recording(RecordingSpec(config.recording_fps, width, height))
+            live.recording_remote = True
+            return
         output = self._work_file(session.id)
         uid = run_as(os.stat(live.handle.workdir).st_uid)
         await asyncio.to_thread(output.unlink, True)
@@ -203,69 +266,6 @@ class MediaService:
     def _work_file(self, session_id: SessionId) -> Path:
         return self._config.work_dir / f"{session_id}{layout.RECORDING_SUFFIX}"
 
-    # -- downloads while the session runs --------------------------------------------------
-    def _on_download(self, live: _Live, method: str, params: JsonObject) -> None:
-        """A download event of the session's browser: the ledger says what to do."""
-        if live.ledger is None:
-            return
-        if method == "Browser.downloadWillBegin":
-            actions = live.ledger.begin(params.get("guid"), params.get("suggestedFilename"))
-        else:
-            guid, state = params.get("guid"), params.get("state")
-            actions = live.ledger.progress(guid, params.get("receivedBytes"), state)
-        for action in actions:
-            try:
-                task = self._tasks.spawn(self._apply(live, action), name=f"download-{action.step}")
-            except RuntimeError:  # the server is closing: nothing more is named
-                return
-            live.pending.add(task)
-            task.add_done_callback(live.pending.discard)
-
-    async def _apply(self, live: _Live, action: Action) -> None:
-        session_id = str(live.session.id)
-        directory = live.handle.files.host_downloads
-        try:
-            if action.step is Step.NAME:
-                async with live.naming:
-                    name = await asyncio.to_thread(
-                        dl.name_download, directory, action.guid, action.name
-                    )
-                if name is not None:
-                    log.info("download %r finished", name, extra={"session_id": session_id})
-                return
-            limit_mb = self._config.downloads_max_bytes / (1024 * 1024)
-            log.warning(
-                "download %r refused: the session's downloads passed their limit of %g MB",
-                action.name,
-                limit_mb,
-                extra={"session_id": session_id},
-            )
-            if action.step is Step.CANCEL:
-                await self._cancel_download(live.handle, action.guid)
-            else:
-                await asyncio.to_thread(dl.discard, directory / action.guid)
-        except (CdpError, TimeoutError, OSError) as error:
-            log.warning("download %s: %s failed: %s", action.guid, action.step, error)
-
-    async def _cancel_download(self, handle: BrowserHandle, guid: str) -> None:
-        """Browser.cancelDownload, in the default context or else in whichever holds it."""
-        try:
-            await handle.call("Browser.cancelDownload", {"guid": guid})
-            return
-        except CdpError:
-            pass
-        found = await handle.call("Target.getBrowserContexts")
-        contexts = found.get("browserContextIds")
-        for context in contexts if isinstance(contexts, list) else []:
-            try:
-                await handle.call(
-                    "Browser.cancelDownload", {"guid": guid, "browserContextId": context}
-                )
-                return
-            except CdpError:
-                continue
-        # Not found: it finished first; the ledger discards the file when it says so.
-
     # -- end of session (end steps) ------------------------------------------------------------
     async def finish_recording(self, end: SessionEnd) -> None:
         """Finalize the recording and keep it in the store; whatever happens, nothing of it is
@@ -275,6 +275,10 @@ class MediaService:
         try:
             if live is not None and live.starting is not None:
                 await asyncio.gather(live.starting, return_exceptions=True)
+            if live is not None and live.remote is not None:
+                if live.recording_remote:
+                    await self._keep_remote_recording(session, live.remote)
+                return
             recorder = live.recorder if live is not None else None
             if live is not None:
                 live.recorder = None
@@ -296,9 +300,23 @@ class MediaService:
         finally:
             await asyncio.to_thread(self._work_file(session.id).unlink, True)
 
+    async def _keep_remote_recording(self, session: Session, remote: RemoteMedia) -> None:
+        """Finalized on its node, fetched here, then kept in the store like a local one."""
+        output = self._work_file(session.id)
+        await asyncio.to_thread(output.unlink, True)
+        if not await remote.fetch_recording(output, self._config.finish_timeout_s):
+            return
+        key = layout.recording_key(session.project_id, session.id)
+        size = await self._blobs.put_file(key, output, move=True)
+        log.info(
+            "recording kept (%d bytes, from its node)", size, extra={"session_id": str(session.id)}
+        )
+
     def has_downloads(self, session: Session) -> bool:
         """Whether the session's downloads directory on this host holds anything (blocking,
         one directory read)."""
+        if session.id in self._remote_ids:
+            return True  # on its node: fetched with the browser's files after it quits
         live = self._live.get(session.id)
         if live is not None:
             directory: Path | None = live.handle.files.host_downloads
@@ -320,6 +338,7 @@ class MediaService:
         finally:
             self._kept = {s for s in self._kept if self._ending(s)}
             self._kept.add(session.id)
+            self._remote_ids.discard(session.id)
 
     async def _keep_downloads(self, end: SessionEnd) -> None:
         session = end.session
@@ -358,9 +377,11 @@ class MediaService:
         """The session ended: close its screencast and recorder (if still there)."""
         live = self._live.pop(session_id, None)
         if live is not None:
-            live.handle.watch_downloads(None)
-            if live.pending:  # files already complete get their names before they are kept
-                await asyncio.wait(set(live.pending), timeout=10.0)
+            if live.downloads is not None:  # files already complete are named first
+                await live.downloads.stop()
+            elif live.remote is not None:  # by its node likewise
+                await live.remote.settle_downloads()
+                await self._note_remote_downloads(session_id, live.remote)
             await self._drop(live)
 
     # -- live view --------------------------------------------------------------------------
@@ -425,6 +446,15 @@ class MediaService:
         """One page of the session's downloads: from its directory while it runs here, else
         from the store. InvalidCursor for a cursor this API did not hand out."""
         after = dl.decode_cursor(cursor) if cursor else None
+        live = self._live.get(session.id)
+        if (
+            live is not None
+            and live.remote is not None
+            and session.status is not SessionStatus.STOPPED
+        ):
+            return await self._remote_downloads(
+                session, live.remote, after, limit, include_urls, base_url
+            )
         directory = self._downloads_here(session)
         if directory is not None:
             files = await asyncio.to_thread(dl.scan, directory)
@@ -442,6 +472,49 @@ class MediaService:
                 url = await self._download_url(session, file, base_url)
             items.append(DownloadItem(file.name, file.size, file.last_modified, url))
         return DownloadListing(tuple(items), page.next_cursor)
+
+    async def _remote_downloads(
+        self,
+        session: Session,
+        remote: RemoteMedia,
+        after: str | None,
+        limit: int,
+        include_urls: bool,
+        base_url: str,
+    ) -> DownloadListing:
+        """A page of the downloads of a session running on a cluster node, as its node lists
+        them; a file given a URL is fetched and stored first (as a local one is)."""
+        try:
+            files = await remote.list_downloads()
+        except OSError as error:
+            log.warning("downloads not listed: %s", error, extra={"session_id": str(session.id)})
+            files = []
+        page = dl.page_of(files, after=after, limit=limit)
+        items = []
+        for file in page.files:
+            url = None
+            if include_urls:
+                url = await self._remote_download_url(session, remote, file, base_url)
+            items.append(DownloadItem(file.name, file.size, file.last_modified, url))
+        return DownloadListing(tuple(items), page.next_cursor)
+
+    async def _remote_download_url(
+        self, session: Session, remote: RemoteMedia, file: dl.DownloadedFile, base_url: str
+    ) -> str | None:
+        key = layout.download_key(session.project_id, session.id, file.name)
+        fetched = self._config.work_dir / f".{uuid.uuid4()}.download"
+        try:
+            await remote.fetch_download(file, fetched)
+            await self._blobs.put_file(key, fetched, move=True)
+        except (StorageError, OSError) as error:
+            log.warning("download %r not served: %s", file.name, error)
+            return None
+        finally:
+            await asyncio.to_thread(fetched.unlink, True)
+        try:
+            return await self._link(key, self._config.download_link_ttl, file.name, base_url)
+        except StorageError:
+            return None
 
     def _downloads_here(self, session: Session) -> Path | None:
         """The session's downloads directory while it runs here, or while this server is still

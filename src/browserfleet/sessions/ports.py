@@ -176,6 +176,10 @@ class SessionStarts(Protocol):
         """A session went active with this browser (called once, never blocking the create:
         slow work goes to a task its receiver owns)."""
 
+    def session_gone(self, session_id: SessionId) -> None:
+        """Its browser was ended without the end steps (fenced, or taken over by another
+        server): let go of whatever is held for it (never blocking)."""
+
 
 ProfileSeed = Callable[[Path], None]
 """Fills a new directory (which must not exist yet) with a stored profile's files; blocking
@@ -215,6 +219,11 @@ class RemoteFiles(Protocol):
     async def store_upload(self, name: str, source: Path) -> str:
         """Copy `source` into the browser's upload area as `name` (or `name (N)` when taken);
         its final name. SessionNotRunningHere when the browser is gone."""
+
+    async def fetch_downloads(self, dest: Path, max_bytes: int) -> int:
+        """Its finished downloads (within `max_bytes` together, as media.downloads.within_limit
+        keeps them), once it has quit, copied into `dest` (a new directory of this host); how
+        many. A file the node cannot give is left out."""
 
 
 class Received(Protocol):

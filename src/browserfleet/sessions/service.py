@@ -21,6 +21,7 @@ from typing import Any
 from browserfleet.auth.model import Principal
 from browserfleet.auth.signing import ServerSecret
 from browserfleet.billing import pricing
+from browserfleet.browsers.files import DOWNLOADS_DIR
 from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
 from browserfleet.clock import Clock
 from browserfleet.errors import (
@@ -73,10 +74,8 @@ from browserfleet.sessions.server_lease import ServerLease
 from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
-# What a server whose browsers run on cluster nodes cannot do yet (docs/cluster.md).
-CLUSTER_RECORDING = "recordings are not available when browsers run on a cluster (yet)"
+# A browser on a cluster node that cannot take files (never one of cluster.handle's).
 CLUSTER_UPLOADS = "this browser's node cannot take uploads"
-CLUSTER_DOWNLOADS = "downloads are not available when browsers run on a cluster (yet)"
 
 # How long a stop waits for another instance to tear down a browser it owns.
 _REMOTE_STOP_WAIT_S = 30.0
@@ -109,6 +108,9 @@ class RuntimeConfig:
     # The browsers run on cluster nodes: their files (profiles, recordings, downloads,
     # uploads) are never on this host, and a session's directory is the node's path.
     remote_browsers: bool = False
+    # A remote browser's downloads fetched at its end, all together at most (its node kept
+    # them within the same limit while it ran).
+    downloads_max_bytes: int = 512 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -233,12 +235,10 @@ class SessionService:
             raise TimeoutLimitExceeded(request.timeout_minutes)
         if self._closing:
             raise HostAtCapacity("this server is shutting down")
-        if self._lease is not None and not self._lease.held(asyncio.get_running_loop().time()):
-            # No heartbeat of ours reached the database lately (cut off, or just woken from a
-            # freeze): another server may be settling our sessions, and would this one too.
+        if self._lease is not None and not await self._lease.ensure_held():
+            # No heartbeat of ours reaches the database (cut off, or frozen until just now):
+            # another server may be settling our sessions, and would this one too.
             raise DatabaseUnavailable("this server's lease on its sessions has lapsed")
-        if self._config.remote_browsers and request.enable_recording:
-            raise NotOnCluster(CLUSTER_RECORDING)
         profile = await self._load_profile(principal, request)
         try:
             return await self._create(principal, request, profile)
@@ -617,11 +617,6 @@ class SessionService:
         path = Path(session.session_dir)
         return path if path.exists() else None
 
-    def require_files_here(self, feature: str) -> None:
-        """NotOnCluster(feature) when the sessions' files are on cluster nodes."""
-        if self._config.remote_browsers:
-            raise NotOnCluster(feature)
-
     # -- stop -----------------------------------------------------------------------------
     async def stop(
         self,
@@ -802,13 +797,17 @@ class SessionService:
         return await self._fetch_files(session, handle) if self._config.remote_browsers else None
 
     async def _fetch_files(self, session: Session, handle: BrowserHandle) -> Path | None:
-        """A remote browser's files that the CLOSED steps read, brought into a directory of
-        this host laid out as its workdir; None when it has none to give."""
+        """A remote browser's files that the CLOSED steps read (its profile's state when it
+        has a profile, its downloads), brought into a directory of this host laid out as its
+        workdir; None when it has none to give."""
         if not isinstance(handle, RemoteFiles):
             return None
         dest = self._config.sessions_dir / str(session.id)
         await asyncio.to_thread(_new_dir, dest)
-        if await handle.fetch_state(dest):
+        state = session.request.profile_id is not None and await handle.fetch_state(dest)
+        downloads = dest / DOWNLOADS_DIR
+        await asyncio.to_thread(_new_dir, downloads)
+        if await handle.fetch_downloads(downloads, self._config.downloads_max_bytes) or state:
             return dest
         await asyncio.to_thread(shutil.rmtree, dest, True)
         return None
@@ -879,6 +878,8 @@ class SessionService:
             )
             await self._gateway.close(self._secret.cdp_token(str(session_id)))
             await running.handle.close()
+            if self._starts is not None:
+                self._starts.session_gone(session_id)
             closed += 1
         return closed
 
@@ -910,6 +911,8 @@ class SessionService:
                 await asyncio.shield(handle.close())
             except Exception:
                 log.exception("fencing: closing the browser failed", extra=where)
+            if self._starts is not None:
+                self._starts.session_gone(session_id)
             fenced += 1
         return fenced
 

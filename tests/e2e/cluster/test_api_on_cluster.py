@@ -1,8 +1,9 @@
 """The API on a Ray cluster: a real `browserfleet serve --cluster` process (a driver of its
 own, on PostgreSQL) places every session's browser on a slotted node: a warm pool per node,
 sessions spread over the nodes, a clean 503 when every slot is taken, Playwright through the
-gateway to each, features whose files live beside the browser refused with 501, and a node lost
-with its raylet ends its sessions, billed, with their browsers gone.
+gateway to each, uploads, recordings, downloads and the live view of a browser on a node, profiles
+saved on one node and loaded on another, and a node lost (its raylet killed or frozen) ends its
+sessions, billed, with their browsers gone.
 
 Its own cluster (not the shared one the test process drives): a head without slots on
 127.0.0.7, where the API process joins, and two workers of one slot each on .8 and .9, each
@@ -11,9 +12,9 @@ with its own data dir, so a session's files show which node runs it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,11 +25,20 @@ import httpx
 import psutil
 import pytest
 from api_checks import cost6, parse_time
-from fleet_server import Server, metric, start_server, wait_for
+from fleet_server import Server, metric, wait_for
 from login_site import assert_logged_in, log_in, login_site, new_profile, read_state
-from pages import PageServer
+from pages import DATA_BIN, PageServer
 from postgres_cluster import PostgresCluster
-from ray_cluster import Nodes, join_worker, raylet_of, start_nodes, stop_processes
+from ray_cluster import (
+    Nodes,
+    cluster_api,
+    join_worker,
+    raylet_of,
+    start_nodes,
+    stop_processes,
+)
+from video import ffprobe
+from websockets.sync.client import connect
 
 from browserfleet.cluster.nodes import read_nodes
 from browserfleet.sandbox.reach import browser_pid, processes
@@ -55,23 +65,16 @@ def nodes(suite_resources: Any) -> Iterator[Nodes]:
 
 @pytest.fixture(scope="module")
 def api(nodes: Nodes, postgres: PostgresCluster, suite_resources: Any) -> Iterator[Server]:
-    database = asyncio.run(postgres.create_database())
-    server = start_server(
+    with cluster_api(
         suite_resources,
-        BROWSERFLEET_DATABASE_URL=postgres.url(database),
-        BROWSERFLEET_CLUSTER__ADDRESS=nodes.address,
-        BROWSERFLEET_CLUSTER__NODE_IP=nodes.head_ip,
+        postgres,
+        nodes,
         BROWSERFLEET_CLUSTER__POOL_PER_NODE="1",
-        BROWSERFLEET_CLUSTER__PLACEMENT_TIMEOUT_S="20",
         # A node that stops renewing ends its browsers 3 s after the last renewal.
         BROWSERFLEET_CLUSTER__LEASE_TTL_S="3",
         BROWSERFLEET_CLUSTER__LEASE_RENEW_S="0.5",
-        RAY_USAGE_STATS_ENABLED="0",
-    )
-    try:
+    ) as server:
         yield server
-    finally:
-        server.close()
 
 
 def node_of(nodes: Nodes, session_id: str) -> str | None:
@@ -186,13 +189,8 @@ def test_sessions_take_warm_browsers_on_each_node_and_a_full_cluster_answers_503
         assert account["activeSessionCount"] == 2
     assert free_slots(nodes) == dict.fromkeys(WORKERS, 0)
 
-    # Files live beside the browser: not served from the API's host.
+    # An upload is received here, then handed to the browser's node.
     with api.http() as client:
-        answer = client.post("/browsers", json={"timeout": 5, "enableRecording": True})
-        assert answer.status_code == 501, answer.text
-        assert "cluster" in answer.json()["detail"]
-        downloads = client.get(f"/browsers/{views[0]['id']}/downloads")
-        assert downloads.status_code == 501, downloads.text
         upload = client.post(
             f"/browsers/{views[0]['id']}/uploads",
             files={"file": ("../cv.txt", b"my cv", "text/plain")},
@@ -348,3 +346,74 @@ def test_a_profile_saved_on_one_node_loads_on_another(
         stop(api, keep["id"])
     view = profile_view(api, profile)
     assert view["cookieDomains"] == ["127.0.0.1"] and view["lastUsedAt"]
+
+
+def downloads(server: Server, session_id: str, **params: Any) -> dict[str, Any]:
+    with server.http() as client:
+        answer = client.get(f"/browsers/{session_id}/downloads", params=params)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def first_frame(server: Server, view_only_url: str) -> bytes:
+    """The first frame the view-only live view's websocket sends."""
+    query = view_only_url.split("?", 1)[1]
+    frames = server.url.replace("http://", "ws://") + "/live/frames?" + query
+    with connect(frames, open_timeout=10) as ws:
+        frame = ws.recv(timeout=30)
+    assert isinstance(frame, bytes)
+    return frame
+
+
+def test_a_browser_on_a_node_is_recorded_watched_and_its_downloads_kept(
+    api: Server, nodes: Nodes, playwright: Any
+) -> None:
+    """The recording and the downloads live on the browser's node, recorded, named and limited
+    there as on a single host; the API process fetches them for its store. The live view
+    watches the browser through its node's forwarder."""
+    for ip in WORKERS:  # a node lost in a test before joins again
+        if raylet_of(nodes.temp_dir, ip) is None:
+            join_worker(nodes, ip, 1)
+    wait_for_warm_pool(api, nodes)
+    view = create(api, enableRecording=True)
+    sid = view["id"]
+    assert node_of(nodes, sid) in WORKERS
+    began = time.monotonic()
+    with PageServer() as pages:
+        browser = playwright.chromium.connect_over_cdp(view["cdpUrl"], timeout=20_000)
+        try:
+            context = browser.contexts[0]
+            page = context.pages[0] if context.pages else context.new_page()
+            page.goto(pages.url("/downloads"))
+            with page.expect_download() as event:
+                page.click("#link")
+            assert event.value.failure() is None  # Playwright saw it complete
+            # Listed by its real name while it runs: named by its node, listed through it.
+            listed = wait_for(
+                lambda: downloads(api, sid)["files"] or None, 30, what="the download listed"
+            )
+            assert [(f["path"], f["size"]) for f in listed] == [("data.bin", len(DATA_BIN))]
+            (served,) = downloads(api, sid, includeUrls="true")["files"]
+            assert httpx.get(served["url"], timeout=30).content == DATA_BIN
+            page.goto(pages.url("/animated"))
+            assert first_frame(api, view["viewOnlyLiveUrl"]).startswith(b"\xff\xd8")  # JPEG
+        finally:
+            browser.close()
+    session_s = time.monotonic() - began
+    stop(api, sid)
+    ready = wait_for(
+        lambda: (v := read(api, sid))["recordingUrl"] and v, 60, what="the recording URL"
+    )
+    assert ready["recordingAvailable"] is True
+    video = httpx.get(ready["recordingUrl"], timeout=60)
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    probed = ffprobe(video.content)
+    assert probed["streams"][0]["codec_name"] == "h264"
+    assert 0 < float(probed["format"]["duration"]) <= session_s + 5
+    # Kept in the store: listed and served once its node's files are gone.
+    wait_for(lambda: node_of(nodes, sid) is None, 30, what="the node's files to go")
+    (kept,) = downloads(api, sid, includeUrls="true")["files"]
+    assert kept["path"] == "data.bin"
+    assert httpx.get(kept["url"], timeout=30).content == DATA_BIN
+    for data_dir in nodes.worker_dirs.values():  # nothing of the recording left on the node
+        assert not list((data_dir / "recording-work").glob(f"{sid}*"))

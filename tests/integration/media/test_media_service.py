@@ -229,3 +229,122 @@ def test_the_browsers_download_events_name_files_and_cancel_past_the_limit(
         await blobs.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_browser_on_a_cluster_node_is_recorded_there_and_its_files_fetched_for_the_store(
+    tmp_path: Path,
+) -> None:
+    """A browser whose media live on its node (RemoteMedia): the recording is started and
+    finalized there and fetched for the store; its downloads are named and limited there
+    (nothing is watched here), listed through it while it runs (a file given a URL is
+    fetched and stored first), settled at the release, and kept from what the session's end
+    brings here."""
+    from runtime_fakes import FakeBrowser
+
+    from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
+    from browserfleet.media.downloads import DownloadedFile
+    from browserfleet.media.recorder import RecordingSpec
+
+    class NodeBrowser(FakeBrowser):
+        def __init__(self, workdir: Path) -> None:
+            super().__init__(LaunchSpec(HeadlessMode.SHELL, 800, 600), workdir)
+            self.specs: list[RecordingSpec] = []
+            self.on_node = {"report.csv": b"a,b\n1,2\n", "data.bin": b"\1" * 40}
+            self.settled = 0
+
+        async def start_recording(self, spec: RecordingSpec) -> None:
+            self.specs.append(spec)
+
+        async def fetch_recording(self, dest: Path, timeout_s: float) -> bool:
+            await asyncio.to_thread(dest.write_bytes, b"an mp4 from the node")
+            return bool(self.specs)
+
+        async def list_downloads(self) -> list[DownloadedFile]:
+            return [DownloadedFile(n, len(d), START) for n, d in sorted(self.on_node.items())]
+
+        async def fetch_download(self, file: DownloadedFile, dest: Path) -> None:
+            await asyncio.to_thread(dest.write_bytes, self.on_node[file.name])
+
+        async def settle_downloads(self) -> None:
+            self.settled += 1
+
+    media, blobs = build(tmp_path, Clock(), recording_max_width=640)
+    running = replace(
+        session(recording=True, status=SessionStatus.ACTIVE),
+        request=SessionRequest(enable_recording=True, screen_width=1280, screen_height=720),
+    )
+    prefix = layout.downloads_prefix(running.project_id, running.id)
+
+    async def scenario() -> None:
+        await media.start()
+        browser = NodeBrowser(tmp_path / "node-path")  # never made: the node's own path
+        media.session_active(running, browser)
+        assert browser.download_listener is None  # its node watches them
+        async with asyncio.timeout(5):
+            while not browser.specs:
+                await asyncio.sleep(0.005)
+        assert browser.specs == [RecordingSpec(10, 640, 360)]
+
+        listing = await media.downloads(
+            running, cursor=None, limit=1, include_urls=True, base_url="http://api"
+        )
+        assert [(f.name, f.size) for f in listing.files] == [("data.bin", 40)]
+        assert listing.files[0].url is not None and listing.next_cursor is not None
+        stored = await blobs.list_page(prefix)
+        assert [i.key.removeprefix(prefix) for i in stored.items] == ["data.bin"]
+        assert list((tmp_path / "work").iterdir()) == []  # fetched, stored, gone
+
+        await media.finish_recording(SessionEnd(running, browser, None))
+        key = layout.recording_key(running.project_id, running.id)
+        assert await blobs.stat(key) is not None
+        assert list((tmp_path / "work").iterdir()) == []
+        await media.release(running.id)
+        assert browser.settled == 1
+
+        stopped = replace(running, status=SessionStatus.STOPPED)
+        assert media.has_downloads(stopped)  # listed by its node at the release: brought here
+        brought = tmp_path / "brought"
+        (brought / "downloads").mkdir(parents=True)
+        (brought / "downloads" / "report.csv").write_bytes(browser.on_node["report.csv"])
+        await media.keep_downloads(SessionEnd(stopped, None, brought))
+        assert not media.has_downloads(stopped)
+        kept = await blobs.list_page(prefix)
+        assert [i.key.removeprefix(prefix) for i in kept.items] == ["data.bin", "report.csv"]
+
+        # A node with no finished download: no graceful close for them at the end.
+        other = session(status=SessionStatus.ACTIVE)
+        empty = NodeBrowser(tmp_path / "node-path-2")
+        empty.on_node = {}
+        media.session_active(other, empty)
+        assert media.has_downloads(other)  # unknown while it runs
+        await media.release(other.id)
+        assert empty.settled == 1 and not media.has_downloads(other)
+        await media.aclose()
+        await blobs.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_session_gone_without_its_end_steps_is_let_go_of(tmp_path: Path) -> None:
+    """Fenced, or taken over by another server: what the service held for it is dropped, its
+    downloads no longer followed, and nothing of it is kept."""
+    from runtime_fakes import FakeBrowser
+
+    from browserfleet.browsers.launch_spec import HeadlessMode, LaunchSpec
+
+    media, blobs = build(tmp_path, Clock())
+    running = session(status=SessionStatus.ACTIVE)
+
+    async def scenario() -> None:
+        browser = FakeBrowser(LaunchSpec(HeadlessMode.SHELL, 800, 600), tmp_path / "session")
+        media.session_active(running, browser)
+        assert browser.download_listener is not None
+        media.session_gone(running.id)
+        assert browser.download_listener is None
+        async with media.viewer(running.id) as slot:
+            assert slot is None  # it no longer runs here
+        media.session_gone(running.id)  # idempotent
+        await media.aclose()
+        await blobs.aclose()
+
+    asyncio.run(scenario())

@@ -27,7 +27,6 @@ from browserfleet.errors import (
     DatabaseUnavailable,
     HostAtCapacity,
     InsufficientCredits,
-    NotOnCluster,
     ProfileNotFound,
     SessionNotFound,
     TimeoutLimitExceeded,
@@ -500,20 +499,18 @@ async def test_a_launcher_out_of_room_gets_a_pooled_browsers_room(world: World) 
         await pool.aclose()
 
 
-async def test_remote_browsers_refuse_what_needs_their_files(world: World) -> None:
-    """Browsers on cluster nodes: recordings refused before anything is reserved, downloads
-    refused, uploads received here and handed to the node (which names them), and a dead
-    server's session directory (a node's path, even one that exists here) is never read or
-    removed by this host."""
+async def test_remote_browsers_take_uploads_through_their_node_and_keep_their_files_there(
+    world: World,
+) -> None:
+    """Browsers on cluster nodes: uploads received here and handed to the node (which names
+    them), and a dead server's session directory (a node's path, even one that exists here) is
+    never read or removed by this host."""
     remote = replace(world.config, remote_browsers=True)
     service = SessionService(
         world.store, world.launcher, world.gateway, remote, world.clock, secret=SECRET
     )
     world.service = service
-    with pytest.raises(NotOnCluster, match="recordings"):
-        await service.create(world.caller, SessionRequest(enable_recording=True))
-    assert await _slots_in_use(world) == 0 and world.launcher.browsers == []
-    session = await service.create(world.caller, SessionRequest())
+    session = await service.create(world.caller, SessionRequest(enable_recording=True))
     browser = world.launcher.running[-1]
 
     async def receive(directory: Path) -> list[Uploaded]:
@@ -524,8 +521,6 @@ async def test_remote_browsers_refuse_what_needs_their_files(world: World) -> No
     assert (area, stored) == (browser.files.uploads, [("cv (2).txt", 5)])
     assert browser.uploads == [("cv.txt", b"my cv")]
     assert not list(world.config.sessions_dir.glob(".uploads-*"))  # received, sent, removed
-    with pytest.raises(NotOnCluster, match="downloads"):
-        service.require_files_here(service_module.CLUSTER_DOWNLOADS)
 
     # Its server dies; a successor on this host settles it without touching its directory
     # (here a path on this host too, as on a one-machine cluster).
@@ -789,8 +784,9 @@ async def test_a_remote_browsers_state_is_brought_here_for_the_closed_steps(
     world: World,
 ) -> None:
     """A browser on a cluster node: the LIVE steps get no workdir (its node's path is never
-    read here); after the graceful close, its profile state is brought into a directory of
-    this host for the CLOSED steps, removed after them; with none to bring, they do not run."""
+    read here); after the graceful close, its downloads (and its profile state, for a session
+    with a profile) are brought into a directory of this host for the CLOSED steps, removed
+    after them; with none to bring, they do not run."""
     live, closed = RecordingStep(EndPhase.LIVE), RecordingStep(EndPhase.CLOSED)
     closed.hold = asyncio.Event()
     service = SessionService(
@@ -805,14 +801,16 @@ async def test_a_remote_browsers_state_is_brought_here_for_the_closed_steps(
     world.service = service
     session = await service.create(world.caller, SessionRequest())
     browser = world.launcher.running[-1]
-    browser.state = b"the node's cookies"
+    browser.state = b"the node's cookies"  # not asked for: the session has no profile
+    browser.downloads = {"a.csv": b"1,2", "b.bin": b"x" * 10}
     await service.stop(world.caller, session.id)
     async with asyncio.timeout(5):
         while not closed.ends:
             await asyncio.sleep(0.005)
     here = closed.ends[0].workdir
     assert here is not None and here.parent == world.config.sessions_dir
-    assert (here / "profile" / "state").read_bytes() == b"the node's cookies"
+    assert sorted(p.name for p in (here / "downloads").iterdir()) == ["a.csv", "b.bin"]
+    assert not (here / "profile").exists()
     assert live.ends[0].workdir is None and browser.quits == 1
     closed.hold.set()
     await service.wait_ended(session.id)
@@ -1085,6 +1083,38 @@ async def test_no_session_starts_while_the_servers_lease_has_lapsed(world: World
     assert again.status is SessionStatus.ACTIVE
     assert len(world.launcher.browsers) == launched + 1
     assert first.id != again.id
+
+
+class RecordingStarts:
+    """sessions.ports.SessionStarts that notes what it is told."""
+
+    def __init__(self) -> None:
+        self.active: list[SessionId] = []
+        self.gone: list[SessionId] = []
+
+    def session_active(self, session: Session, handle: object) -> None:
+        self.active.append(session.id)
+
+    def session_gone(self, session_id: SessionId) -> None:
+        self.gone.append(session_id)
+
+
+async def test_a_fenced_browser_is_let_go_of_by_what_its_start_was_told_to(world: World) -> None:
+    """The media of a fenced session (its screencast, its recorder) are dropped: no end step
+    runs for it."""
+    starts = RecordingStarts()
+    world.service = SessionService(
+        world.store,
+        world.launcher,
+        world.gateway,
+        world.config,
+        world.clock,
+        secret=SECRET,
+        starts=starts,
+    )
+    _, _, session = await _fenced_world(world)
+    assert starts.active == [session.id]
+    assert starts.gone == [session.id]
 
 
 async def test_a_fenced_session_is_never_shown_active_once_the_database_answers(

@@ -81,7 +81,7 @@ class FakeActor:
         self.wait_closed = Method(self._answer(0))
         self.reshape = Method(self._answer(None))
         self.localize = Method(self._answer(None))
-        self.renew = Method(self._answer(True))
+        self.renew = Method(self._answer(4096))  # alive, with its egress bytes so far
 
     async def _ready(self) -> NodeInfo:
         return NodeInfo("node-1", "10.0.0.7", __version__)
@@ -353,6 +353,7 @@ async def test_renewals_keep_the_lease_and_stop_at_close() -> None:
         while len(actor.renew.calls) < 5:
             await asyncio.sleep(0.01)
     assert not handle.lease_expired
+    assert handle.egress_bytes == 4096  # the count each renewal brings: live proxyBytes
     await handle.close()
     renewed = len(actor.renew.calls)
     await asyncio.sleep(0.1)  # five renewal periods: none may come after close
@@ -377,7 +378,7 @@ async def test_a_renewal_that_comes_late_once_does_not_expire_the_lease() -> Non
     async def late_then_fine(*_args: Any) -> Any:
         if late and late.pop():
             await asyncio.sleep(0.08)
-        return True
+        return 0
 
     actor.renew = Method(late_then_fine)
     handle = RayBrowserHandle(actor, LAUNCHED, kill=kills, lease=Lease(ttl_s=0.3, renew_s=0.05))

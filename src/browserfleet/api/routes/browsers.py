@@ -14,7 +14,6 @@ from browserfleet.api.deps import Caller, PublicUrls, Services, Urls
 from browserfleet.api.schemas.browsers import (
     MAX_METADATA_TERMS,
     MAX_PAGE_NUMBER,
-    NOT_ON_CLUSTER,
     UNREADABLE_BODY,
     BrowserDownloadListResponse,
     BrowserDownloadView,
@@ -30,7 +29,7 @@ from browserfleet.api.schemas.browsers import (
 from browserfleet.ids import SessionId
 from browserfleet.media.downloads import InvalidCursor
 from browserfleet.sessions.model import Session, SessionQuery, SessionStatus
-from browserfleet.sessions.service import CLUSTER_DOWNLOADS, with_running_cost
+from browserfleet.sessions.service import with_running_cost
 
 router = APIRouter(prefix="/browsers", tags=["Browsers"])
 
@@ -58,7 +57,6 @@ _ERRORS: dict[int | str, dict[str, object]] = {
             "description": "Too many concurrent active sessions (`Retry-After` is sent)",
             "model": ErrorBody,
         },
-        501: NOT_ON_CLUSTER,
     },
     summary="Create Browser Session",
 )
@@ -170,7 +168,7 @@ async def update_browser_session(
 @router.get(
     "/{session_id}/downloads",
     response_model=BrowserDownloadListResponse,
-    responses={**_ERRORS, 501: NOT_ON_CLUSTER},
+    responses=_ERRORS,
     summary="List Browser Session Downloads",
     description="Files the browser downloaded: from its downloads directory while the session "
     "runs, from the store after it stopped (kept for the retention period). Unfinished "
@@ -187,7 +185,6 @@ async def list_browser_session_downloads(
     include_urls: Annotated[bool, Query(alias="includeUrls")] = False,
 ) -> BrowserDownloadListResponse:
     session = await svc.sessions.get(caller, SessionId(session_id))
-    svc.sessions.require_files_here(CLUSTER_DOWNLOADS)
     if svc.media is None:
         return BrowserDownloadListResponse(files=[])
     try:
