@@ -13,8 +13,10 @@ STAMP := $(VENV)/.browserfleet-dev.stamp
 # lockfile; the stamp inside node_modules makes it a no-op until the lockfile changes.
 JS_DIR := tests/support/js
 JS_STAMP := $(JS_DIR)/node_modules/.browserfleet.stamp
-# postgresql: the tests start a throwaway PostgreSQL server of their own (never the system's).
-APT_PACKAGES := chromium chromium-headless-shell ffmpeg bubblewrap postgresql
+APT_PACKAGES := chromium chromium-headless-shell ffmpeg bubblewrap
+# For the tests only (`make serve` runs on SQLite): they start throwaway servers of their own,
+# never the system's (Redis backs the GCS of the cluster test whose head is restarted).
+TEST_APT_PACKAGES := postgresql redis-server
 CHROMIUM := /usr/lib/chromium/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null || echo sudo)
 
@@ -23,17 +25,17 @@ PYTEST_ARGS ?=
 LIFECYCLE_ARGS ?=
 GATEWAY_ARGS ?=
 
-.PHONY: help setup system-deps js-deps serve test lint bench clean distclean
+.PHONY: help setup system-deps test-system-deps apt-packages js-deps serve test lint bench clean distclean
 
 help:
-	@echo "make setup      install Debian's chromium, chromium-headless-shell, ffmpeg, bubblewrap, postgresql; create $(VENV); pip install -e '.[dev]'"
+	@echo "make setup      install Debian's chromium, chromium-headless-shell, ffmpeg, bubblewrap; create $(VENV); pip install -e '.[dev]'"
 	@echo "make serve      run the server (SERVE_ARGS='--port 8000 --data-dir DIR ...')"
-	@echo "make test       run the whole pytest suite (PYTEST_ARGS='tests/unit -x ...')"
+	@echo "make test       also install Debian's postgresql, redis-server, nodejs, npm and the tests' npm packages; run the whole pytest suite (PYTEST_ARGS='tests/unit -x ...')"
 	@echo "make lint       ruff check, ruff format --check, mypy --strict (package, benchmarks, tests), lint-imports"
 	@echo "make bench      run the benchmarks (LIFECYCLE_ARGS='-n 50' GATEWAY_ARGS='--shots 60')"
 	@echo "make clean      remove caches and build artifacts (distclean: also $(VENV))"
 
-setup: system-deps $(STAMP) js-deps
+setup: system-deps $(STAMP)
 
 # Without Node the tests that need it (stealth, Node clients) skip saying so; everything else runs.
 js-deps:
@@ -47,8 +49,24 @@ js-deps:
 
 # System packages come from Debian only; nothing downloads a browser of its own.
 system-deps:
+	@$(MAKE) --no-print-directory apt-packages PACKAGES="$(APT_PACKAGES)"; \
+	test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) is missing after install" >&2; exit 1; }; \
+	test -x /usr/bin/bwrap || { echo "error: /usr/bin/bwrap is missing after install" >&2; exit 1; }
+
+test-system-deps:
+	@$(MAKE) --no-print-directory apt-packages PACKAGES="$(TEST_APT_PACKAGES)"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  || { echo "error: PostgreSQL's initdb is missing after install" >&2; exit 1; }; \
+	test -x /usr/bin/redis-server || { echo "error: redis-server is missing after install" >&2; exit 1; }; \
+	if ! command -v npm >/dev/null; then \
+	  echo "==> apt-get install nodejs npm"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm; \
+	fi
+
+apt-packages:
 	@missing=""; \
-	for pkg in $(APT_PACKAGES); do \
+	for pkg in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'install ok installed' \
 	    || missing="$$missing $$pkg"; \
 	done; \
@@ -59,15 +77,6 @@ system-deps:
 	  echo "==> apt-get install$$missing"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	fi; \
-	test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) is missing after install" >&2; exit 1; }; \
-	test -x /usr/bin/bwrap || { echo "error: /usr/bin/bwrap is missing after install" >&2; exit 1; }; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
-	  || { echo "error: PostgreSQL's initdb is missing after install" >&2; exit 1; }; \
-	if ! command -v npm >/dev/null; then \
-	  echo "==> apt-get install nodejs npm"; \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm; \
 	fi
 
 $(VENV)/pyvenv.cfg:
@@ -86,7 +95,7 @@ serve: setup
 	$(BIN)/browserfleet serve $(SERVE_ARGS)
 
 # pytest exit codes: 1 tests failed, 2 interrupted, 3 internal error, 4 usage error, 5 no tests collected.
-test: setup
+test: setup test-system-deps js-deps
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc
