@@ -107,6 +107,9 @@ class Browsers:
     # The browsers run elsewhere: their files, egress and room are not this host's.
     remote: bool = False
     egress: Callable[[], EgressTraffic] | None = None  # None: counted where they run
+    # Hands over a resize of the warm pool, called whenever its size should change (a
+    # cluster's nodes came or went); None: the pool keeps pool_size.
+    follow_pool_size: Callable[[Callable[[int], None]], None] | None = None
 
 
 class Gateway(CdpGateway, Protocol):
@@ -558,16 +561,23 @@ async def _cluster_browsers(settings: Settings) -> AsyncIterator[Browsers]:
             profile_limits=ArchiveLimits(max_bytes=settings.profiles.max_mb * MIB),
         )
     )
+    per_node = settings.cluster.pool_per_node
     nodes = await asyncio.to_thread(slotted_nodes)
     await capacity.start()
+
+    def follow_pool_size(resize: Callable[[int], None]) -> None:
+        capacity.on_nodes(lambda count: resize(per_node * count))
+
     try:
         yield Browsers(
             launcher,
             capacity,
-            # One pool over the cluster, spread over the nodes with slots at start.
-            pool_size=settings.cluster.pool_per_node * nodes,
+            # One pool over the cluster, spread over the nodes with slots (Ray's SPREAD),
+            # POOL_PER_NODE for each of them: it follows the nodes that join and go.
+            pool_size=per_node * nodes,
             max_browsers=CLUSTER_MAX_BROWSERS,
             remote=True,
+            follow_pool_size=follow_pool_size,
         )
     finally:
         await capacity.aclose()
@@ -603,6 +613,8 @@ async def _serving(
         on_change=lambda ready, launching: metrics.pool_changed(ready + launching, ready),
         on_launch=lambda ok: metrics.browser_launched() if ok else metrics.launch_failed(),
     )
+    if browsers.follow_pool_size is not None:
+        browsers.follow_pool_size(pool.resize)
     planner = PoolPlanner(_pool_config(settings), egress_guard(settings), _route_regions(settings))
     secret = server_secret(settings)
     blobs = build_blob_store(settings)

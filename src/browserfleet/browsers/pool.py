@@ -79,6 +79,7 @@ class WarmPool(Generic[B]):
         self._launching = 0
         self._wake = asyncio.Event()
         self._tasks = TaskSet("pool")
+        self._started = self._refilling = False
         self._closers = TaskSet("pool-evictions")  # drained, never cancelled, at aclose
         self.launches = 0
         self.failures = 0
@@ -100,8 +101,28 @@ class WarmPool(Generic[B]):
         return pool_key(spec) == self._key
 
     def start(self) -> None:
+        self._started = True
         if self._size > 0:
+            self._refilling = True
             self._tasks.spawn(self._refill(), name="refill")
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def resize(self, size: int) -> None:
+        """A new target size (a cluster's nodes came or went): the refill grows the pool to
+        it; ready browsers past it are closed."""
+        if size == self._size:
+            return
+        log.info("warm pool: %d browsers (was %d)", size, self._size)
+        self._size = size
+        while self.total > size and self.evict():
+            pass
+        if self._started and size > 0 and not self._refilling:
+            self._refilling = True
+            self._tasks.spawn(self._refill(), name="refill")
+        self._changed()
 
     def take(self, spec: LaunchSpec) -> B | None:
         """A ready browser launched for an equal key, or None (launch cold)."""

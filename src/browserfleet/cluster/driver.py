@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Final
 
 import ray
@@ -55,26 +55,44 @@ def slotted_nodes() -> int:
     return len(ray_api.free_slots_per_node())
 
 
-async def _free_slots() -> int:
-    return await asyncio.to_thread(ray_api.free_slots)
+async def _slots_per_node() -> Mapping[str, int]:
+    return await asyncio.to_thread(ray_api.free_slots_per_node)
 
 
 class ClusterCapacity:
     """Implements sessions.ports.HostCapacity for browsers on cluster nodes: Ray's slot
     accounting decides (a launch finds no slot: 503), so no session is refused here; the
-    warm pool grows only while the cluster has a free slot, as last counted."""
+    warm pool grows only while the cluster has a free slot, as last counted. Who follows the
+    count of nodes with slots (`on_nodes`) hears of each change: the warm pool, sized per
+    node, grows with the nodes that join and shrinks with those that go."""
 
     def __init__(
-        self, free_slots: Callable[[], Awaitable[int]] = _free_slots, refresh_s: float = REFRESH_S
+        self,
+        free_slots: Callable[[], Awaitable[Mapping[str, int]]] = _slots_per_node,
+        refresh_s: float = REFRESH_S,
     ) -> None:
         self._read = free_slots
         self._refresh_s = refresh_s
         self._free = 0
+        self._nodes: int | None = None  # unknown until a count succeeds
+        self._listeners: list[Callable[[int], None]] = []
         self._tasks = TaskSet("cluster-capacity")
 
     @property
     def free(self) -> int:
         return self._free
+
+    @property
+    def nodes(self) -> int | None:
+        """Alive nodes with browser slots at the last count (None: never counted)."""
+        return self._nodes
+
+    def on_nodes(self, listener: Callable[[int], None]) -> None:
+        """Call `listener` with the count of nodes with slots now (if known) and at each
+        change."""
+        self._listeners.append(listener)
+        if self._nodes is not None:
+            listener(self._nodes)
 
     def session_refusal(self, running_sessions: int) -> str | None:
         return None
@@ -93,10 +111,16 @@ class ClusterCapacity:
 
     async def _refresh(self) -> None:
         try:
-            self._free = await self._read()
+            per_node = await self._read()
         except Exception as error:  # a GCS that does not answer: no growth until it does
             log.warning("free browser slots unknown: %r", error)
             self._free = 0
+            return
+        self._free = sum(per_node.values())
+        if len(per_node) != self._nodes:
+            self._nodes = len(per_node)
+            for listener in self._listeners:
+                listener(self._nodes)
 
     async def aclose(self) -> None:
         await self._tasks.close()

@@ -417,3 +417,25 @@ def test_a_browser_on_a_node_is_recorded_watched_and_its_downloads_kept(
     assert httpx.get(kept["url"], timeout=30).content == DATA_BIN
     for data_dir in nodes.worker_dirs.values():  # nothing of the recording left on the node
         assert not list((data_dir / "recording-work").glob(f"{sid}*"))
+
+
+LATE_WORKER = "127.0.0.10"
+
+
+def test_a_node_that_joins_gets_warm_browsers_of_its_own(
+    api: Server, nodes: Nodes, suite_resources: Any
+) -> None:
+    """POOL_PER_NODE warm browsers for every node with slots, one that joins after the API
+    process started too. Last in this module: the cluster has three nodes from here on."""
+    for ip in WORKERS:  # a node lost in a test before joins again
+        if raylet_of(nodes.temp_dir, ip) is None:
+            join_worker(nodes, ip, 1)
+    wait_for_warm_pool(api, nodes)
+    nodes.worker_dirs[LATE_WORKER] = suite_resources.new_data_dir()
+    join_worker(nodes, LATE_WORKER, 1)
+    wait_for(
+        lambda: metric(api, "browserfleet_pool_ready") == len(WORKERS) + 1,
+        90,
+        what="a warm browser on the node that joined",
+    )
+    assert free_slots(nodes) == dict.fromkeys((*WORKERS, LATE_WORKER), 0)

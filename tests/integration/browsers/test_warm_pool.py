@@ -154,3 +154,27 @@ async def test_size_zero_disables_the_pool(tmp_path: Path, size: int) -> None:
     await asyncio.sleep(0.05)
     assert launcher.browsers == [] and pool.take(SPEC) is None
     await pool.aclose()
+
+
+async def test_a_resized_pool_grows_to_its_new_size_and_closes_what_is_past_it(
+    tmp_path: Path,
+) -> None:
+    """A cluster's nodes came (grow, even from nothing) or went (the ready browsers past
+    the new size are closed, none launched in their place)."""
+    pool, launcher = make_pool(tmp_path, size=0)
+    pool.start()
+    try:
+        pool.resize(2)  # from a pool that never refilled
+        await until(lambda: pool.ready == 2)
+        pool.resize(3)
+        await until(lambda: pool.ready == 3)
+        pool.resize(1)
+        assert pool.ready == 1 and pool.size == 1
+        await until(lambda: sum(b.closed for b in launcher.browsers) == 2)
+        launched = len(launcher.browsers)
+        pool.resize(1)  # unchanged: nothing happens
+        assert pool.take(SPEC) is not None
+        await until(lambda: pool.ready == 1)  # refilled to the new size, no further
+        assert len(launcher.browsers) == launched + 1
+    finally:
+        await pool.aclose()
