@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import signal
 import sys
 import tempfile
@@ -69,14 +70,17 @@ class Failover:
 async def cluster_nodes() -> AsyncIterator[Nodes]:
     base = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     workers = {ip: (SLOTS, base / f"node-{ip}") for ip in WORKERS}
-    for _, data_dir in workers.values():
+    for _, data_dir in [*workers.values(), (0, base / "ray")]:
         data_dir.mkdir()
     harness.log("starting a Ray head and two workers")
-    nodes = await asyncio.to_thread(start_nodes, base / "ray", HEAD_IP, GCS_PORT, workers)
     try:
-        yield nodes
+        nodes = await asyncio.to_thread(start_nodes, base / "ray", HEAD_IP, GCS_PORT, workers)
+        try:
+            yield nodes
+        finally:
+            await asyncio.to_thread(stop_processes, nodes.temp_dir)
     finally:
-        await asyncio.to_thread(stop_processes, nodes.temp_dir)
+        await asyncio.to_thread(shutil.rmtree, base, True)
 
 
 @contextlib.asynccontextmanager
