@@ -345,6 +345,8 @@ def cluster_api(
         try:
             yield server
         finally:
-            server.close()
+            code = server.close()
+            # A graceful shutdown, ended by the SIGTERM that asked for it, as without Ray.
+            assert code == -signal.SIGTERM, f"exit code {code}\n{server.log_tail(30)}"
     finally:
         asyncio.run(postgres.drop_database(database))

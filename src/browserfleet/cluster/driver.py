@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Final
 
@@ -44,6 +45,9 @@ def connected(cluster: ClusterSettings) -> Iterator[None]:
         logging_level=logging.WARNING,
     )
     log.info("joined the cluster at %s as its driver", cluster.address)
+    # ray.init makes SIGTERM a sys.exit(15); the server's own handling (a graceful shutdown,
+    # then the signal raised again) must end the process as it does without Ray: by SIGTERM.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         yield
     finally:
