@@ -22,11 +22,11 @@ from browserfleet.media.download_watch import DownloadWatch
 from browserfleet.media.recorder import Recorder, RecordingSpec, run_as
 from browserfleet.media.screencast import Screencast
 from browserfleet.storage.fileio import open_regular
+from browserfleet.storage.layout import RECORDING_SUFFIX
 from browserfleet.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
-RECORDING_SUFFIX: Final = ".mp4"
 MAX_CHUNK: Final = 16 * 1024 * 1024  # one read's most: Ray carries it by value
 
 

@@ -446,75 +446,41 @@ class MediaService:
         """One page of the session's downloads: from its directory while it runs here, else
         from the store. InvalidCursor for a cursor this API did not hand out."""
         after = dl.decode_cursor(cursor) if cursor else None
-        live = self._live.get(session.id)
-        if (
-            live is not None
-            and live.remote is not None
-            and session.status is not SessionStatus.STOPPED
-        ):
-            return await self._remote_downloads(
-                session, live.remote, after, limit, include_urls, base_url
-            )
-        directory = self._downloads_here(session)
-        if directory is not None:
-            files = await asyncio.to_thread(dl.scan, directory)
-            if self._downloads_here(session) is None:
-                # Kept while it was read: the teardown may have been emptying the directory.
-                directory = None
-        if directory is not None:
-            page = dl.page_of(files, after=after, limit=limit)
+        remote = self._remote_running(session)
+        if remote is not None:  # listed by its node
+            page = dl.page_of(await self._remote_files(session, remote), after=after, limit=limit)
         else:
-            page = await self._stored_downloads(session, after, limit)
+            directory = self._downloads_here(session)
+            if directory is not None:
+                files = await asyncio.to_thread(dl.scan, directory)
+                if self._downloads_here(session) is None:
+                    # Kept while it was read: the teardown may have been emptying the directory.
+                    directory = None
+            if directory is not None:
+                page = dl.page_of(files, after=after, limit=limit)
+            else:
+                page = await self._stored_downloads(session, after, limit)
         items = []
         for file in page.files:
             url = None
             if include_urls:
-                url = await self._download_url(session, file, base_url)
+                url = await self._download_url(session, file, base_url, remote)
             items.append(DownloadItem(file.name, file.size, file.last_modified, url))
         return DownloadListing(tuple(items), page.next_cursor)
 
-    async def _remote_downloads(
-        self,
-        session: Session,
-        remote: RemoteMedia,
-        after: str | None,
-        limit: int,
-        include_urls: bool,
-        base_url: str,
-    ) -> DownloadListing:
-        """A page of the downloads of a session running on a cluster node, as its node lists
-        them; a file given a URL is fetched and stored first (as a local one is)."""
+    def _remote_running(self, session: Session) -> RemoteMedia | None:
+        """The browser on a cluster node of a session running here (None: not one)."""
+        live = self._live.get(session.id)
+        if live is None or session.status is SessionStatus.STOPPED:
+            return None
+        return live.remote
+
+    async def _remote_files(self, session: Session, remote: RemoteMedia) -> list[dl.DownloadedFile]:
         try:
-            files = await remote.list_downloads()
+            return await remote.list_downloads()
         except OSError as error:
             log.warning("downloads not listed: %s", error, extra={"session_id": str(session.id)})
-            files = []
-        page = dl.page_of(files, after=after, limit=limit)
-        items = []
-        for file in page.files:
-            url = None
-            if include_urls:
-                url = await self._remote_download_url(session, remote, file, base_url)
-            items.append(DownloadItem(file.name, file.size, file.last_modified, url))
-        return DownloadListing(tuple(items), page.next_cursor)
-
-    async def _remote_download_url(
-        self, session: Session, remote: RemoteMedia, file: dl.DownloadedFile, base_url: str
-    ) -> str | None:
-        key = layout.download_key(session.project_id, session.id, file.name)
-        fetched = self._config.work_dir / f".{uuid.uuid4()}.download"
-        try:
-            await remote.fetch_download(file, fetched)
-            await self._blobs.put_file(key, fetched, move=True)
-        except (StorageError, OSError) as error:
-            log.warning("download %r not served: %s", file.name, error)
-            return None
-        finally:
-            await asyncio.to_thread(fetched.unlink, True)
-        try:
-            return await self._link(key, self._config.download_link_ttl, file.name, base_url)
-        except StorageError:
-            return None
+            return []
 
     def _downloads_here(self, session: Session) -> Path | None:
         """The session's downloads directory while it runs here, or while this server is still
@@ -528,23 +494,38 @@ class MediaService:
         return None
 
     async def _download_url(
-        self, session: Session, file: dl.DownloadedFile, base_url: str
+        self,
+        session: Session,
+        file: dl.DownloadedFile,
+        base_url: str,
+        remote: RemoteMedia | None = None,
     ) -> str | None:
+        """A link to the download; one still beside the browser (in its directory here, or on
+        its node) is stored first (it would be at the session's end anyway), so the link works
+        at once."""
         key = layout.download_key(session.project_id, session.id, file.name)
-        directory = self._downloads_here(session)
-        if directory is not None:
-            # Still in the browser's directory: the file is stored now (it would be at the
-            # session's end anyway), so the link works at once.
-            source = directory / file.name
-            try:
-                await self._blobs.put_file(key, source)
-            except (StorageError, OSError) as error:
-                log.warning("download %r not served: %s", file.name, error)
-                return None
+        directory = self._downloads_here(session) if remote is None else None
+        try:
+            if remote is not None:
+                await self._store_remote(remote, file, key)
+            elif directory is not None:
+                await self._blobs.put_file(key, directory / file.name)
+        except (StorageError, OSError) as error:
+            log.warning("download %r not served: %s", file.name, error)
+            return None
         try:
             return await self._link(key, self._config.download_link_ttl, file.name, base_url)
         except StorageError:
             return None
+
+    async def _store_remote(self, remote: RemoteMedia, file: dl.DownloadedFile, key: str) -> None:
+        """Fetched from its node into the work dir, then moved into the store."""
+        fetched = self._config.work_dir / f".{uuid.uuid4()}.download"
+        try:
+            await remote.fetch_download(file, fetched)
+            await self._blobs.put_file(key, fetched, move=True)
+        finally:
+            await asyncio.to_thread(fetched.unlink, True)
 
     async def _stored_downloads(
         self, session: Session, after: str | None, limit: int
