@@ -447,6 +447,10 @@ async def test_a_connection_finishing_its_upgrade_after_close_is_refused(served:
 # --- the policy, attacked through the real gateway and Chromium ----------------------------
 
 
+# Puts a command past the gateway's off-loop threshold (1 MiB): judged on a worker thread.
+BIG_PADDING = "x" * (2 * 1024 * 1024)
+
+
 async def browser_ws(served: Served) -> ClientConnection:
     version = (await served.http.get(f"{served.cdp_url}/json/version")).json()
     return await connect(version["webSocketDebuggerUrl"], max_size=None)
@@ -470,6 +474,17 @@ async def raw_answer(ws: ClientConnection, text: str, command_id: int) -> dict[s
         '{"id": 2, "method": "Browser.\\u0063lose"}',
         '{"id": 2, "method": "Runtime.evaluate", "method": "Browser.close"}',
         '[{"id": 2, "method": "Browser.close"}]',
+        # Over the size judged on a worker thread: the same policy, off the loop.
+        pytest.param(
+            '{"id": 2, "method": "Browser.close", "params": {"pad": "' + BIG_PADDING + '"}}',
+            id="big-browser-close",
+        ),
+        pytest.param(
+            '{"id": 2, "method": "Runtime.evaluate", "method": "Browser.close", "p": "'
+            + BIG_PADDING
+            + '"}',
+            id="big-duplicate-method",
+        ),
     ],
 )
 async def test_no_spelling_of_ending_the_browser_ends_it(served: Served, attack: str) -> None:
@@ -499,6 +514,7 @@ async def test_page_javascript_gets_no_cdp_binding(served: Served) -> None:
         ("Page.navigate", {"url": " FILE:///etc/hostname"}),
         ("Page.navigate", {"url": "view-source:file:///etc/passwd"}),
         ("Page.navigate", {"url": "chrome://version"}),
+        ("Page.navigate", {"url": "file:///etc/passwd", "referrer": "https://a/" + BIG_PADDING}),
         (
             "Network.loadNetworkResource",
             {
