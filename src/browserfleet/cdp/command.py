@@ -1,17 +1,19 @@
 """A client's CDP message, parsed strictly, and the one serialization that goes on to Chrome.
 
-Pure. Chrome never sees the client's bytes: it sees `Command.encode()`, a canonical JSON text of
-exactly what was checked, so no quirk of Chrome's JSON reader (duplicate keys, escapes, number
-forms) can make it read a command other than the one the policy decided on.
+Pure. Chrome sees either the client's own bytes, when they are plain (no escape, no repeated
+key: text every JSON reader reads alike) and the policy forwards them unchanged, or
+`Command.encode()`, a canonical JSON text of exactly what was checked; so no quirk of Chrome's
+JSON reader (duplicate keys, escapes, number forms) can make it read a command other than the
+one the policy decided on.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import orjson
 
 # JSON-RPC error codes, as Chrome itself uses them for malformed messages.
@@ -53,8 +55,8 @@ class CommandError(Exception):
 class Command:
     """One client command: an integer id, a method, an object of params, maybe a session.
 
-    `plain`: it was read from text with no escape and no repeated key, which any JSON reader
-    reads alike, so the client's own bytes may go to Chrome unchanged. A rewritten copy
+    `plain`: it was read from text with no escape and no repeated key in any object, which any
+    JSON reader reads alike, so the client's own bytes may go to Chrome unchanged. A rewritten copy
     (`dataclasses.replace`) is a new object: only the very command parsed may use them.
     """
 
@@ -97,27 +99,58 @@ def parse_command(payload: bytes) -> Command:
     0..2^31-1, a missing or non-string method, params that are not an object, a non-string
     sessionId, any other field.
     """
-    if b"\\" not in payload:  # the hot path: a plain, valid command, checked in one go
-        keys = _KEY.findall(payload)
-        if len(keys) == len(set(keys)):
-            try:
-                value = orjson.loads(payload)
-            except orjson.JSONDecodeError as exc:
-                raise CommandError(PARSE_ERROR, f"Message is not strict JSON: {exc}") from None
-            if type(value) is dict and len(value) <= len(_KNOWN_KEYS):
-                command_id, method = value.get("id"), value.get("method")
-                params, session_id = value.get("params", {}), value.get("sessionId")
-                if (
-                    type(command_id) is int
-                    and 0 <= command_id <= MAX_ID
-                    and type(method) is str
-                    and method
-                    and type(params) is dict
-                    and (session_id is None or type(session_id) is str)
-                    and value.keys() <= _KNOWN_KEYS
-                ):
-                    return _plain_command(command_id, method, params, session_id)
+    envelope = plain_envelope(payload)
+    if envelope is not None:  # the hot path: a plain, valid command, checked in one go
+        params, session_id = envelope.params, envelope.sessionId
+        return _plain_command(
+            envelope.id,
+            envelope.method,
+            {} if params is msgspec.UNSET else params,
+            None if session_id is msgspec.UNSET else session_id,
+        )
     return _parse_strictly(payload)
+
+
+class Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    """A command's fields, as msgspec reads them and checks their types in one pass (C):
+    the same rules `_parse_strictly` applies one by one. UNSET: the field is absent."""
+
+    id: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
+    method: Annotated[str, msgspec.Meta(min_length=1)]
+    params: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    sessionId: str | msgspec.UnsetType | None = msgspec.UNSET  # the wire name
+
+
+_read_envelope = msgspec.json.Decoder(Envelope).decode
+_encode = msgspec.json.Encoder().encode  # any JSON value (integers past 64 bits too)
+# Nesting deeper than this is refused (orjson's limit is 1024); only a text longer than twice
+# it can nest that deep, so shorter ones skip counting brackets.
+MAX_DEPTH = 1000
+
+
+def plain_envelope(payload: bytes) -> Envelope | None:
+    """The fields of `payload` when it is a plain command: a valid one (as parse_command says)
+    in text with no escape and no repeated key in any object, which every JSON reader reads
+    alike, so the client's own bytes may go on to Chrome. None for anything else (valid or not:
+    parse_command's general way decides).
+
+    The hot path of every client message, so its checks are C calls: msgspec reads the text
+    and checks the fields' types; a repeated key shows in the quotes. Without escapes every
+    quote opens or closes a string and no string holds one, so the text has two quotes per key
+    and string value, and so has msgspec's encoding of what it read, unless a repeated key (and
+    maybe its value) was dropped by the reading.
+    """
+    if b"\\" in payload:
+        return None
+    if len(payload) > 2 * MAX_DEPTH and payload.count(b"[") + payload.count(b"{") > MAX_DEPTH:
+        return None  # maybe deeper than any reader should take; _parse_strictly decides
+    try:
+        envelope = _read_envelope(payload)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if payload.count(b'"') != _encode(envelope).count(b'"'):
+        return None
+    return envelope
 
 
 def _plain_command(
@@ -191,19 +224,16 @@ def _parse_strictly(payload: bytes) -> Command:
     return command
 
 
-# A key token in JSON text without backslashes: a string followed by a colon.
-_KEY = re.compile(rb'"([^"]*)"[ \t\r\n]*:')
-
-
 def _loads(payload: bytes) -> tuple[Any, bool]:
-    """Strict JSON. Text with no backslash has no escapes, so its keys are literal and a
-    repeated key shows as a repeated key token: without one, orjson (strict UTF-8, no NaN, no
-    lone surrogate, bounded depth) decides alone. Anything else takes the standard library's
-    reader with a duplicate check in every object."""
+    """Strict JSON, and whether it is plain (plain_envelope's rule: no escape, no key dropped
+    as repeated). Text with no backslash has no escapes, so a repeated key drops two quotes or
+    more from orjson's reading (strict UTF-8, no NaN, no lone surrogate, bounded depth): without
+    one, orjson decides alone. Anything else takes the standard library's reader with a
+    duplicate check in every object."""
     if b"\\" not in payload:
-        keys = _KEY.findall(payload)
-        if len(keys) == len(set(keys)):
-            return orjson.loads(payload), True
+        value = orjson.loads(payload)
+        if payload.count(b'"') == _encode(value).count(b'"'):
+            return value, True
     return _DECODER.decode(payload.decode("utf-8")), False
 
 

@@ -37,7 +37,14 @@ from browserfleet.cdp.frames import (
     single_text_frame,
 )
 from browserfleet.cdp.handshake import HEAD_END, MAX_HEAD, HandshakeError, refusal
-from browserfleet.cdp.policy import Count, Forward, Reply, SessionPolicy, decide
+from browserfleet.cdp.policy import (
+    Count,
+    Forward,
+    Reply,
+    SessionPolicy,
+    decide,
+    forwarded_unchanged,
+)
 
 # Close codes sent to clients. The token was closed (session stopped) or the server is going
 # down: the endpoint goes away, which is 1001; 1011 when the browser side failed unexpectedly.
@@ -178,6 +185,9 @@ class Relay:
         payload = apply_mask(data[start:], data[start - 4 : start])
         if len(payload) >= self._off_loop_bytes:
             self._judge_off_loop(payload, data, [])
+            return True
+        if forwarded_unchanged(payload):  # most commands: no Command is built
+            self._to_browser(data)
             return True
         held = self._judge(payload, raw=data)
         if held is not None and self._count is not None:

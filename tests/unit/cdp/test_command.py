@@ -12,6 +12,7 @@ from browserfleet.cdp.command import (
     Command,
     CommandError,
     parse_command,
+    plain_envelope,
 )
 
 
@@ -97,9 +98,13 @@ def test_numbers_past_64_bits_and_escapes_survive_the_round_trip() -> None:
         b'{"id": 1, "method": "A.b", "params": {"a": 1, "a": 2}}',  # plain text: fast path
         b'{"id": 1, "method": "A.b", "params": {"a": 1, "\\u0061": 2}}',  # escaped: slow path
         b'{"id": 1, "method": "A.b", "params": {"x": {"k": 1}, "y": {"k": 1, "k": 1}}}',
+        # escaped quotes the re-encoding writes as \" would make up for the quotes of the
+        # dropped key: text with a backslash never takes the quote-counting way
+        b'{"id": 1, "method": "A.b", "params": {"k": 1, "k": "\\u0022\\u0022"}}',
     ],
 )
 def test_duplicates_are_found_whichever_reader_runs(message: bytes) -> None:
+    assert plain_envelope(message) is None
     with pytest.raises(CommandError):
         parse_command(message)
 
