@@ -21,3 +21,20 @@ async def until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what or check}")
         await asyncio.sleep(interval)
+
+
+async def settled(
+    read: Callable[[], int], quiet_s: float = 0.3, timeout: float = 10.0, what: str = ""
+) -> int:
+    """read()'s value once it has not changed for `quiet_s` (a writer blocked by full buffers,
+    say); fail the test if it still moves after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = read(), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what or read} still changing after {timeout}s")
+        await asyncio.sleep(0.01)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
