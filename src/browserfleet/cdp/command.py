@@ -122,9 +122,10 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _read_envelope = msgspec.json.Decoder(Envelope).decode
+_read_any = msgspec.json.Decoder().decode  # any JSON value; integers past 64 bits stay exact
 _encode = msgspec.json.Encoder().encode  # any JSON value (integers past 64 bits too)
-# Nesting deeper than this is refused (orjson's limit is 1024); only a text longer than twice
-# it can nest that deep, so shorter ones skip counting brackets.
+# Nesting deeper than this is refused (msgspec stops near Python's recursion limit); only a
+# text longer than twice it can nest that deep, so shorter ones skip counting brackets.
 MAX_DEPTH = 1000
 
 
@@ -227,11 +228,12 @@ def _parse_strictly(payload: bytes) -> Command:
 def _loads(payload: bytes) -> tuple[Any, bool]:
     """Strict JSON, and whether it is plain (plain_envelope's rule: no escape, no key dropped
     as repeated). Text with no backslash has no escapes, so a repeated key drops two quotes or
-    more from orjson's reading (strict UTF-8, no NaN, no lone surrogate, bounded depth): without
-    one, orjson decides alone. Anything else takes the standard library's reader with a
-    duplicate check in every object."""
+    more from msgspec's reading (strict UTF-8, no NaN, no lone surrogate, integers of any size
+    kept exact, bounded depth): without one, msgspec decides alone, reading every number as
+    plain_envelope does. Anything else takes the standard library's reader with a duplicate
+    check in every object."""
     if b"\\" not in payload:
-        value = orjson.loads(payload)
+        value = _read_any(payload)
         if payload.count(b'"') == _encode(value).count(b'"'):
             return value, True
     return _DECODER.decode(payload.decode("utf-8")), False

@@ -8,6 +8,7 @@ import pytest
 
 from browserfleet.cdp.command import (
     INVALID_REQUEST,
+    MAX_DEPTH,
     PARSE_ERROR,
     Command,
     CommandError,
@@ -90,6 +91,17 @@ def test_numbers_past_64_bits_and_escapes_survive_the_round_trip() -> None:
     escaped = b'{"id": 1, "method": "A.\\u0062", "params": {"s": "\\ud83d\\ude00"}}'
     command = parse_command(escaped)
     assert (command.method, command.params["s"]) == ("A.b", "\U0001f600")
+
+
+def test_the_general_way_reads_integers_past_64_bits_exactly_as_the_fast_way_does() -> None:
+    # Over 1000 brackets (so the fast way leaves it to the general one), yet shallow.
+    brackets = b"[]," * (MAX_DEPTH + 1)
+    for n in (-(2**63) - 1, 2**64, 2**70):
+        text = b'{"id":1,"method":"A.b","params":{"b":[' + brackets + b'[]],"n":%d}}' % n
+        assert plain_envelope(text) is None
+        command = parse_command(text)
+        assert command.plain and command.params["n"] == n
+        assert json.loads(command.encode())["params"]["n"] == n
 
 
 @pytest.mark.parametrize(
