@@ -13,7 +13,8 @@ STAMP := $(VENV)/.browserfleet-dev.stamp
 # lockfile; the stamp inside node_modules makes it a no-op until the lockfile changes.
 JS_DIR := tests/support/js
 JS_STAMP := $(JS_DIR)/node_modules/.browserfleet.stamp
-APT_PACKAGES := chromium chromium-headless-shell ffmpeg bubblewrap
+# gcc builds the gateway's hot path (src/browserfleet/cdp/_plain.c) at pip install.
+APT_PACKAGES := chromium chromium-headless-shell ffmpeg bubblewrap gcc
 # For the tests only (`make serve` runs on SQLite): they start throwaway servers of their own,
 # never the system's (Redis backs the GCS of the cluster test whose head is restarted).
 TEST_APT_PACKAGES := postgresql redis-server
@@ -28,7 +29,7 @@ GATEWAY_ARGS ?=
 .PHONY: help setup system-deps test-system-deps apt-packages js-deps serve test lint bench clean distclean
 
 help:
-	@echo "make setup      install Debian's chromium, chromium-headless-shell, ffmpeg, bubblewrap; create $(VENV); pip install -e '.[dev]'"
+	@echo "make setup      install Debian's chromium, chromium-headless-shell, ffmpeg, bubblewrap, gcc; create $(VENV); pip install -e '.[dev]'"
 	@echo "make serve      run the server (SERVE_ARGS='--port 8000 --data-dir DIR ...')"
 	@echo "make test       also install Debian's postgresql, redis-server, nodejs, npm and the tests' npm packages; run the whole pytest suite (PYTEST_ARGS='tests/unit -x ...')"
 	@echo "make lint       ruff check, ruff format --check, mypy --strict (package, benchmarks, tests), lint-imports"
@@ -73,6 +74,9 @@ apt-packages:
 	if [ ! -e "$(VENV)/pyvenv.cfg" ] && ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
 	  missing="$$missing python3-venv"; \
 	fi; \
+	if ! $(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("include"), "Python.h")))' 2>/dev/null; then \
+	  missing="$$missing python3-dev"; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "==> apt-get install$$missing"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
@@ -86,7 +90,7 @@ $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml $(VENV)/pyvenv.cfg
+$(STAMP): pyproject.toml setup.py src/browserfleet/cdp/_plain.c $(VENV)/pyvenv.cfg
 	@echo "==> pip install -e '.[dev]'"
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from websockets.speedups import apply_mask
 
+from browserfleet.cdp._plain import plain_method
 from browserfleet.cdp.command import Command, CommandError, parse_command
 from browserfleet.cdp.frames import (
     OP_CLOSE,
@@ -38,6 +39,7 @@ from browserfleet.cdp.frames import (
 )
 from browserfleet.cdp.handshake import HEAD_END, MAX_HEAD, HandshakeError, refusal
 from browserfleet.cdp.policy import (
+    RULES,
     Count,
     Forward,
     Reply,
@@ -120,6 +122,8 @@ class Relay:
         self._reader = MessageReader(limits.max_message_bytes, limits.max_fragments)
         self._max_message = limits.max_message_bytes
         self._off_loop_bytes = limits.off_loop_bytes
+        # What plain_method may take: a message within the cap, and small enough for the loop.
+        self._plain_limit = min(limits.max_message_bytes, limits.off_loop_bytes - 1)
         self._count = count
         self._boundaries = MessageBoundaries()
         self._pending: list[bytes] = []  # our replies, waiting for the end of Chrome's message
@@ -178,7 +182,13 @@ class Relay:
 
     def _one_command(self, data: bytes) -> bool:
         """The hot path: `data` is exactly one whole, masked text frame within the cap. Judged
-        like any message; a plain command forwarded unchanged goes on as the client's bytes."""
+        like any message; a plain command forwarded unchanged goes on as the client's bytes.
+        Most commands are settled by the first two lines: one C call reads the frame (a plain
+        command of printable ASCII, see _plain.c), and the policy has no rule for its method."""
+        method = plain_method(data, self._plain_limit)
+        if method is not None and method not in RULES:
+            self._to_browser(data)
+            return True
         start = single_text_frame(data)
         if start is None or len(data) - start > self._max_message:
             return False  # the general path reads it (and ends the relay with the right code)

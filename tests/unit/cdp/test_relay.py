@@ -264,6 +264,26 @@ async def test_a_message_over_the_cap_closes_with_1009_before_it_is_buffered() -
     assert sides.browser.aborted
 
 
+async def test_a_plain_command_over_the_cap_is_not_forwarded_but_closes_with_1009() -> None:
+    text = command("Runtime.evaluate", 1, expression="x" * 200)
+    sides = Sides(limits=RelayLimits(max_message_bytes=len(text) - 1))
+    sides.relay.from_client(client_frame(OP_TEXT, text))
+    assert close_code(bytes(sides.client.written)) == MESSAGE_TOO_BIG
+    assert sides.browser.written == b"" and sides.browser.aborted
+
+
+async def test_a_plain_command_of_a_method_with_a_rule_is_judged_by_it() -> None:
+    sides = Sides()
+    sides.relay.from_client(client_frame(OP_TEXT, b'{"id":3,"method":"Browser.crash"}'))
+    assert sides.browser.written == b""
+    assert sides.to_client() == [{"id": 3, "result": {}}]
+    navigate = b'{"id":4,"method":"Page.navigate","params":{"url":"file:///etc/passwd"}}'
+    sides.relay.from_client(client_frame(OP_TEXT, navigate))
+    assert sides.browser.written == b""
+    assert [reply["id"] for reply in sides.to_client()] == [3, 4]  # type: ignore[index]
+    assert "error" in sides.to_client()[1]  # type: ignore[operator]
+
+
 async def test_a_capped_command_holds_later_messages_until_counted() -> None:
     pending: list[Callable[[bytes | None], None]] = []
     sides = Sides(count=lambda _held, done: pending.append(done))
