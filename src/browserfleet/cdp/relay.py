@@ -196,7 +196,9 @@ class Relay:
         if len(payload) >= self._off_loop_bytes:
             self._judge_off_loop(payload, data, [])
             return True
-        if forwarded_unchanged(payload):  # most commands: no Command is built
+        # A method the C call read has a rule (else it went on above): only _judge can tell.
+        # The others (non-ASCII text, escapes, ...) may still be plain and ruleless.
+        if method is None and forwarded_unchanged(payload):  # no Command is built
             self._to_browser(data)
             return True
         held = self._judge(payload, raw=data)

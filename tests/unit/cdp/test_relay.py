@@ -272,6 +272,15 @@ async def test_a_plain_command_over_the_cap_is_not_forwarded_but_closes_with_100
     assert sides.browser.written == b"" and sides.browser.aborted
 
 
+async def test_a_plain_command_the_c_scanner_leaves_aside_still_goes_on_as_it_came() -> None:
+    sides = Sides()
+    frame = client_frame(
+        OP_TEXT, '{"id":2,"method":"Input.insertText","params":{"text":"é"}}'.encode()
+    )
+    sides.relay.from_client(frame)
+    assert bytes(sides.browser.written) == frame  # non-ASCII: the Python reading took it
+
+
 async def test_a_plain_command_of_a_method_with_a_rule_is_judged_by_it() -> None:
     sides = Sides()
     sides.relay.from_client(client_frame(OP_TEXT, b'{"id":3,"method":"Browser.crash"}'))
