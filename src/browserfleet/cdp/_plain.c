@@ -35,7 +35,9 @@
 #define MAX_NUMBER 20
 #define MAX_EXPONENT_DIGITS 2
 #define MAX_ID 2147483647L
-#define ON_STACK 4096
+#ifndef ON_STACK /* payloads up to this size are unmasked on the stack; the sanitizers' build */
+#define ON_STACK 4096 /* sets it to 0, so each payload is a heap block of its exact size */
+#endif
 
 typedef struct {
     const unsigned char *start;
@@ -310,7 +312,7 @@ static PyObject *plain_method(PyObject *module, PyObject *const *args, Py_ssize_
     if (start + length != size || length > limit || length > MAX_PAYLOAD)
         Py_RETURN_NONE;
 
-    unsigned char on_stack[ON_STACK];
+    unsigned char on_stack[ON_STACK > 0 ? ON_STACK : 1];
     unsigned char *payload = on_stack;
     if (length > ON_STACK && (payload = PyMem_Malloc((size_t)length)) == NULL)
         return PyErr_NoMemory();
