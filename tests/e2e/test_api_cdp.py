@@ -7,14 +7,14 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
 import pytest
-from fleet_server import Janitor, Server, money, wait_for
+from fleet_server import Janitor, Server, creates, metric, money, wait_for
 from pages import PageServer
 from playwright.sync_api import Error as PlaywrightError
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -234,6 +234,69 @@ def test_a_clients_browser_close_does_not_end_the_session(
         assert page.title() == "browserfleet e2e index"
     finally:
         browser.close()
+
+
+# Each sent as plain ASCII text, so the gateway's compiled hot path reads it first: what it
+# says yes to must still meet the policy's rule for the method, and what it cannot read must
+# still be refused by the Python reading.
+BROWSER_LEVEL_ATTACKS = [
+    '{"id":101,"method":"Browser.close"}',
+    '{"id":102,"method":"Browser.crash","params":{}}',
+    '{"id":103, "method": "Browser.crashGpuProcess"}',
+    '{"id":104,"method":"Target.createBrowserContext","params":{"proxyServer":"127.0.0.1:1"}}',
+    '{"id":105,"method":"Runtime.evaluate","method":"Browser.close"}',
+    '{"id":106,"method":"Browser.getVersion","params":{"a":{"b":1,"b":2}}}',
+]
+PAGE_LEVEL_ATTACKS = [
+    '{"id":201,"method":"Page.navigate","params":{"url":"file:///etc/passwd"}}',
+    '{"id":202,"method":"Page.navigate","params":{"url":"chrome://version"}}',
+]
+
+
+def answer_to(ws: ClientConnection, text: str) -> Any:
+    """The answer to `text`: the message with its id, or an error naming none (a message that
+    is not strict JSON gets no id back); events in between are skipped."""
+    ws.send(text)
+    wanted = json.loads(text)["id"]
+    while True:
+        message = json.loads(ws.recv(timeout=15))
+        if message.get("id") == wanted or ("error" in message and "id" not in message):
+            return message
+
+
+@pytest.mark.parametrize("pooled", [True, False], ids=["pooled", "cold"])
+def test_forbidden_commands_in_plain_text_are_answered_here_on_pooled_and_cold_sessions(
+    make_server: Callable[..., Server],
+    janitor: Janitor,
+    pages: PageServer,
+    playwright: Any,
+    pooled: bool,
+) -> None:
+    server = make_server(BROWSERFLEET_BROWSER__POOL_SIZE="1" if pooled else "0")
+    if pooled:
+        wait_for(lambda: metric(server, "browserfleet_pool_ready") >= 1, 60, what="pool ready")
+    view = janitor.create(server, timeout=3)
+    assert creates(server, "pool" if pooled else "cold") == 1
+    browser = playwright.chromium.connect_over_cdp(view["cdpUrl"], timeout=20_000)
+    try:
+        page = first_page(browser)
+        page.goto(pages.url("/"))
+        with connect(browser_ws_url(view["cdpUrl"]), max_size=None, open_timeout=10) as ws:
+            answers = [answer_to(ws, text) for text in BROWSER_LEVEL_ATTACKS]
+        # The session's own ends are the API's: Chrome never saw these three.
+        assert [a.get("result") for a in answers[:3]] == [{}, {}, {}], answers
+        # A context with its own proxy would bypass the egress guard; the rest are not strict.
+        assert all("error" in a for a in answers[3:]), answers
+        with connect(page_ws_url(view["cdpUrl"], pages.url("/")), max_size=None) as ws:
+            navigations = [answer_to(ws, text) for text in PAGE_LEVEL_ATTACKS]
+        assert all("error" in a for a in navigations), navigations
+        assert page.evaluate("location.href") == pages.url("/")
+        page.goto(pages.url("/second"))
+        assert page.locator("#marker").inner_text() == "second-page-marker"
+    finally:
+        browser.close()
+    with server.http() as client:
+        assert client.get(f"/browsers/{view['id']}").json()["status"] == "active"
 
 
 def test_stop_closes_every_socket_and_discovery_answers_404(
